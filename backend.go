@@ -1,0 +1,121 @@
+// Package penguinmails is a Vault secrets engine that keeps the credentials of a
+// multi-tenant email platform: SMTP logins, provider API keys, DKIM and SSH keys.
+// Every secret is versioned, carries rotation metadata, and is rotated by hand,
+// after an incident, or on schedule by the backend's PeriodicFunc.
+package penguinmails
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/helper/locksutil"
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+// Version is the plugin's semantic version. The Makefile sets it at link time
+// so that it matches the -version given to `vault plugin register`.
+var Version = "v0.1.0-dev"
+
+// operationPrefix names the OpenAPI operations of this engine.
+const operationPrefix = "penguinmails"
+
+// Factory is the logical.Factory that Vault calls once per mount.
+func Factory(ctx context.Context, conf *logical.BackendConfig) (logical.Backend, error) {
+	b := newBackend(time.Now)
+	if err := b.Setup(ctx, conf); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// backend holds everything one mount needs. Nothing lives in package globals:
+// the plugin process serves many mounts at once (ServeMultiplex).
+type backend struct {
+	*framework.Backend
+
+	// clock is injected so that tests can move time; production uses time.Now.
+	clock func() time.Time
+
+	// locks serialises writers of the same secret (read-modify-write of one
+	// storage entry); readers take no lock because one Get is atomic.
+	locks []*locksutil.LockEntry
+
+	// kinds are the secret types this engine serves, by path prefix.
+	kinds map[string]*secretKind
+
+	// sched is the in-memory index of when each secret next needs work. The
+	// stored timestamps are the truth; the index only saves a full scan.
+	sched *scheduler
+
+	// cfgMu guards the cached engine configuration.
+	cfgMu sync.RWMutex
+	cfg   *engineConfig
+}
+
+func newBackend(clock func() time.Time) *backend {
+	b := &backend{
+		clock: clock,
+		locks: locksutil.CreateLocks(),
+		sched: newScheduler(),
+	}
+	b.kinds = map[string]*secretKind{}
+	for _, k := range []*secretKind{smtpKind()} {
+		b.kinds[k.Name] = k
+	}
+
+	paths := []*framework.Path{pathConfig(b), pathRotateTenant(b)}
+	for _, k := range b.sortedKinds() {
+		paths = append(paths, pathsForKind(b, k)...)
+	}
+	// Must stay last: it turns a malformed secret path into a 400 naming the
+	// offending segment instead of an opaque "unsupported path".
+	paths = append(paths, pathMalformed(b))
+
+	b.Backend = &framework.Backend{
+		Help:        strings.TrimSpace(backendHelp),
+		BackendType: logical.TypeLogical,
+		PathsSpecial: &logical.Paths{
+			// Everything under these prefixes is secret material or policy.
+			SealWrapStorage: []string{configStoragePath, secretsStoragePrefix},
+		},
+		Paths:          paths,
+		PeriodicFunc:   b.periodic,
+		Invalidate:     b.invalidate,
+		Clean:          b.clean,
+		RunningVersion: Version,
+	}
+	return b
+}
+
+// now returns the current time in UTC from the injected clock.
+func (b *backend) now() time.Time { return b.clock().UTC() }
+
+// invalidate drops cached state when another node changes it (performance
+// standbys and secondaries receive storage invalidations).
+func (b *backend) invalidate(_ context.Context, key string) {
+	if key == configStoragePath {
+		b.cfgMu.Lock()
+		b.cfg = nil
+		b.cfgMu.Unlock()
+		b.sched.reset()
+	}
+}
+
+func (b *backend) clean(_ context.Context) { b.sched.reset() }
+
+const backendHelp = `
+The penguinmails secrets engine keeps the credentials of a multi-tenant email
+platform: SMTP logins, email-provider API keys, DKIM signing keys and SSH keys.
+
+Secrets live at {type}/{tenant}/{name}. Each write or rotation creates a new
+version; the engine keeps max_versions of them, records who created each one,
+and tracks rotation (last_rotated, next_rotation, rotation_status). Rotation
+happens by hand ({type}/{tenant}/{name}/rotate), after an incident (with an
+incident_id), or on schedule for secrets with auto_rotate set.
+
+Defaults per type (rotation period, alert threshold, grace periods,
+max_versions, password policy) are set at "config".
+`

@@ -1,0 +1,242 @@
+package penguinmails
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	hclog "github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/vault/sdk/helper/errutil"
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+// testClock is a clock the tests move by hand.
+type testClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *testClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *testClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.mu.Unlock()
+}
+
+// testEnv is one mounted backend with in-memory storage, a movable clock and a
+// captured log.
+type testEnv struct {
+	t       *testing.T
+	b       *backend
+	storage *logical.InmemStorage
+	clock   *testClock
+	system  *logical.StaticSystemView
+	logs    *syncBuffer
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func newTestEnv(t *testing.T) *testEnv {
+	t.Helper()
+	env := &testEnv{
+		t:       t,
+		storage: &logical.InmemStorage{},
+		clock:   &testClock{now: time.Date(2026, 11, 1, 9, 0, 0, 0, time.UTC)},
+		logs:    &syncBuffer{},
+	}
+	conf := logical.TestBackendConfig()
+	conf.StorageView = env.storage
+	env.system = logical.TestSystemView()
+	conf.System = env.system
+	conf.Logger = hclog.New(&hclog.LoggerOptions{Output: env.logs, Level: hclog.Trace})
+	env.b = newBackend(env.clock.Now)
+	if err := env.b.Setup(context.Background(), conf); err != nil {
+		t.Fatal(err)
+	}
+	return env
+}
+
+// do runs one request as Vault would route it, including the existence check
+// that turns a write into create or update.
+func (env *testEnv) do(op logical.Operation, path string, data map[string]interface{}) (*logical.Response, error) {
+	env.t.Helper()
+	req := &logical.Request{
+		Operation:   op,
+		Path:        path,
+		Data:        data,
+		Storage:     env.storage,
+		DisplayName: "token-tester",
+		EntityID:    "entity-1234",
+	}
+	if op == logical.UpdateOperation || op == logical.CreateOperation {
+		checkFound, exists, err := env.b.HandleExistenceCheck(context.Background(), req)
+		if err != nil {
+			// Vault answers a failed existence check's field validation
+			// with a 400 carrying the message.
+			var ue errutil.UserError
+			if errors.As(err, &ue) {
+				return logical.ErrorResponse(ue.Err), nil
+			}
+			return nil, err
+		}
+		if checkFound {
+			if exists {
+				req.Operation = logical.UpdateOperation
+			} else {
+				req.Operation = logical.CreateOperation
+			}
+		}
+	}
+	return env.b.HandleRequest(context.Background(), req)
+}
+
+// ok runs a request that must succeed and returns its data.
+func (env *testEnv) ok(op logical.Operation, path string, data map[string]interface{}) map[string]interface{} {
+	env.t.Helper()
+	resp, err := env.do(op, path, data)
+	if err != nil {
+		env.t.Fatalf("%s %s: %v", op, path, err)
+	}
+	if resp != nil && resp.IsError() {
+		env.t.Fatalf("%s %s: %v", op, path, resp.Error())
+	}
+	if resp == nil {
+		return nil
+	}
+	return resp.Data
+}
+
+// badRequest runs a request that must be refused as bad input (HTTP 400) and
+// returns the message.
+func (env *testEnv) badRequest(op logical.Operation, path string, data map[string]interface{}) string {
+	env.t.Helper()
+	resp, err := env.do(op, path, data)
+	if err != nil {
+		env.t.Fatalf("%s %s: want a 400 response, got error %v", op, path, err)
+	}
+	if resp == nil || !resp.IsError() {
+		env.t.Fatalf("%s %s: want a 400 response, got %#v", op, path, resp)
+	}
+	if code := statusOf(op, resp, err); code != 400 {
+		env.t.Fatalf("%s %s: want status 400, got %d", op, path, code)
+	}
+	return resp.Error().Error()
+}
+
+// statusOf is the HTTP status Vault would answer for a handler's result:
+// coded errors keep their code, the rest follow logical.RespondErrorCommon.
+func statusOf(op logical.Operation, resp *logical.Response, err error) int {
+	var coded logical.HTTPCodedError
+	if errors.As(err, &coded) {
+		return coded.Code()
+	}
+	code, _ := logical.RespondErrorCommon(&logical.Request{Operation: op}, resp, err)
+	if code == 0 {
+		return 200
+	}
+	return code
+}
+
+// storedKeys lists every key in storage, recursively.
+func (env *testEnv) storedKeys() []string {
+	env.t.Helper()
+	var out []string
+	var walk func(prefix string)
+	walk = func(prefix string) {
+		keys, err := env.storage.List(context.Background(), prefix)
+		if err != nil {
+			env.t.Fatal(err)
+		}
+		for _, k := range keys {
+			if strings.HasSuffix(k, "/") {
+				walk(prefix + k)
+			} else {
+				out = append(out, prefix+k)
+			}
+		}
+	}
+	walk("")
+	return out
+}
+
+// tick runs the periodic function as Vault's rollback manager would.
+func (env *testEnv) tick() {
+	env.t.Helper()
+	req := &logical.Request{Operation: logical.RollbackOperation, Storage: env.storage}
+	if _, err := env.b.HandleRequest(context.Background(), req); err != nil {
+		env.t.Fatalf("periodic: %v", err)
+	}
+}
+
+func TestFactory_ServesHelp(t *testing.T) {
+	conf := logical.TestBackendConfig()
+	conf.StorageView = &logical.InmemStorage{}
+	conf.System.(*logical.StaticSystemView).PluginEnvironment = &logical.PluginEnvironment{VaultVersion: "1.21.0"}
+	b, err := Factory(context.Background(), conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := b.HandleRequest(context.Background(), &logical.Request{Operation: logical.HelpOperation, Path: "", Storage: conf.StorageView})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if help, _ := resp.Data["help"].(string); !strings.Contains(help, "{type}/{tenant}/{name}") {
+		t.Fatalf("root help does not describe the layout: %q", help)
+	}
+}
+
+func TestPathsSpecial_SealWrapsSecretMaterial(t *testing.T) {
+	env := newTestEnv(t)
+	wrapped := env.b.SpecialPaths().SealWrapStorage
+	for _, want := range []string{secretsStoragePrefix, configStoragePath} {
+		found := false
+		for _, w := range wrapped {
+			found = found || w == want
+		}
+		if !found {
+			t.Errorf("storage prefix %q is not seal-wrapped (have %v)", want, wrapped)
+		}
+	}
+}
+
+func TestWritePaths_ForwardToActiveNode(t *testing.T) {
+	env := newTestEnv(t)
+	for _, p := range env.b.Paths {
+		for op, h := range p.Operations {
+			if op == logical.ReadOperation || op == logical.ListOperation || op == logical.HelpOperation {
+				continue
+			}
+			if p.Pattern == pathMalformed(env.b).Pattern {
+				continue // answers 400/404 and writes nothing
+			}
+			props := h.Properties()
+			if !props.ForwardPerformanceStandby || !props.ForwardPerformanceSecondary {
+				t.Errorf("%s %s writes but does not set both forwarding flags", op, p.Pattern)
+			}
+		}
+	}
+}

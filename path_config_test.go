@@ -1,0 +1,70 @@
+package penguinmails
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+func TestConfig_DefaultsFromFeatureDocument(t *testing.T) {
+	env := newTestEnv(t)
+	got := env.ok(logical.ReadOperation, "config", nil)
+	want := map[string]int64{
+		"smtp_rotation_period": 30 * 86400, "smtp_alert_threshold": 7 * 86400,
+		"ssh_rotation_period": 90 * 86400, "ssh_alert_threshold": 14 * 86400, "ssh_grace_period": 86400,
+		"dkim_rotation_period": 365 * 86400, "dkim_alert_threshold": 30 * 86400, "dkim_grace_period": 2 * 86400,
+		"api_key_rotation_period": 90 * 86400, "api_key_alert_threshold": 7 * 86400,
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s = %v, want %d", k, got[k], v)
+		}
+	}
+	if got["max_versions"] != 5 || got["password_policy"] != "" {
+		t.Errorf("max_versions %v, password_policy %q", got["max_versions"], got["password_policy"])
+	}
+}
+
+func TestConfig_WriteKeepsUnsetFieldsAndPersists(t *testing.T) {
+	env := newTestEnv(t)
+	env.ok(logical.UpdateOperation, "config", map[string]interface{}{"smtp_rotation_period": "60d", "max_versions": 10})
+	env.ok(logical.UpdateOperation, "config", map[string]interface{}{"dkim_grace_period": "72h"})
+
+	// A fresh backend on the same storage reads what was written.
+	fresh := newTestEnv(t)
+	fresh.storage = env.storage
+	got := fresh.ok(logical.ReadOperation, "config", nil)
+	if got["smtp_rotation_period"] != int64(60*86400) || got["max_versions"] != 10 || got["dkim_grace_period"] != int64(72*3600) || got["ssh_rotation_period"] != int64(90*86400) {
+		t.Fatalf("config after two partial writes: %v", got)
+	}
+}
+
+func TestConfig_RejectsNonsense(t *testing.T) {
+	cases := map[string]struct {
+		in      map[string]interface{}
+		mention []string
+	}{
+		"negative period":        {map[string]interface{}{"ssh_rotation_period": -1}, []string{"ssh_rotation_period", "negative"}},
+		"negative grace":         {map[string]interface{}{"dkim_grace_period": -60}, []string{"dkim_grace_period"}},
+		"threshold above period": {map[string]interface{}{"smtp_alert_threshold": "31d"}, []string{"smtp_alert_threshold", "smtp_rotation_period"}},
+		"period below threshold": {map[string]interface{}{"dkim_rotation_period": "10d"}, []string{"dkim_alert_threshold", "dkim_rotation_period"}},
+		"max_versions zero":      {map[string]interface{}{"max_versions": 0}, []string{"max_versions", "between 1 and"}},
+		"max_versions huge":      {map[string]interface{}{"max_versions": 1000}, []string{"max_versions"}},
+		"duration garbage":       {map[string]interface{}{"smtp_rotation_period": "soon"}, []string{"smtp_rotation_period"}},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			env := newTestEnv(t)
+			msg := env.badRequest(logical.UpdateOperation, "config", tc.in)
+			for _, m := range tc.mention {
+				if !strings.Contains(msg, m) {
+					t.Errorf("message %q does not mention %q", msg, m)
+				}
+			}
+			if keys := env.storedKeys(); len(keys) != 0 {
+				t.Errorf("refused config was stored: %v", keys)
+			}
+		})
+	}
+}

@@ -1,0 +1,183 @@
+package penguinmails
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+// Bounds on free text recorded in history.
+const (
+	maxReasonLen     = 512
+	maxIncidentIDLen = 128
+)
+
+func rotationFields() map[string]*framework.FieldSchema {
+	return map[string]*framework.FieldSchema{
+		"reason": {Type: framework.TypeString,
+			Description: fmt.Sprintf("Why the secret is rotated; kept in the rotation history (at most %d characters).", maxReasonLen)},
+		"incident_id": {Type: framework.TypeString,
+			Description: "Security incident this rotation responds to, for example INC-2026-001. When set, the history records the trigger as \"event\"."},
+	}
+}
+
+// rotationFrom reads reason and incident_id. A rotation that names an
+// incident is event-triggered; otherwise it is manual.
+func rotationFrom(req *logical.Request, d *framework.FieldData) (rotation, error) {
+	r := rotation{
+		Trigger:    triggerManual,
+		Reason:     strings.TrimSpace(d.Get("reason").(string)),
+		IncidentID: strings.TrimSpace(d.Get("incident_id").(string)),
+		Actor:      actorOf(req),
+	}
+	if len(r.Reason) > maxReasonLen {
+		return r, badInput("reason is too long: at most %d characters", maxReasonLen)
+	}
+	if len(r.IncidentID) > maxIncidentIDLen {
+		return r, badInput("incident_id is too long: at most %d characters", maxIncidentIDLen)
+	}
+	if r.IncidentID != "" {
+		r.Trigger = triggerEvent
+	}
+	return r, nil
+}
+
+func pathRotateSecret(b *backend, k *secretKind) *framework.Path {
+	fields := rotationFields()
+	fields["tenant"] = tenantField()
+	fields["name"] = nameField(k)
+	return &framework.Path{
+		Pattern:      k.Name + "/" + tenantSegment + "/" + nameSegment + "/rotate",
+		DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationVerb: "rotate", OperationSuffix: k.Name},
+		Fields:       fields,
+		Operations: map[logical.Operation]framework.OperationHandler{
+			logical.UpdateOperation: &framework.PathOperation{
+				Callback:                    b.handle(b.rotateOne(k)),
+				Summary:                     "Rotate a " + k.Title + " now: generate a new version and make it current.",
+				ForwardPerformanceStandby:   true,
+				ForwardPerformanceSecondary: true,
+			},
+		},
+		HelpSynopsis: "Rotate a " + k.Title + " now.",
+		HelpDescription: "Generates new secret material and stores it as the next version. The previous version " +
+			"stays readable with version=N until max_versions pushes it out. The rotation is recorded in the " +
+			"history with the reason, the incident_id and who asked for it.",
+	}
+}
+
+func (b *backend) rotateOne(k *secretKind) framework.OperationFunc {
+	return func(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+		ref, err := refFrom(k, d)
+		if err != nil {
+			return nil, err
+		}
+		r, err := rotationFrom(req, d)
+		if err != nil {
+			return nil, err
+		}
+		e, err := b.rotateStored(ctx, req.Storage, k, ref.tenant, ref.name, r)
+		if err != nil {
+			return nil, err
+		}
+		if e == nil {
+			return nil, notFound("no %s at %s", k.Title, ref.path())
+		}
+		cfg, err := b.config(ctx, req.Storage)
+		if err != nil {
+			return nil, err
+		}
+		data := rotationView(e, k.policy(cfg), b.now())
+		data["version"] = e.CurrentVersion
+		data["previous_version"] = e.CurrentVersion - 1
+		return &logical.Response{Data: data}, nil
+	}
+}
+
+// pathRotateTenant rotates every secret of one tenant, for incident response.
+func pathRotateTenant(b *backend) *framework.Path {
+	fields := rotationFields()
+	fields["tenant"] = tenantField()
+	fields["types"] = &framework.FieldSchema{Type: framework.TypeCommaStringSlice,
+		Description: "Secret types to rotate (for example smtp,ssh). Empty: every type."}
+	return &framework.Path{
+		Pattern:      "rotate-tenant/" + tenantSegment,
+		DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationVerb: "rotate", OperationSuffix: "tenant"},
+		Fields:       fields,
+		Operations: map[logical.Operation]framework.OperationHandler{
+			logical.UpdateOperation: &framework.PathOperation{
+				Callback:                    b.handle(b.rotateTenant),
+				Summary:                     "Rotate every secret of a tenant, for example after an incident.",
+				ForwardPerformanceStandby:   true,
+				ForwardPerformanceSecondary: true,
+			},
+		},
+		HelpSynopsis: "Rotate every secret of one tenant.",
+		HelpDescription: "Rotates each secret of the tenant (optionally only the listed types) one by one and " +
+			"reports which were rotated and which failed. It can be repeated safely: a repeat rotates again " +
+			"rather than skipping, so run it once per incident.",
+	}
+}
+
+func (b *backend) rotateTenant(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	tenant := d.Get("tenant").(string)
+	if err := validateIdentifier("tenant", tenant); err != nil {
+		return nil, err
+	}
+	r, err := rotationFrom(req, d)
+	if err != nil {
+		return nil, err
+	}
+	kinds, err := b.kindsNamed(d.Get("types").([]string))
+	if err != nil {
+		return nil, err
+	}
+	rotated := []string{}
+	failed := map[string]interface{}{}
+	for _, k := range kinds {
+		names, err := listChildren(ctx, req.Storage, secretsStoragePrefix+k.Name+"/"+tenant+"/")
+		if err != nil {
+			return nil, err
+		}
+		for _, name := range names {
+			path := k.Name + "/" + tenant + "/" + name
+			e, err := b.rotateStored(ctx, req.Storage, k, tenant, name, r)
+			switch {
+			case err != nil:
+				failed[path] = err.Error()
+			case e != nil:
+				rotated = append(rotated, fmt.Sprintf("%s (version %d)", path, e.CurrentVersion))
+			}
+		}
+	}
+	resp := &logical.Response{Data: map[string]interface{}{
+		"tenant": tenant, "rotated": rotated, "failed": failed,
+		"rotated_count": len(rotated), "failed_count": len(failed),
+	}}
+	if len(failed) > 0 {
+		resp.AddWarning(fmt.Sprintf("%d secret(s) failed to rotate; see failed", len(failed)))
+	}
+	return resp, nil
+}
+
+// kindsNamed resolves a types list; empty means every type.
+func (b *backend) kindsNamed(names []string) ([]*secretKind, error) {
+	if len(names) == 0 {
+		return b.sortedKinds(), nil
+	}
+	var kinds []*secretKind
+	for _, n := range names {
+		k := b.kinds[strings.TrimSpace(n)]
+		if k == nil {
+			valid := make([]string, 0, len(b.kinds))
+			for _, vk := range b.sortedKinds() {
+				valid = append(valid, vk.Name)
+			}
+			return nil, badInput("invalid types entry %s: must be one of %s", quoteShort(n), strings.Join(valid, ", "))
+		}
+		kinds = append(kinds, k)
+	}
+	return kinds, nil
+}

@@ -1,0 +1,446 @@
+package penguinmails
+
+import (
+	"context"
+	"encoding/json"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/helper/consts"
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+func smtpInput() map[string]interface{} {
+	return map[string]interface{}{
+		"username": "admin@example.com", "password": "s3cret-Password-1",
+		"host": "smtp.example.com", "port": 587, "encryption": "starttls",
+	}
+}
+
+func TestSMTP_CreateReadRotateListDelete(t *testing.T) {
+	env := newTestEnv(t)
+	const path = "smtp/tenant-1/mail-1"
+
+	written := env.ok(logical.UpdateOperation, path, smtpInput())
+	if written["version"] != 1 {
+		t.Fatalf("first write: version = %v, want 1", written["version"])
+	}
+	if _, leaked := written["password"]; leaked {
+		t.Fatal("write response echoes the password")
+	}
+
+	got := env.ok(logical.ReadOperation, path, nil)
+	want := map[string]interface{}{
+		"username": "admin@example.com", "password": "s3cret-Password-1", "host": "smtp.example.com",
+		"port": 587, "encryption": "starttls", "version": 1, "status": statusActive,
+		"rotation_period": int64(30 * 24 * 3600), "rotation_status": rotationHealthy,
+		"created_time": "2026-11-01T09:00:00Z", "last_rotated": "2026-11-01T09:00:00Z",
+		"next_rotation": "2026-12-01T09:00:00Z", "updated_time": "2026-11-01T09:00:00Z",
+	}
+	for k, v := range want {
+		if !reflect.DeepEqual(got[k], v) {
+			t.Errorf("read %s = %#v, want %#v", k, got[k], v)
+		}
+	}
+
+	env.clock.Advance(time.Hour)
+	rot := env.ok(logical.UpdateOperation, path+"/rotate", map[string]interface{}{"reason": "quarterly review"})
+	if rot["version"] != 2 || rot["previous_version"] != 1 {
+		t.Fatalf("rotate answered %v", rot)
+	}
+	cur := env.ok(logical.ReadOperation, path, nil)
+	old := env.ok(logical.ReadOperation, path, map[string]interface{}{"version": 1})
+	if cur["version"] != 2 || old["version"] != 1 {
+		t.Fatalf("versions: current %v, old %v", cur["version"], old["version"])
+	}
+	if old["password"] != "s3cret-Password-1" {
+		t.Fatalf("version 1 password changed to %v", old["password"])
+	}
+	newPW := cur["password"].(string)
+	if newPW == old["password"] || len(newPW) < 32 {
+		t.Fatalf("rotated password %q is not a new password of at least 32 characters", newPW)
+	}
+	if cur["username"] != "admin@example.com" || cur["host"] != "smtp.example.com" {
+		t.Fatalf("rotation lost the username or settings: %v", cur)
+	}
+	if old["status"] != statusExpired || cur["status"] != statusActive {
+		t.Fatalf("statuses: old %v, current %v", old["status"], cur["status"])
+	}
+	if cur["last_rotated"] != "2026-11-01T10:00:00Z" || cur["next_rotation"] != "2026-12-01T10:00:00Z" {
+		t.Fatalf("rotation times after rotate: %v / %v", cur["last_rotated"], cur["next_rotation"])
+	}
+
+	hist := env.ok(logical.ReadOperation, path+"/history", nil)["history"].([]interface{})
+	if len(hist) != 1 {
+		t.Fatalf("history has %d entries, want 1", len(hist))
+	}
+	h := hist[0].(map[string]interface{})
+	if h["trigger"] != triggerManual || h["reason"] != "quarterly review" || h["from_version"] != 1 || h["to_version"] != 2 ||
+		h["result"] != "success" || h["actor"].(map[string]interface{})["entity_id"] != "entity-1234" {
+		t.Fatalf("history entry %v", h)
+	}
+
+	env.ok(logical.UpdateOperation, "smtp/tenant-2/relay", smtpInput())
+	if keys := env.ok(logical.ListOperation, "smtp/tenant-1/", nil)["keys"]; !reflect.DeepEqual(keys, []string{"mail-1"}) {
+		t.Fatalf("list tenant-1 = %v", keys)
+	}
+	if keys := env.ok(logical.ListOperation, "smtp/", nil)["keys"]; !reflect.DeepEqual(keys, []string{"tenant-1", "tenant-2"}) {
+		t.Fatalf("list tenants = %v", keys)
+	}
+
+	env.ok(logical.DeleteOperation, path, nil)
+	resp, err := env.do(logical.ReadOperation, path, nil)
+	if err != nil || resp != nil {
+		t.Fatalf("read after delete: %v, %v (want a 404)", resp, err)
+	}
+	if keys := env.ok(logical.ListOperation, "smtp/", nil)["keys"]; !reflect.DeepEqual(keys, []string{"tenant-2"}) {
+		t.Fatalf("tenants after delete = %v", keys)
+	}
+}
+
+func TestSMTP_RejectsBadInputAndStoresNothing(t *testing.T) {
+	cases := []struct {
+		name, path string
+		change     map[string]interface{}
+		drop       string
+		mention    []string
+	}{
+		{"port too large", "smtp/t1/m1", map[string]interface{}{"port": 70000}, "", []string{"port", "1 and 65535"}},
+		{"port zero", "smtp/t1/m1", map[string]interface{}{"port": 0}, "", []string{"port"}},
+		{"unknown encryption", "smtp/t1/m1", map[string]interface{}{"encryption": "ssl3"}, "", []string{"encryption", "none, starttls, tls"}},
+		{"missing host", "smtp/t1/m1", nil, "host", []string{"host is required"}},
+		{"missing username", "smtp/t1/m1", nil, "username", []string{"username is required"}},
+		{"bad host", "smtp/t1/m1", map[string]interface{}{"host": "smtp example.com"}, "", []string{"host"}},
+		{"bad webmail", "smtp/t1/m1", map[string]interface{}{"webmail_url": "ftp://x"}, "", []string{"webmail_url", "http"}},
+		{"empty password", "smtp/t1/m1", map[string]interface{}{"password": ""}, "", []string{"password"}},
+		{"dot-dot tenant", "smtp/../x/m1", nil, "", []string{"tenant", `".."`}},
+		{"tenant with dot-dot inside", "smtp/a..b/m1", nil, "", []string{"tenant", "^[A-Za-z0-9]"}},
+		{"tenant starting with dash", "smtp/-t/m1", nil, "", []string{"tenant"}},
+		{"name too long", "smtp/t1/" + strings.Repeat("n", 129), nil, "", []string{"name"}},
+		{"name with space", "smtp/t1/a b", nil, "", []string{"name"}},
+		{"negative rotation period", "smtp/t1/m1", map[string]interface{}{"rotation_period": -5}, "", []string{"rotation_period"}},
+		{"port not a number", "smtp/t1/m1", map[string]interface{}{"port": "smtp"}, "", []string{"port"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			env := newTestEnv(t)
+			in := smtpInput()
+			for k, v := range tc.change {
+				in[k] = v
+			}
+			delete(in, tc.drop)
+			msg := env.badRequest(logical.UpdateOperation, tc.path, in)
+			for _, m := range tc.mention {
+				if !strings.Contains(msg, m) {
+					t.Errorf("message %q does not mention %q", msg, m)
+				}
+			}
+			if strings.Contains(msg, "s3cret") {
+				t.Errorf("message leaks the password: %q", msg)
+			}
+			if keys := env.storedKeys(); len(keys) != 0 {
+				t.Errorf("bad input stored %v", keys)
+			}
+		})
+	}
+}
+
+func TestSMTP_BadUpdateLeavesSecretUnchanged(t *testing.T) {
+	env := newTestEnv(t)
+	env.ok(logical.UpdateOperation, "smtp/t1/m1", smtpInput())
+	before, _ := env.storage.Get(context.Background(), secretStorageKey("smtp", "t1", "m1"))
+	env.badRequest(logical.UpdateOperation, "smtp/t1/m1", map[string]interface{}{"password": "new-one", "port": 70000})
+	after, _ := env.storage.Get(context.Background(), secretStorageKey("smtp", "t1", "m1"))
+	if string(before.Value) != string(after.Value) {
+		t.Fatal("a refused update changed the stored secret")
+	}
+}
+
+func TestSMTP_UpdateSemantics(t *testing.T) {
+	env := newTestEnv(t)
+	const path = "smtp/t1/m1"
+	env.ok(logical.UpdateOperation, path, smtpInput())
+
+	// Settings only: same version, new settings.
+	env.clock.Advance(time.Minute)
+	env.ok(logical.UpdateOperation, path, map[string]interface{}{"port": 465, "encryption": "tls"})
+	got := env.ok(logical.ReadOperation, path, nil)
+	if got["version"] != 1 || got["port"] != 465 || got["encryption"] != "tls" || got["last_rotated"] != "2026-11-01T09:00:00Z" {
+		t.Fatalf("settings-only update: %v", got)
+	}
+
+	// Same password again: still no new version.
+	env.ok(logical.UpdateOperation, path, map[string]interface{}{"password": "s3cret-Password-1"})
+	if v := env.ok(logical.ReadOperation, path, nil)["version"]; v != 1 {
+		t.Fatalf("rewriting the same password made version %v", v)
+	}
+
+	// New password: new version, counted as a rotation.
+	env.clock.Advance(time.Minute)
+	env.ok(logical.UpdateOperation, path, map[string]interface{}{"password": "another-Secret-2"})
+	got = env.ok(logical.ReadOperation, path, nil)
+	if got["version"] != 2 || got["password"] != "another-Secret-2" || got["port"] != 465 || got["last_rotated"] != "2026-11-01T09:02:00Z" {
+		t.Fatalf("password update: %v", got)
+	}
+}
+
+func TestSMTP_GeneratesPasswordWhenLeftOut(t *testing.T) {
+	env := newTestEnv(t)
+	in := smtpInput()
+	delete(in, "password")
+	env.ok(logical.UpdateOperation, "smtp/t1/m1", in)
+	got := env.ok(logical.ReadOperation, "smtp/t1/m1", nil)
+	pw := got["password"].(string)
+	if len(pw) < 32 || got["password_generated"] != true {
+		t.Fatalf("generated password %q (generated=%v)", pw, got["password_generated"])
+	}
+}
+
+func TestSMTP_PasswordPolicy(t *testing.T) {
+	env := newTestEnv(t)
+	env.system.SetPasswordPolicy("smtp-policy", func() (string, error) { return "FromPolicy-0123456789-0123456789", nil })
+
+	msg := env.badRequest(logical.UpdateOperation, "config", map[string]interface{}{"password_policy": "missing"})
+	if !strings.Contains(msg, "password_policy") {
+		t.Fatalf("unknown policy message %q", msg)
+	}
+	env.ok(logical.UpdateOperation, "config", map[string]interface{}{"password_policy": "smtp-policy"})
+	env.ok(logical.UpdateOperation, "smtp/t1/m1", smtpInput())
+	env.ok(logical.UpdateOperation, "smtp/t1/m1/rotate", nil)
+	if pw := env.ok(logical.ReadOperation, "smtp/t1/m1", nil)["password"]; pw != "FromPolicy-0123456789-0123456789" {
+		t.Fatalf("rotation ignored the password policy: %v", pw)
+	}
+}
+
+func TestSMTP_RotationStatusFollowsClock(t *testing.T) {
+	env := newTestEnv(t)
+	env.ok(logical.UpdateOperation, "smtp/t1/m1", smtpInput())
+	steps := []struct {
+		advance time.Duration
+		want    string
+	}{
+		{22 * day, rotationHealthy},
+		{day + time.Second, rotationDueSoon}, // 7 days minus 1 s before next_rotation
+		{7 * day, rotationOverdue},
+	}
+	for _, s := range steps {
+		env.clock.Advance(s.advance)
+		if got := env.ok(logical.ReadOperation, "smtp/t1/m1", nil)["rotation_status"]; got != s.want {
+			t.Fatalf("after %v: rotation_status = %v, want %v", s.advance, got, s.want)
+		}
+	}
+	// A per-secret period overrides the default.
+	env.ok(logical.UpdateOperation, "smtp/t1/m1", map[string]interface{}{"rotation_period": "90d"})
+	got := env.ok(logical.ReadOperation, "smtp/t1/m1", nil)
+	if got["rotation_status"] != rotationHealthy || got["rotation_period"] != int64(90*24*3600) {
+		t.Fatalf("with rotation_period=90d: %v / %v", got["rotation_status"], got["rotation_period"])
+	}
+}
+
+func TestVersions_MaxVersionsTrimsOldest(t *testing.T) {
+	env := newTestEnv(t)
+	env.ok(logical.UpdateOperation, "smtp/t1/m1", smtpInput())
+	for i := 0; i < 6; i++ {
+		env.ok(logical.UpdateOperation, "smtp/t1/m1/rotate", nil)
+	}
+	got := env.ok(logical.ReadOperation, "smtp/t1/m1", nil)
+	versions := got["versions"].(map[string]interface{})
+	if got["version"] != 7 || len(versions) != 5 || versions["3"] == nil || versions["2"] != nil {
+		t.Fatalf("after 7 versions with max 5: version %v, kept %v", got["version"], versions)
+	}
+	resp, err := env.do(logical.ReadOperation, "smtp/t1/m1", map[string]interface{}{"version": 2})
+	if code := statusOf(logical.ReadOperation, resp, err); code != 404 {
+		t.Fatalf("reading a trimmed version: status %d, want 404", code)
+	}
+	if !strings.Contains(err.Error(), "3 to 7") {
+		t.Fatalf("message %q does not say which versions are kept", err)
+	}
+
+	// A per-secret max_versions lowers retention on the next version.
+	env.ok(logical.UpdateOperation, "smtp/t1/m1", map[string]interface{}{"max_versions": 2})
+	env.ok(logical.UpdateOperation, "smtp/t1/m1/rotate", nil)
+	if n := len(env.ok(logical.ReadOperation, "smtp/t1/m1", nil)["versions"].(map[string]interface{})); n != 2 {
+		t.Fatalf("max_versions=2 kept %d versions", n)
+	}
+}
+
+func TestRotate_MissingSecretIs404(t *testing.T) {
+	env := newTestEnv(t)
+	resp, err := env.do(logical.UpdateOperation, "smtp/t1/nope/rotate", map[string]interface{}{"reason": "x"})
+	if code := statusOf(logical.ReadOperation, resp, err); code != 404 {
+		t.Fatalf("status %d, want 404 (%v)", code, err)
+	}
+	if keys := env.storedKeys(); len(keys) != 0 {
+		t.Fatalf("rotate of a missing secret stored %v", keys)
+	}
+}
+
+func TestRotate_IncidentRecordsEventTrigger(t *testing.T) {
+	env := newTestEnv(t)
+	env.ok(logical.UpdateOperation, "smtp/t1/m1", smtpInput())
+	env.ok(logical.UpdateOperation, "smtp/t1/m1/rotate", map[string]interface{}{"reason": "leak", "incident_id": "INC-2026-001"})
+	h := env.ok(logical.ReadOperation, "smtp/t1/m1/history", nil)["history"].([]interface{})[0].(map[string]interface{})
+	if h["trigger"] != triggerEvent || h["incident_id"] != "INC-2026-001" {
+		t.Fatalf("history %v", h)
+	}
+	msg := env.badRequest(logical.UpdateOperation, "smtp/t1/m1/rotate", map[string]interface{}{"reason": strings.Repeat("r", maxReasonLen+1)})
+	if !strings.Contains(msg, "reason") {
+		t.Fatalf("message %q", msg)
+	}
+}
+
+func TestRotateTenant_RotatesEverySecretOfTheTenantOnly(t *testing.T) {
+	env := newTestEnv(t)
+	for _, p := range []string{"smtp/t1/a", "smtp/t1/b", "smtp/t2/a"} {
+		env.ok(logical.UpdateOperation, p, smtpInput())
+	}
+	got := env.ok(logical.UpdateOperation, "rotate-tenant/t1", map[string]interface{}{"reason": "breach", "incident_id": "INC-9"})
+	if got["rotated_count"] != 2 || got["failed_count"] != 0 {
+		t.Fatalf("rotate-tenant answered %v", got)
+	}
+	for path, want := range map[string]int{"smtp/t1/a": 2, "smtp/t1/b": 2, "smtp/t2/a": 1} {
+		if v := env.ok(logical.ReadOperation, path, nil)["version"]; v != want {
+			t.Errorf("%s at version %v, want %d", path, v, want)
+		}
+	}
+	msg := env.badRequest(logical.UpdateOperation, "rotate-tenant/t1", map[string]interface{}{"types": "smtp,bogus"})
+	if !strings.Contains(msg, "types") || !strings.Contains(msg, "bogus") {
+		t.Fatalf("message %q", msg)
+	}
+}
+
+func TestRotate_StorageFailureKeepsPreviousVersion(t *testing.T) {
+	env := newTestEnv(t)
+	env.ok(logical.UpdateOperation, "smtp/t1/m1", smtpInput())
+	env.storage.FailPut(true)
+	if _, err := env.do(logical.UpdateOperation, "smtp/t1/m1/rotate", nil); err == nil {
+		t.Fatal("rotate reported success although storage refused the write")
+	}
+	env.storage.FailPut(false)
+	got := env.ok(logical.ReadOperation, "smtp/t1/m1", nil)
+	if got["version"] != 1 || got["password"] != "s3cret-Password-1" {
+		t.Fatalf("after a failed rotation: version %v", got["version"])
+	}
+	if n := len(env.ok(logical.ReadOperation, "smtp/t1/m1/history", nil)["history"].([]interface{})); n != 0 {
+		t.Fatalf("a failed rotation left %d history entries", n)
+	}
+}
+
+func TestPeriodic_AutoRotatesOverdueSecretsOnly(t *testing.T) {
+	env := newTestEnv(t)
+	auto := smtpInput()
+	auto["auto_rotate"] = true
+	env.ok(logical.UpdateOperation, "smtp/t1/auto", auto)
+	env.ok(logical.UpdateOperation, "smtp/t1/manual", smtpInput())
+
+	env.clock.Advance(29 * day)
+	env.tick()
+	if v := env.ok(logical.ReadOperation, "smtp/t1/auto", nil)["version"]; v != 1 {
+		t.Fatalf("rotated before the period elapsed: version %v", v)
+	}
+
+	env.clock.Advance(day)
+	env.tick()
+	got := env.ok(logical.ReadOperation, "smtp/t1/auto", nil)
+	if got["version"] != 2 || got["rotation_status"] != rotationHealthy || got["last_rotation_by"] != schedulerActor.DisplayName {
+		t.Fatalf("auto secret after its period: %v", got)
+	}
+	h := env.ok(logical.ReadOperation, "smtp/t1/auto/history", nil)["history"].([]interface{})[0].(map[string]interface{})
+	if h["trigger"] != triggerTime {
+		t.Fatalf("history trigger %v, want time", h["trigger"])
+	}
+	if v := env.ok(logical.ReadOperation, "smtp/t1/manual", nil)["version"]; v != 1 {
+		t.Fatalf("secret without auto_rotate was rotated to version %v", v)
+	}
+
+	// A second tick in the same minute does nothing more.
+	env.tick()
+	if v := env.ok(logical.ReadOperation, "smtp/t1/auto", nil)["version"]; v != 2 {
+		t.Fatalf("second tick rotated again: version %v", v)
+	}
+}
+
+func TestPeriodic_RebuildsScheduleFromStorage(t *testing.T) {
+	env := newTestEnv(t)
+	auto := smtpInput()
+	auto["auto_rotate"] = true
+	env.ok(logical.UpdateOperation, "smtp/t1/auto", auto)
+
+	// A new backend on the same storage (a restart or a failover) knows
+	// nothing in memory; due-ness must come from the stored timestamps.
+	restarted := newTestEnv(t)
+	restarted.storage = env.storage
+	restarted.clock = env.clock
+	restarted.b.clock = env.clock.Now
+	env.clock.Advance(31 * day)
+	restarted.tick()
+	if v := restarted.ok(logical.ReadOperation, "smtp/t1/auto", nil)["version"]; v != 2 {
+		t.Fatalf("after restart and period: version %v, want 2", v)
+	}
+}
+
+func TestPeriodic_ConfigChangeMovesDueTimes(t *testing.T) {
+	env := newTestEnv(t)
+	auto := smtpInput()
+	auto["auto_rotate"] = true
+	env.ok(logical.UpdateOperation, "smtp/t1/auto", auto)
+	env.tick() // loads the schedule with the 30-day period
+	env.ok(logical.UpdateOperation, "config", map[string]interface{}{"smtp_rotation_period": "2d", "smtp_alert_threshold": "1d"})
+	env.clock.Advance(2*day + time.Minute)
+	env.tick()
+	if v := env.ok(logical.ReadOperation, "smtp/t1/auto", nil)["version"]; v != 2 {
+		t.Fatalf("shortened period not applied: version %v", v)
+	}
+}
+
+func TestPeriodic_DoesNotWriteOnPerformanceStandby(t *testing.T) {
+	env := newTestEnv(t)
+	auto := smtpInput()
+	auto["auto_rotate"] = true
+	env.ok(logical.UpdateOperation, "smtp/t1/auto", auto)
+	env.system.ReplicationStateVal = consts.ReplicationPerformanceStandby
+	env.clock.Advance(60 * day)
+	env.tick()
+	raw, _ := env.storage.Get(context.Background(), secretStorageKey("smtp", "t1", "auto"))
+	var e secretEntry
+	if err := json.Unmarshal(raw.Value, &e); err != nil {
+		t.Fatal(err)
+	}
+	if e.CurrentVersion != 1 {
+		t.Fatalf("a performance standby rotated the secret to version %d", e.CurrentVersion)
+	}
+}
+
+func TestSecrets_NeverLogged(t *testing.T) {
+	env := newTestEnv(t)
+	env.ok(logical.UpdateOperation, "smtp/t1/m1", smtpInput())
+	env.storage.FailPut(true)
+	_, _ = env.do(logical.UpdateOperation, "smtp/t1/m1/rotate", nil)
+	env.storage.FailPut(false)
+	auto := map[string]interface{}{"auto_rotate": true}
+	env.ok(logical.UpdateOperation, "smtp/t1/m1", auto)
+	env.clock.Advance(40 * day)
+	env.tick()
+	for v := 1; v <= 2; v++ {
+		pw := env.ok(logical.ReadOperation, "smtp/t1/m1", map[string]interface{}{"version": v})["password"].(string)
+		if strings.Contains(env.logs.String(), pw) {
+			t.Fatalf("version %d's password appears in the plugin log", v)
+		}
+	}
+}
+
+func TestHelp_ExplainsEverySMTPField(t *testing.T) {
+	env := newTestEnv(t)
+	resp, err := env.do(logical.HelpOperation, "smtp/t1/m1", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	help := resp.Data["help"].(string)
+	for _, f := range []string{"username", "password", "host", "port", "encryption", "webmail_url", "rotation_period", "version", "auto_rotate", "max_versions"} {
+		if !strings.Contains(help, "\n"+f) && !strings.Contains(help, " "+f+" ") {
+			t.Errorf("path-help does not explain %q", f)
+		}
+	}
+}

@@ -1,0 +1,421 @@
+package penguinmails
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+// Path segments captured for every secret. They match any segment so that a
+// bad value reaches validateIdentifier and gets a 400 that names the rule.
+const (
+	tenantSegment = `(?P<tenant>[^/]+)`
+	nameSegment   = `(?P<name>[^/]+)`
+)
+
+func tenantField() *framework.FieldSchema {
+	return &framework.FieldSchema{Type: framework.TypeString, Required: true,
+		Description: "Tenant id. " + identifierRule + "."}
+}
+
+func nameField(k *secretKind) *framework.FieldSchema {
+	return &framework.FieldSchema{Type: framework.TypeString, Required: true,
+		Description: "Name of the " + k.Title + " within the tenant. " + identifierRule + "."}
+}
+
+// secretRef is the validated {type}/{tenant}/{name} of a request.
+type secretRef struct {
+	kind   *secretKind
+	tenant string
+	name   string
+}
+
+func (r secretRef) key() string  { return secretStorageKey(r.kind.Name, r.tenant, r.name) }
+func (r secretRef) path() string { return r.kind.Name + "/" + r.tenant + "/" + r.name }
+
+func refFrom(k *secretKind, d *framework.FieldData) (secretRef, error) {
+	ref := secretRef{kind: k, tenant: d.Get("tenant").(string), name: d.Get("name").(string)}
+	if err := validateIdentifier("tenant", ref.tenant); err != nil {
+		return ref, err
+	}
+	return ref, validateIdentifier("name", ref.name)
+}
+
+// writeFunc applies a create or update to e. On create e has no versions yet
+// and the function must add the first one. It returns input errors for bad
+// fields and must not touch e before all input is validated.
+type writeFunc func(ctx context.Context, b *backend, req *logical.Request, d *framework.FieldData, e *secretEntry, cfg *engineConfig, now time.Time) error
+
+// viewFunc renders a version for a read. withSecrets is false for write
+// responses, which never echo secret material.
+type viewFunc func(e *secretEntry, v *secretVersion, withSecrets bool) (map[string]interface{}, error)
+
+// commonSecretFields are accepted by every type's {tenant}/{name} path.
+func commonSecretFields(k *secretKind) map[string]*framework.FieldSchema {
+	return map[string]*framework.FieldSchema{
+		"tenant": tenantField(),
+		"name":   nameField(k),
+		"version": {Type: framework.TypeInt, Query: true,
+			Description: "On read: the version to return. 0 or unset means the current version."},
+		"rotation_period": {Type: framework.TypeDurationSecond,
+			Description: "This secret's rotation period; 0 or unset uses the type default from config."},
+		"auto_rotate": {Type: framework.TypeBool,
+			Description: "Rotate automatically when next_rotation passes (checked every minute on the active node)."},
+		"max_versions": {Type: framework.TypeInt,
+			Description: fmt.Sprintf("Versions kept for this secret; 0 or unset uses config max_versions. At most %d.", maxVersionsLimit)},
+	}
+}
+
+// secretPath builds a type's {tenant}/{name} path: create, read, update,
+// delete. Reading, deleting and the bookkeeping of writes are shared; the
+// type supplies its fields, its write function and its view.
+func secretPath(b *backend, k *secretKind, fields map[string]*framework.FieldSchema, write writeFunc, view viewFunc, synopsis, description string) *framework.Path {
+	all := commonSecretFields(k)
+	for name, f := range fields {
+		all[name] = f
+	}
+	writeOp := &framework.PathOperation{
+		Callback:                    b.handle(b.secretWriter(k, write, view)),
+		Summary:                     "Create or update a " + k.Title + ".",
+		ForwardPerformanceStandby:   true,
+		ForwardPerformanceSecondary: true,
+	}
+	return &framework.Path{
+		Pattern:        k.Name + "/" + tenantSegment + "/" + nameSegment,
+		DisplayAttrs:   &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationSuffix: strings.ReplaceAll(k.Name, "-", "_")},
+		Fields:         all,
+		ExistenceCheck: b.secretExists(k),
+		Operations: map[logical.Operation]framework.OperationHandler{
+			logical.CreateOperation: writeOp,
+			logical.UpdateOperation: writeOp,
+			logical.ReadOperation: &framework.PathOperation{
+				Callback: b.handle(b.secretReader(k, view)),
+				Summary:  "Read a " + k.Title + " (current version, or the one given by version).",
+			},
+			logical.DeleteOperation: &framework.PathOperation{
+				Callback:                    b.handle(b.secretDeleter(k)),
+				Summary:                     "Delete a " + k.Title + " with all its versions and history.",
+				ForwardPerformanceStandby:   true,
+				ForwardPerformanceSecondary: true,
+			},
+		},
+		HelpSynopsis:    synopsis,
+		HelpDescription: strings.TrimSpace(description),
+	}
+}
+
+func (b *backend) secretExists(k *secretKind) framework.ExistenceFunc {
+	return func(ctx context.Context, req *logical.Request, d *framework.FieldData) (bool, error) {
+		ref, err := refFrom(k, d)
+		if err != nil {
+			return false, nil // the handler reports the bad identifier
+		}
+		e, err := loadSecret(ctx, req.Storage, k.Name, ref.tenant, ref.name)
+		return e != nil, err
+	}
+}
+
+func (b *backend) secretReader(k *secretKind, view viewFunc) framework.OperationFunc {
+	return func(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+		ref, err := refFrom(k, d)
+		if err != nil {
+			return nil, err
+		}
+		cfg, err := b.config(ctx, req.Storage)
+		if err != nil {
+			return nil, err
+		}
+		e, err := loadSecret(ctx, req.Storage, k.Name, ref.tenant, ref.name)
+		if err != nil || e == nil {
+			return nil, err
+		}
+		now := b.now()
+		// Show grace periods as the clock has them, even if the scheduler
+		// has not persisted the change yet. This copy is not saved.
+		if _, err := k.endGraces(e, now); err != nil {
+			return nil, err
+		}
+		v, err := pickVersion(e, d.Get("version").(int))
+		if err != nil {
+			return nil, err
+		}
+		return versionResponse(e, v, k, cfg, now, view, true)
+	}
+}
+
+// pickVersion returns the requested version, or the current one for 0.
+func pickVersion(e *secretEntry, n int) (*secretVersion, error) {
+	if n < 0 {
+		return nil, badInput("invalid version %d: must be 0 (current) or a positive version number", n)
+	}
+	if n == 0 {
+		n = e.CurrentVersion
+	}
+	v := e.version(n)
+	if v == nil {
+		return nil, notFound("version %d of %s/%s/%s is not kept; kept versions: %s", n, e.Kind, e.Tenant, e.Name, keptVersions(e))
+	}
+	return v, nil
+}
+
+func keptVersions(e *secretEntry) string {
+	if len(e.Versions) == 0 {
+		return "none"
+	}
+	return fmt.Sprintf("%d to %d", e.Versions[0].Version, e.Versions[len(e.Versions)-1].Version)
+}
+
+func versionResponse(e *secretEntry, v *secretVersion, k *secretKind, cfg *engineConfig, now time.Time, view viewFunc, withSecrets bool) (*logical.Response, error) {
+	data := e.metadataView(v, k, cfg, now)
+	fields, err := view(e, v, withSecrets)
+	if err != nil {
+		return nil, err
+	}
+	for name, val := range fields {
+		data[name] = val
+	}
+	return &logical.Response{Data: data}, nil
+}
+
+func (b *backend) secretWriter(k *secretKind, write writeFunc, view viewFunc) framework.OperationFunc {
+	return func(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+		ref, err := refFrom(k, d)
+		if err != nil {
+			return nil, err
+		}
+		lock := b.lockFor(ref.key())
+		lock.Lock()
+		defer lock.Unlock()
+
+		cfg, err := b.config(ctx, req.Storage)
+		if err != nil {
+			return nil, err
+		}
+		e, err := loadSecret(ctx, req.Storage, k.Name, ref.tenant, ref.name)
+		if err != nil {
+			return nil, err
+		}
+		now := b.now()
+		if e == nil {
+			e = &secretEntry{Kind: k.Name, Tenant: ref.tenant, Name: ref.name, CreatedTime: now}
+		}
+		// Common settings are validated before the type touches the entry, so
+		// a rejected request changes nothing.
+		settings, err := commonSettingsFrom(d)
+		if err != nil {
+			return nil, err
+		}
+		if _, err := k.endGraces(e, now); err != nil {
+			return nil, err
+		}
+		if err := write(ctx, b, req, d, e, cfg, now); err != nil {
+			return nil, err
+		}
+		if e.current() == nil {
+			return nil, fmt.Errorf("%s write produced no version", k.Name)
+		}
+		settings.apply(e, now)
+		if err := saveSecret(ctx, req.Storage, e); err != nil {
+			return nil, err
+		}
+		b.reschedule(e, k, cfg, now)
+		b.emit(ctx, "write", e, "version", fmt.Sprint(e.CurrentVersion))
+		return versionResponse(e, e.current(), k, cfg, now, view, false)
+	}
+}
+
+// commonSettings are the per-secret overrides every type accepts.
+type commonSettings struct {
+	rotationPeriod *time.Duration
+	autoRotate     *bool
+	maxVersions    *int
+}
+
+func commonSettingsFrom(d *framework.FieldData) (commonSettings, error) {
+	var s commonSettings
+	if v, ok := d.GetOk("rotation_period"); ok {
+		secs := v.(int)
+		if secs < 0 {
+			return s, badInput("rotation_period must not be negative (got %ds)", secs)
+		}
+		p := time.Duration(secs) * time.Second
+		s.rotationPeriod = &p
+	}
+	if v, ok := d.GetOk("auto_rotate"); ok {
+		a := v.(bool)
+		s.autoRotate = &a
+	}
+	if v, ok := d.GetOk("max_versions"); ok {
+		n := v.(int)
+		if n < 0 || n > maxVersionsLimit {
+			return s, badInput("max_versions must be between 0 (use config) and %d (got %d)", maxVersionsLimit, n)
+		}
+		s.maxVersions = &n
+	}
+	return s, nil
+}
+
+func (s commonSettings) apply(e *secretEntry, now time.Time) {
+	if s.rotationPeriod != nil {
+		e.RotationPeriod = *s.rotationPeriod
+	}
+	if s.autoRotate != nil {
+		e.AutoRotate = *s.autoRotate
+	}
+	if s.maxVersions != nil {
+		e.MaxVersions = *s.maxVersions
+	}
+	e.UpdatedTime = now
+}
+
+func (b *backend) secretDeleter(k *secretKind) framework.OperationFunc {
+	return func(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+		ref, err := refFrom(k, d)
+		if err != nil {
+			return nil, err
+		}
+		lock := b.lockFor(ref.key())
+		lock.Lock()
+		defer lock.Unlock()
+		if err := req.Storage.Delete(ctx, ref.key()); err != nil {
+			return nil, err
+		}
+		b.sched.set(ref.key(), time.Time{})
+		b.emit(ctx, "delete", &secretEntry{Kind: k.Name, Tenant: ref.tenant, Name: ref.name})
+		return nil, nil
+	}
+}
+
+// pathsForKind returns every path of one secret type.
+func pathsForKind(b *backend, k *secretKind) []*framework.Path {
+	paths := []*framework.Path{pathListTenants(b, k), pathListNames(b, k)}
+	paths = append(paths, k.paths(b, k)...)
+	return append(paths, pathRotateSecret(b, k), pathHistory(b, k))
+}
+
+func pathListTenants(b *backend, k *secretKind) *framework.Path {
+	return &framework.Path{
+		Pattern:      k.Name + "/?$",
+		DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationSuffix: k.Name + "_tenants"},
+		Operations: map[logical.Operation]framework.OperationHandler{
+			logical.ListOperation: &framework.PathOperation{
+				Callback: b.handle(func(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
+					keys, err := listChildren(ctx, req.Storage, secretsStoragePrefix+k.Name+"/")
+					if err != nil {
+						return nil, err
+					}
+					return logical.ListResponse(keys), nil
+				}),
+				Summary: "List the tenants that have a " + k.Title + ".",
+			},
+		},
+		HelpSynopsis: "List tenants with " + k.Title + "s.",
+	}
+}
+
+func pathListNames(b *backend, k *secretKind) *framework.Path {
+	return &framework.Path{
+		Pattern:      k.Name + "/" + tenantSegment + "/?$",
+		DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationSuffix: k.Name + "_names"},
+		Fields:       map[string]*framework.FieldSchema{"tenant": tenantField()},
+		Operations: map[logical.Operation]framework.OperationHandler{
+			logical.ListOperation: &framework.PathOperation{
+				Callback: b.handle(func(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+					tenant := d.Get("tenant").(string)
+					if err := validateIdentifier("tenant", tenant); err != nil {
+						return nil, err
+					}
+					keys, err := listChildren(ctx, req.Storage, secretsStoragePrefix+k.Name+"/"+tenant+"/")
+					if err != nil {
+						return nil, err
+					}
+					return logical.ListResponse(keys), nil
+				}),
+				Summary: "List a tenant's " + k.Title + "s.",
+			},
+		},
+		HelpSynopsis: "List one tenant's " + k.Title + "s.",
+	}
+}
+
+func pathHistory(b *backend, k *secretKind) *framework.Path {
+	return &framework.Path{
+		Pattern:      k.Name + "/" + tenantSegment + "/" + nameSegment + "/history",
+		DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationSuffix: k.Name + "_history"},
+		Fields:       map[string]*framework.FieldSchema{"tenant": tenantField(), "name": nameField(k)},
+		Operations: map[logical.Operation]framework.OperationHandler{
+			logical.ReadOperation: &framework.PathOperation{
+				Callback: b.handle(func(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+					ref, err := refFrom(k, d)
+					if err != nil {
+						return nil, err
+					}
+					e, err := loadSecret(ctx, req.Storage, k.Name, ref.tenant, ref.name)
+					if err != nil || e == nil {
+						return nil, err
+					}
+					return &logical.Response{Data: map[string]interface{}{
+						"history": e.historyView(), "versions": e.versionsView(), "current_version": e.CurrentVersion,
+					}}, nil
+				}),
+				Summary: "Read the rotation history of a " + k.Title + ", newest first.",
+			},
+		},
+		HelpSynopsis: "Rotation history of a " + k.Title + ".",
+		HelpDescription: fmt.Sprintf("Each entry has the time, operation, trigger (%s, %s, %s or %s), reason, incident_id, "+
+			"the actor (display_name, entity_id), the result and the versions it moved from and to. The newest %d entries are kept.",
+			triggerTime, triggerEvent, triggerManual, triggerThreshold, historyLimit),
+	}
+}
+
+// pathMalformed catches {type}/... paths that no other path matched and says
+// which part is wrong. It must be the last path of the backend.
+func pathMalformed(b *backend) *framework.Path {
+	names := make([]string, 0, len(b.kinds))
+	for n := range b.kinds {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	handler := &framework.PathOperation{
+		Callback: b.handle(func(_ context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+			rest := strings.Split(d.Get("rest").(string), "/")
+			if err := validateIdentifier("tenant", rest[0]); err != nil {
+				return nil, err
+			}
+			if len(rest) > 1 {
+				if err := validateIdentifier("name", rest[1]); err != nil {
+					return nil, err
+				}
+			}
+			return nil, logical.CodedError(404, fmt.Sprintf("unsupported path %q: secrets live at %s/{tenant}/{name}", req.Path, d.Get("kind")))
+		}),
+		Unpublished: true,
+	}
+	return &framework.Path{
+		Pattern: `(?P<kind>` + strings.Join(names, "|") + `)/(?P<rest>.+)`,
+		Fields: map[string]*framework.FieldSchema{
+			"kind": {Type: framework.TypeString},
+			"rest": {Type: framework.TypeString},
+		},
+		TakesArbitraryInput: true,
+		Operations: map[logical.Operation]framework.OperationHandler{
+			logical.ReadOperation: handler, logical.ListOperation: handler,
+			logical.UpdateOperation: handler, logical.DeleteOperation: handler,
+		},
+		HelpSynopsis: "Reports malformed secret paths.",
+	}
+}
+
+func (b *backend) sortedKinds() []*secretKind {
+	kinds := make([]*secretKind, 0, len(b.kinds))
+	for _, k := range b.kinds {
+		kinds = append(kinds, k)
+	}
+	sort.Slice(kinds, func(i, j int) bool { return kinds[i].Name < kinds[j].Name })
+	return kinds
+}

@@ -1,0 +1,212 @@
+package penguinmails
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+// Computed rotation_status values.
+const (
+	rotationHealthy      = "healthy"
+	rotationDueSoon      = "due_soon"
+	rotationOverdue      = "overdue"
+	rotationNotScheduled = "not_scheduled"
+)
+
+// secretKind describes one secret type. Everything a type does differently
+// from the others is here; versions, rotation, history, listing and the
+// scheduler are shared and live in secret.go, rotation.go and paths_secret.go.
+type secretKind struct {
+	// Name is the path prefix and the storage folder: "smtp", "dkim", ...
+	Name string
+	// Title reads well in help text: "SMTP credential".
+	Title string
+	// policy picks this type's defaults out of the engine config.
+	policy func(*engineConfig) typePolicy
+	// paths builds the type's own {name} path (create, read, update, delete)
+	// and any extra sub-paths; list, rotate and history paths are shared.
+	paths func(b *backend, k *secretKind) []*framework.Path
+	// generate returns the material of the next version when rotating. It
+	// sees the current entry so that it can keep what must stay the same.
+	generate func(ctx context.Context, b *backend, e *secretEntry, cfg *engineConfig) (interface{}, error)
+	// graceStatus is the status of a superseded version during its grace
+	// period; afterGrace is its status once the grace has ended. Types
+	// without a grace period leave graceStatus empty.
+	graceStatus string
+	afterGrace  string
+	// onGraceEnd, when set, strips what must not outlive the grace period
+	// (a DKIM private key, for example) from a version's material.
+	onGraceEnd func(v *secretVersion) error
+}
+
+// supersede moves the previously active version out of service: at once, or
+// after the type's grace period when it has one.
+func (k *secretKind) supersede(v *secretVersion, now time.Time, cfg *engineConfig) {
+	grace := k.policy(cfg).GracePeriod
+	if k.graceStatus != "" && grace > 0 {
+		v.Status = k.graceStatus
+		v.GraceUntil = now.Add(grace)
+	} else {
+		v.Status = statusExpired
+	}
+	v.StatusTime = now
+}
+
+// endGraces moves versions whose grace period has passed to their final
+// status. It reports whether anything changed. Reads call it on their copy so
+// that what they show follows the clock; the scheduler persists it.
+func (k *secretKind) endGraces(e *secretEntry, now time.Time) (bool, error) {
+	if k.graceStatus == "" {
+		return false, nil
+	}
+	changed := false
+	for i := range e.Versions {
+		v := &e.Versions[i]
+		if v.Status != k.graceStatus || v.GraceUntil.After(now) {
+			continue
+		}
+		v.Status = k.afterGrace
+		v.StatusTime = v.GraceUntil
+		if k.onGraceEnd != nil {
+			if err := k.onGraceEnd(v); err != nil {
+				return changed, err
+			}
+		}
+		changed = true
+	}
+	return changed, nil
+}
+
+// effectivePeriod is the secret's own rotation_period, or the type default.
+func (e *secretEntry) effectivePeriod(pol typePolicy) time.Duration {
+	if e.RotationPeriod > 0 {
+		return e.RotationPeriod
+	}
+	return pol.RotationPeriod
+}
+
+// nextRotation is derived from the stored last_rotated time and the period in
+// force now, so a config change moves it without rewriting any secret.
+func (e *secretEntry) nextRotation(pol typePolicy) time.Time {
+	period := e.effectivePeriod(pol)
+	if period <= 0 || e.LastRotated.IsZero() {
+		return time.Time{}
+	}
+	return e.LastRotated.Add(period)
+}
+
+func (e *secretEntry) rotationStatus(pol typePolicy, now time.Time) string {
+	next := e.nextRotation(pol)
+	switch {
+	case next.IsZero():
+		return rotationNotScheduled
+	case !now.Before(next):
+		return rotationOverdue
+	case next.Sub(now) <= pol.AlertThreshold:
+		return rotationDueSoon
+	default:
+		return rotationHealthy
+	}
+}
+
+// rotationView is the rotation metadata shown by every read.
+func rotationView(e *secretEntry, pol typePolicy, now time.Time) map[string]interface{} {
+	return map[string]interface{}{
+		"last_rotated":     formatTime(e.LastRotated),
+		"next_rotation":    formatTime(e.nextRotation(pol)),
+		"rotation_period":  int64(e.effectivePeriod(pol) / time.Second),
+		"alert_threshold":  int64(pol.AlertThreshold / time.Second),
+		"rotation_status":  e.rotationStatus(pol, now),
+		"auto_rotate":      e.AutoRotate,
+		"last_rotation_by": e.lastRotationActor(),
+	}
+}
+
+func (e *secretEntry) lastRotationActor() string {
+	for i := len(e.History) - 1; i >= 0; i-- {
+		if e.History[i].Operation == "rotate" && e.History[i].Result == "success" {
+			return e.History[i].Actor.DisplayName
+		}
+	}
+	return ""
+}
+
+// rotation describes why and by whom a rotation was asked for.
+type rotation struct {
+	Trigger    string
+	Reason     string
+	IncidentID string
+	Actor      actor
+}
+
+// rotateEntry makes the next version of e with newly generated material and
+// records it. The caller holds the secret's lock and saves the entry.
+func (b *backend) rotateEntry(ctx context.Context, e *secretEntry, kind *secretKind, cfg *engineConfig, r rotation, now time.Time) error {
+	material, err := kind.generate(ctx, b, e, cfg)
+	if err != nil {
+		return err
+	}
+	from := e.CurrentVersion
+	if err := e.addVersion(material, r.Actor, now, kind, cfg); err != nil {
+		return err
+	}
+	e.LastRotated = now
+	e.record(historyEntry{
+		Time: now, Operation: "rotate", Trigger: r.Trigger, Reason: r.Reason,
+		IncidentID: r.IncidentID, Actor: r.Actor, Result: "success",
+		FromVersion: from, ToVersion: e.CurrentVersion,
+	})
+	return nil
+}
+
+// rotateStored loads, rotates and saves one secret under its lock. It returns
+// the updated entry, or (nil, nil) when the secret does not exist.
+func (b *backend) rotateStored(ctx context.Context, s logical.Storage, kind *secretKind, tenant, name string, r rotation) (*secretEntry, error) {
+	key := secretStorageKey(kind.Name, tenant, name)
+	lock := b.lockFor(key)
+	lock.Lock()
+	defer lock.Unlock()
+
+	cfg, err := b.config(ctx, s)
+	if err != nil {
+		return nil, err
+	}
+	e, err := loadSecret(ctx, s, kind.Name, tenant, name)
+	if err != nil || e == nil {
+		return nil, err
+	}
+	now := b.now()
+	if _, err := kind.endGraces(e, now); err != nil {
+		return nil, err
+	}
+	if err := b.rotateEntry(ctx, e, kind, cfg, r, now); err != nil {
+		b.emit(ctx, "rotate-fail", e, "trigger", r.Trigger)
+		return nil, err
+	}
+	if err := saveSecret(ctx, s, e); err != nil {
+		b.emit(ctx, "rotate-fail", e, "trigger", r.Trigger)
+		return nil, err
+	}
+	b.reschedule(e, kind, cfg, now)
+	b.emit(ctx, "rotate", e, "trigger", r.Trigger, "version", fmt.Sprint(e.CurrentVersion))
+	return e, nil
+}
+
+// emit sends a plugin event. Events carry names and versions, never secret
+// material. Vault CE has no event bus, so ErrNoEvents is expected and ignored.
+func (b *backend) emit(ctx context.Context, event string, e *secretEntry, pairs ...string) {
+	meta := append([]string{
+		logical.EventMetadataPath, e.Kind + "/" + e.Tenant + "/" + e.Name,
+		logical.EventMetadataModified, "true",
+		"kind", e.Kind, "tenant", e.Tenant, "name", e.Name,
+	}, pairs...)
+	err := logical.SendEvent(ctx, b, "penguinmails/"+event, meta...)
+	if err != nil && !errors.Is(err, framework.ErrNoEvents) {
+		b.Logger().Debug("event not sent", "event", event, "error", err)
+	}
+}
