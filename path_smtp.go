@@ -56,7 +56,7 @@ func smtpKind() *secretKind {
 func pathSMTP(b *backend, k *secretKind) []*framework.Path {
 	fields := map[string]*framework.FieldSchema{
 		"username": {Type: framework.TypeString,
-			Description: "Login name, for example admin@example.com. Required on create.",
+			Description:  "Login name, for example admin@example.com. Required on create.",
 			DisplayAttrs: &framework.DisplayAttributes{Name: "Username"}},
 		"password": {Type: framework.TypeString,
 			Description:  "Password. Left out on create, one is generated (config password_policy, or 44 random base62 characters). A changed password makes a new version.",
