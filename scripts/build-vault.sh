@@ -16,7 +16,11 @@ bin="$cache/vault-v$version/vault"
 
 log() { printf 'build-vault: %s\n' "$*" >&2; }
 
-if [ -x "$bin" ] && "$bin" version 2>/dev/null | grep -q "Vault v$version"; then
+# True when the cached binary exists and is the wanted version. (No pipe into
+# grep -q: with pipefail, its early exit can fail the check at random.)
+cached() { [ -x "$bin" ] && [[ "$("$bin" version 2>/dev/null)" == *"Vault v$version"* ]]; }
+
+if cached; then
   echo "$bin"
   exit 0
 fi
@@ -25,7 +29,7 @@ fi
 mkdir -p "$cache"
 exec 9>"$cache/.build.lock"
 flock 9
-if [ -x "$bin" ] && "$bin" version 2>/dev/null | grep -q "Vault v$version"; then
+if cached; then
   echo "$bin"
   exit 0
 fi

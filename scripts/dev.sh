@@ -15,6 +15,10 @@ dev="$PWD/.dev"
 pidfile="$dev/vault.pid"
 log="$dev/vault.log"
 
+# Resolve the cached Vault binary with the user's HOME, before it changes.
+vault=""
+[ "${1:-}" = start ] && vault=$(scripts/build-vault.sh)
+
 export VAULT_ADDR="http://127.0.0.1:$port" VAULT_TOKEN=root
 # The dev server and CLI keep their token file here, not in the user's HOME.
 export HOME="$dev/home"
@@ -45,7 +49,6 @@ wait_healthy() {
 }
 
 start() {
-  vault=$(scripts/build-vault.sh)
   mkdir -p "$dev/plugins" "$HOME" bin
   ln -sf "$vault" bin/vault
   cp "$plugin_bin" "$dev/plugins/$name.new" && mv "$dev/plugins/$name.new" "$dev/plugins/$name"
@@ -66,16 +69,17 @@ start() {
 
   sum=$(sha256sum "$dev/plugins/$name" | cut -d' ' -f1)
   "$vault" plugin register -sha256="$sum" -version="$version" secret "$name" >/dev/null
-  if "$vault" secrets list -format=json | grep -q '"penguinmails/"'; then
+  mounts=$("$vault" secrets list -format=json)
+  if [[ "$mounts" == *'"penguinmails/"'* ]]; then
     "$vault" secrets tune -plugin-version="$version" penguinmails/ >/dev/null
-    "$vault" plugin reload -mounts=penguinmails/ >/dev/null
+    "$vault" plugin reload -plugin="$name" >/dev/null
   else
     "$vault" secrets enable -path=penguinmails -plugin-version="$version" "$name" >/dev/null
   fi
 
   cat <<MSG
 
-Vault $("$vault" version | cut -d' ' -f2) is running at $VAULT_ADDR (log: .dev/vault.log)
+Vault $("$vault" version | cut -d' ' -f2 | tr -d ,) is running at $VAULT_ADDR (log: .dev/vault.log)
 with $name $version (sha256 ${sum:0:12}...) mounted at penguinmails/.
 
 In another shell:
