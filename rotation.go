@@ -42,6 +42,9 @@ type secretKind struct {
 	// onGraceEnd, when set, strips what must not outlive the grace period
 	// (a DKIM private key, for example) from a version's material.
 	onGraceEnd func(v *secretVersion) error
+	// revocable adds the {name}/revoke path: every live version is revoked
+	// at once, without grace, until the next rotation.
+	revocable bool
 }
 
 // supersede moves the previously active version out of service: at once, or
