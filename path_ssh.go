@@ -123,6 +123,8 @@ func (b *backend) sshKeyFromRequest(d *framework.FieldData, e *secretEntry) (*ss
 			return nil, err
 		}
 	}
+	// An existing key is only replaced when a different key_type is asked
+	// for; a write of settings, or of the type it has, keeps it.
 	if cur := e.current(); cur != nil {
 		m, err := sshMaterialOf(cur)
 		if err != nil || !asked || keyType == m.KeyType {
@@ -131,7 +133,7 @@ func (b *backend) sshKeyFromRequest(d *framework.FieldData, e *secretEntry) (*ss
 	}
 	key, err := generateSSHKey(keyType, b.GetRandomReader())
 	if err != nil {
-		return nil, fmt.Errorf("generating an %s key: %w", keyType, err)
+		return nil, fmt.Errorf("generating a %s key: %w", keyType, err)
 	}
 	m, err := newSSHMaterial(key, comment, false)
 	return &m, err
@@ -218,9 +220,17 @@ func viewSSH(e *secretEntry, v *secretVersion, _ bool) (map[string]interface{}, 
 		"one_time_download":        s.OneTimeDownload,
 		"download_count":           s.DownloadCount,
 		"last_downloaded":          formatTime(s.LastDownloaded),
-		"last_downloaded_by":       s.LastDownloadedBy.view(),
+		"last_downloaded_by":       s.lastDownloadedBy(),
 		"private_key_downloadable": downloadRefusal(e, e.current(), cur, s) == "",
 	}, nil
+}
+
+// lastDownloadedBy is the actor of the last download, or nil before any.
+func (s sshSettings) lastDownloadedBy() map[string]interface{} {
+	if s.LastDownloaded.IsZero() {
+		return nil
+	}
+	return s.LastDownloadedBy.view()
 }
 
 // downloadRefusal says why the current version's private key may not be
