@@ -126,7 +126,7 @@ func TestSSH_DefaultsToEd25519With90DayRotation(t *testing.T) {
 		"last_rotated": "2026-11-01T09:00:00Z", "next_rotation": "2027-01-30T09:00:00Z",
 		"rotation_status": rotationHealthy, "download_count": 0, "last_downloaded": "",
 		"last_downloaded_by": map[string]interface{}(nil),
-		"one_time_download": false, "private_key_downloadable": true, "imported": false,
+		"one_time_download":  false, "private_key_downloadable": true, "imported": false,
 	}
 	for k, v := range want {
 		if !reflect.DeepEqual(got[k], v) {
