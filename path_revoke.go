@@ -14,28 +14,15 @@ import (
 // accepted somewhere (active, or inside its grace period) out of service at
 // once; only the next rotation makes the secret usable again.
 func pathRevokeSecret(b *backend, k *secretKind) *framework.Path {
-	fields := rotationFields()
-	fields["reason"].Description = fmt.Sprintf("Why the secret is revoked; required, kept in the history (at most %d characters).", maxReasonLen)
-	fields["incident_id"].Description = "Security incident this revocation responds to, for example INC-2026-001. When set, the history records the trigger as \"event\"."
-	fields["tenant"] = tenantField()
-	fields["name"] = nameField(k)
-	return &framework.Path{
-		Pattern:      k.Name + "/" + tenantSegment + "/" + nameSegment + "/revoke",
-		DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationVerb: "revoke", OperationSuffix: k.Name},
-		Fields:       fields,
-		Operations: map[logical.Operation]framework.OperationHandler{
-			logical.UpdateOperation: &framework.PathOperation{
-				Callback:                    b.handle(b.revokeOne(k)),
-				Summary:                     "Revoke every valid version of a " + k.Title + " now, without grace.",
-				ForwardPerformanceStandby:   true,
-				ForwardPerformanceSecondary: true,
-			},
-		},
-		HelpSynopsis: "Revoke a " + k.Title + " immediately.",
-		HelpDescription: "Marks the active version and any version inside its grace period as revoked, with no grace. " +
-			"Nothing of the secret is valid until the next rotate, which makes a new active version. The revocation is " +
-			"recorded in the history with the reason, the incident_id and who asked for it.",
-	}
+	p := secretActionPath(b, k, "revoke", b.revokeOne(k),
+		"Revoke every valid version of a "+k.Title+" now, without grace.",
+		"Revoke a "+k.Title+" immediately.",
+		"Marks the active version and any version inside its grace period as revoked, with no grace. "+
+			"Nothing of the secret is valid until the next rotate, which makes a new active version. The revocation is "+
+			"recorded in the history with the reason, the incident_id and who asked for it.")
+	p.Fields["reason"].Description = fmt.Sprintf("Why the secret is revoked; required, kept in the history (at most %d characters).", maxReasonLen)
+	p.Fields["incident_id"].Description = "Security incident this revocation responds to, for example INC-2026-001. When set, the history records the trigger as \"event\"."
+	return p
 }
 
 func (b *backend) revokeOne(k *secretKind) framework.OperationFunc {
