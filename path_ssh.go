@@ -109,7 +109,10 @@ func (b *backend) sshKeyFromRequest(d *framework.FieldData, e *secretEntry) (*ss
 	comment := sshKeyComment(e, e.CurrentVersion+1)
 	if pk, ok := d.GetOk("private_key"); ok {
 		m, err := importSSHKey(pk.(string), d, comment)
-		return &m, err
+		if err != nil || isCurrentKey(e, m) {
+			return nil, err // importing the current key again changes nothing
+		}
+		return &m, nil
 	}
 	for _, f := range []string{"passphrase", "public_key"} {
 		if _, ok := d.GetOk(f); ok {
@@ -137,6 +140,16 @@ func (b *backend) sshKeyFromRequest(d *framework.FieldData, e *secretEntry) (*ss
 	}
 	m, err := newSSHMaterial(key, comment, false)
 	return &m, err
+}
+
+// isCurrentKey reports whether m is the key of e's current version.
+func isCurrentKey(e *secretEntry, m sshMaterial) bool {
+	cur := e.current()
+	if cur == nil {
+		return false
+	}
+	c, err := sshMaterialOf(cur)
+	return err == nil && c.Fingerprint == m.Fingerprint
 }
 
 // importSSHKey parses and checks an imported key with its optional

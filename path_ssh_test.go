@@ -301,6 +301,11 @@ func TestSSH_UpdateSemantics(t *testing.T) {
 	if got["version"] != 3 || got["imported"] != true || !samePublicKey(parsePublic(t, got["public_key"].(string)), parsePublic(t, pub)) {
 		t.Fatalf("import on update: version %v imported %v", got["version"], got["imported"])
 	}
+	// The same key again (an idempotent re-apply): no new version.
+	env.ok(logical.UpdateOperation, sshPath, map[string]interface{}{"private_key": priv})
+	if v := env.ok(logical.ReadOperation, sshPath, nil)["version"]; v != 3 {
+		t.Fatalf("re-importing the current key made version %v", v)
+	}
 	hist := env.ok(logical.ReadOperation, sshPath+"/history", nil)["history"].([]interface{})
 	if len(hist) != 2 || hist[0].(map[string]interface{})["operation"] != "write" || hist[0].(map[string]interface{})["to_version"] != 3 {
 		t.Fatalf("history after two key-changing writes: %v", hist)
