@@ -46,25 +46,35 @@ func rotationFrom(req *logical.Request, d *framework.FieldData) (rotation, error
 }
 
 func pathRotateSecret(b *backend, k *secretKind) *framework.Path {
+	return secretActionPath(b, k, "rotate", b.rotateOne(k),
+		"Rotate a "+k.Title+" now: generate a new version and make it current.",
+		"Rotate a "+k.Title+" now.",
+		"Generates new secret material and stores it as the next version. The previous version "+
+			"stays readable with version=N until max_versions pushes it out. The rotation is recorded in the "+
+			"history with the reason, the incident_id and who asked for it.")
+}
+
+// secretActionPath builds {type}/{tenant}/{name}/{action}: an update that
+// takes reason and incident_id, changes the secret, and so runs on the active
+// node.
+func secretActionPath(b *backend, k *secretKind, action string, op framework.OperationFunc, summary, synopsis, description string) *framework.Path {
 	fields := rotationFields()
 	fields["tenant"] = tenantField()
 	fields["name"] = nameField(k)
 	return &framework.Path{
-		Pattern:      k.Name + "/" + tenantSegment + "/" + nameSegment + "/rotate",
-		DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationVerb: "rotate", OperationSuffix: k.Name},
+		Pattern:      k.Name + "/" + tenantSegment + "/" + nameSegment + "/" + action,
+		DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationVerb: action, OperationSuffix: k.Name},
 		Fields:       fields,
 		Operations: map[logical.Operation]framework.OperationHandler{
 			logical.UpdateOperation: &framework.PathOperation{
-				Callback:                    b.handle(b.rotateOne(k)),
-				Summary:                     "Rotate a " + k.Title + " now: generate a new version and make it current.",
+				Callback:                    b.handle(op),
+				Summary:                     summary,
 				ForwardPerformanceStandby:   true,
 				ForwardPerformanceSecondary: true,
 			},
 		},
-		HelpSynopsis: "Rotate a " + k.Title + " now.",
-		HelpDescription: "Generates new secret material and stores it as the next version. The previous version " +
-			"stays readable with version=N until max_versions pushes it out. The rotation is recorded in the " +
-			"history with the reason, the incident_id and who asked for it.",
+		HelpSynopsis:    synopsis,
+		HelpDescription: description,
 	}
 }
 

@@ -295,6 +295,9 @@ func (b *backend) secretDeleter(k *secretKind) framework.OperationFunc {
 func pathsForKind(b *backend, k *secretKind) []*framework.Path {
 	paths := []*framework.Path{pathListTenants(b, k), pathListNames(b, k)}
 	paths = append(paths, k.paths(b, k)...)
+	if k.revocable {
+		paths = append(paths, pathRevokeSecret(b, k))
+	}
 	return append(paths, pathRotateSecret(b, k), pathHistory(b, k))
 }
 

@@ -42,6 +42,9 @@ type secretKind struct {
 	// onGraceEnd, when set, strips what must not outlive the grace period
 	// (a DKIM private key, for example) from a version's material.
 	onGraceEnd func(v *secretVersion) error
+	// revocable adds the {name}/revoke path: every live version is revoked
+	// at once, without grace, until the next rotation.
+	revocable bool
 }
 
 // supersede moves the previously active version out of service: at once, or
@@ -169,33 +172,20 @@ func (b *backend) rotateEntry(ctx context.Context, e *secretEntry, kind *secretK
 // rotateStored loads, rotates and saves one secret under its lock. It returns
 // the updated entry, or (nil, nil) when the secret does not exist.
 func (b *backend) rotateStored(ctx context.Context, s logical.Storage, kind *secretKind, tenant, name string, r rotation) (*secretEntry, error) {
-	key := secretStorageKey(kind.Name, tenant, name)
-	lock := b.lockFor(key)
-	lock.Lock()
-	defer lock.Unlock()
-
-	cfg, err := b.config(ctx, s)
+	attempted := false // rotate-fail is for a failed rotation, not a failed load
+	e, err := b.modifyStored(ctx, s, kind, tenant, name, func(e *secretEntry, cfg *engineConfig, now time.Time) error {
+		attempted = true
+		return b.rotateEntry(ctx, e, kind, cfg, r, now)
+	})
 	if err != nil {
+		if attempted {
+			b.emit(ctx, "rotate-fail", &secretEntry{Kind: kind.Name, Tenant: tenant, Name: name}, "trigger", r.Trigger)
+		}
 		return nil, err
 	}
-	e, err := loadSecret(ctx, s, kind.Name, tenant, name)
-	if err != nil || e == nil {
-		return nil, err
+	if e != nil {
+		b.emit(ctx, "rotate", e, "trigger", r.Trigger, "version", fmt.Sprint(e.CurrentVersion))
 	}
-	now := b.now()
-	if _, err := kind.endGraces(e, now); err != nil {
-		return nil, err
-	}
-	if err := b.rotateEntry(ctx, e, kind, cfg, r, now); err != nil {
-		b.emit(ctx, "rotate-fail", e, "trigger", r.Trigger)
-		return nil, err
-	}
-	if err := saveSecret(ctx, s, e); err != nil {
-		b.emit(ctx, "rotate-fail", e, "trigger", r.Trigger)
-		return nil, err
-	}
-	b.reschedule(e, kind, cfg, now)
-	b.emit(ctx, "rotate", e, "trigger", r.Trigger, "version", fmt.Sprint(e.CurrentVersion))
 	return e, nil
 }
 

@@ -279,3 +279,35 @@ func listChildren(ctx context.Context, s logical.Storage, prefix string) ([]stri
 	sort.Strings(keys)
 	return keys, nil
 }
+
+// modifyStored applies change to one stored secret under its lock and saves
+// it with one Put. Grace periods that have ended are closed first, so change
+// sees the statuses the clock implies. When change fails nothing is saved.
+// It returns (nil, nil) when the secret does not exist.
+func (b *backend) modifyStored(ctx context.Context, s logical.Storage, kind *secretKind, tenant, name string,
+	change func(e *secretEntry, cfg *engineConfig, now time.Time) error) (*secretEntry, error) {
+	lock := b.lockFor(secretStorageKey(kind.Name, tenant, name))
+	lock.Lock()
+	defer lock.Unlock()
+
+	cfg, err := b.config(ctx, s)
+	if err != nil {
+		return nil, err
+	}
+	e, err := loadSecret(ctx, s, kind.Name, tenant, name)
+	if err != nil || e == nil {
+		return nil, err
+	}
+	now := b.now()
+	if _, err := kind.endGraces(e, now); err != nil {
+		return nil, err
+	}
+	if err := change(e, cfg, now); err != nil {
+		return nil, err
+	}
+	if err := saveSecret(ctx, s, e); err != nil {
+		return nil, err
+	}
+	b.reschedule(e, kind, cfg, now)
+	return e, nil
+}

@@ -1,0 +1,475 @@
+package penguinmails
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+// statusGrace is a replaced SSH key that stays in authorized_keys until its
+// grace period (config ssh_grace_period, 24 h) ends.
+const statusGrace = "grace"
+
+// maxPassphraseLen bounds passphrases; bcrypt_pbkdf accepts any length, but a
+// huge one is a mistake, not a passphrase.
+const maxPassphraseLen = 1024
+
+// sshSettings apply to the secret as a whole, not to one key version.
+type sshSettings struct {
+	OneTimeDownload  bool      `json:"one_time_download"`
+	DownloadCount    int       `json:"download_count"`
+	LastDownloaded   time.Time `json:"last_downloaded,omitempty"`
+	LastDownloadedBy actor     `json:"last_downloaded_by"`
+}
+
+func sshKind() *secretKind {
+	return &secretKind{
+		Name:        "ssh",
+		Title:       "SSH key",
+		policy:      func(c *engineConfig) typePolicy { return c.SSH },
+		paths:       pathSSH,
+		generate:    generateSSHVersion,
+		graceStatus: statusGrace,
+		afterGrace:  statusExpired,
+		revocable:   true,
+	}
+}
+
+func pathSSH(b *backend, k *secretKind) []*framework.Path {
+	fields := map[string]*framework.FieldSchema{
+		"key_type": {Type: framework.TypeString,
+			Description: "Key to generate: " + strings.Join(sshKeyTypes, ", ") + " (default " + sshDefaultKeyType +
+				"). On an existing key, a different key_type generates a new version of that type now."},
+		"private_key": {Type: framework.TypeString,
+			Description:  "Import this private key (OpenSSH, or PEM: PKCS#1, PKCS#8, SEC 1) instead of generating one. On an existing key it becomes the next version.",
+			DisplayAttrs: &framework.DisplayAttributes{Name: "Private key", Sensitive: true}},
+		"passphrase": {Type: framework.TypeString,
+			Description:  "Passphrase of an encrypted private_key.",
+			DisplayAttrs: &framework.DisplayAttributes{Name: "Passphrase", Sensitive: true}},
+		"public_key": {Type: framework.TypeString,
+			Description: "Optional authorized_keys line of the imported key; the import is refused when it does not match private_key."},
+		"one_time_download": {Type: framework.TypeBool,
+			Description: "Allow one download of each key version's private key; after that only a rotation yields a downloadable key."},
+	}
+	return []*framework.Path{
+		secretPath(b, k, fields, writeSSH, viewSSH, "Generate, import, read and delete an SSH key pair.", sshHelp),
+		pathSSHPrivate(b, k),
+		pathSSHAuthorizedKeys(b, k),
+	}
+}
+
+// writeSSH validates the whole request, then applies it: settings in place,
+// and a new version when a key is generated or imported.
+func writeSSH(ctx context.Context, b *backend, req *logical.Request, d *framework.FieldData, e *secretEntry, cfg *engineConfig, now time.Time) error {
+	creating := e.current() == nil
+	settings, err := sshSettingsOf(e)
+	if err != nil {
+		return err
+	}
+	if v, ok := d.GetOk("one_time_download"); ok {
+		settings.OneTimeDownload = v.(bool)
+	}
+	material, err := b.sshKeyFromRequest(d, e)
+	if err != nil {
+		return err
+	}
+	if material == nil && creating {
+		return fmt.Errorf("ssh write produced no key")
+	}
+
+	raw, err := json.Marshal(settings)
+	if err != nil {
+		return err
+	}
+	e.Settings = raw
+	if material == nil {
+		return nil // settings only: no new version
+	}
+	from := e.CurrentVersion
+	if err := e.addVersion(material, actorOf(req), now, e.kindOf(b), cfg); err != nil {
+		return err
+	}
+	e.LastRotated = now
+	if !creating {
+		e.record(historyEntry{Time: now, Operation: "write", Trigger: triggerManual,
+			Reason: "key replaced by write", Actor: actorOf(req), Result: "success",
+			FromVersion: from, ToVersion: e.CurrentVersion})
+	}
+	return nil
+}
+
+// sshKeyFromRequest returns the next version's material when the request
+// imports or generates a key, and nil when it changes settings only.
+func (b *backend) sshKeyFromRequest(d *framework.FieldData, e *secretEntry) (*sshMaterial, error) {
+	comment := sshKeyComment(e, e.CurrentVersion+1)
+	if pk, ok := d.GetOk("private_key"); ok {
+		m, err := importSSHKey(pk.(string), d, comment)
+		if err != nil || isCurrentKey(e, m) {
+			return nil, err // importing the current key again changes nothing
+		}
+		return &m, nil
+	}
+	for _, f := range []string{"passphrase", "public_key"} {
+		if _, ok := d.GetOk(f); ok {
+			return nil, badInput("%s is only used together with private_key", f)
+		}
+	}
+	keyType, asked := sshDefaultKeyType, false
+	if v, ok := d.GetOk("key_type"); ok {
+		keyType, asked = strings.ToLower(strings.TrimSpace(v.(string))), true
+		if err := validateSSHKeyType(keyType); err != nil {
+			return nil, err
+		}
+	}
+	// An existing key is only replaced when a different key_type is asked
+	// for; a write of settings, or of the type it has, keeps it.
+	if cur := e.current(); cur != nil {
+		m, err := sshMaterialOf(cur)
+		if err != nil || !asked || keyType == m.KeyType {
+			return nil, err
+		}
+	}
+	key, err := generateSSHKey(keyType, b.GetRandomReader())
+	if err != nil {
+		return nil, fmt.Errorf("generating a %s key: %w", keyType, err)
+	}
+	m, err := newSSHMaterial(key, comment, false)
+	return &m, err
+}
+
+// isCurrentKey reports whether m is the key of e's current version.
+func isCurrentKey(e *secretEntry, m sshMaterial) bool {
+	cur := e.current()
+	if cur == nil {
+		return false
+	}
+	c, err := sshMaterialOf(cur)
+	return err == nil && c.Fingerprint == m.Fingerprint
+}
+
+// importSSHKey parses and checks an imported key with its optional
+// passphrase, public_key and key_type.
+func importSSHKey(pemText string, d *framework.FieldData, comment string) (sshMaterial, error) {
+	passphrase := d.Get("passphrase").(string)
+	if len(passphrase) > maxPassphraseLen {
+		return sshMaterial{}, badInput("passphrase is too long: at most %d characters", maxPassphraseLen)
+	}
+	key, err := parseSSHPrivateKey(pemText, passphrase)
+	if err != nil {
+		return sshMaterial{}, err
+	}
+	if pub, ok := d.GetOk("public_key"); ok {
+		if err := checkPublicKeyMatches(pub.(string), key); err != nil {
+			return sshMaterial{}, err
+		}
+	}
+	m, err := newSSHMaterial(key, comment, true)
+	if err != nil {
+		return sshMaterial{}, err
+	}
+	if v, ok := d.GetOk("key_type"); ok && strings.ToLower(strings.TrimSpace(v.(string))) != m.KeyType {
+		return sshMaterial{}, badInput("key_type %s does not match private_key, which is %s", quoteShort(v.(string)), m.KeyType)
+	}
+	return m, nil
+}
+
+// generateSSHVersion makes a rotated version: a new key of the current type.
+func generateSSHVersion(_ context.Context, b *backend, e *secretEntry, _ *engineConfig) (interface{}, error) {
+	cur, err := sshMaterialOf(e.current())
+	if err != nil {
+		return nil, err
+	}
+	key, err := generateSSHKey(cur.KeyType, b.GetRandomReader())
+	if err != nil {
+		return nil, err
+	}
+	return newSSHMaterial(key, sshKeyComment(e, e.CurrentVersion+1), false)
+}
+
+func sshMaterialOf(v *secretVersion) (sshMaterial, error) {
+	var m sshMaterial
+	err := decodeMaterial(v, &m)
+	return m, err
+}
+
+func sshSettingsOf(e *secretEntry) (sshSettings, error) {
+	var s sshSettings
+	if len(e.Settings) == 0 {
+		return s, nil
+	}
+	if err := json.Unmarshal(e.Settings, &s); err != nil {
+		return s, fmt.Errorf("decoding ssh settings: %w", err)
+	}
+	return s, nil
+}
+
+// viewSSH renders a version. It never includes the private key, whatever
+// withSecrets says: the private key is only served by the counted download.
+func viewSSH(e *secretEntry, v *secretVersion, _ bool) (map[string]interface{}, error) {
+	m, err := sshMaterialOf(v)
+	if err != nil {
+		return nil, err
+	}
+	s, err := sshSettingsOf(e)
+	if err != nil {
+		return nil, err
+	}
+	cur, err := sshMaterialOf(e.current())
+	if err != nil {
+		return nil, err
+	}
+	return map[string]interface{}{
+		"public_key":               m.PublicKey,
+		"fingerprint":              m.Fingerprint,
+		"key_type":                 m.KeyType,
+		"key_bits":                 m.KeyBits,
+		"imported":                 m.Imported,
+		"version_download_count":   m.Downloads,
+		"one_time_download":        s.OneTimeDownload,
+		"download_count":           s.DownloadCount,
+		"last_downloaded":          formatTime(s.LastDownloaded),
+		"last_downloaded_by":       s.lastDownloadedBy(),
+		"private_key_downloadable": downloadRefusal(e, e.current(), cur, s) == "",
+	}, nil
+}
+
+// lastDownloadedBy is the actor of the last download, or nil before any.
+func (s sshSettings) lastDownloadedBy() map[string]interface{} {
+	if s.LastDownloaded.IsZero() {
+		return nil
+	}
+	return s.LastDownloadedBy.view()
+}
+
+// downloadRefusal says why the current version's private key may not be
+// downloaded now, or "" when it may.
+func downloadRefusal(e *secretEntry, cur *secretVersion, m sshMaterial, s sshSettings) string {
+	path := e.Kind + "/" + e.Tenant + "/" + e.Name
+	switch {
+	case cur.Status != statusActive:
+		return fmt.Sprintf("%s is %s: no key of it is valid; rotate it to get a new key", path, cur.Status)
+	case s.OneTimeDownload && m.Downloads > 0:
+		return fmt.Sprintf("the private key of %s version %d was already downloaded and one_time_download is set; rotate it to get a downloadable key", path, cur.Version)
+	}
+	return ""
+}
+
+func pathSSHPrivate(b *backend, k *secretKind) *framework.Path {
+	// A download writes storage (the count and the history), so both
+	// operations run on the active node.
+	op := func(summary string) *framework.PathOperation {
+		return &framework.PathOperation{
+			Callback:                    b.handle(b.downloadSSHKey(k)),
+			Summary:                     summary,
+			ForwardPerformanceStandby:   true,
+			ForwardPerformanceSecondary: true,
+		}
+	}
+	return &framework.Path{
+		Pattern:      k.Name + "/" + tenantSegment + "/" + nameSegment + "/private",
+		DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationSuffix: k.Name + "_private_key"},
+		Fields: map[string]*framework.FieldSchema{
+			"tenant": tenantField(),
+			"name":   nameField(k),
+			"passphrase": {Type: framework.TypeString, Query: true,
+				Description:  "Encrypt the returned private key with this passphrase (OpenSSH format, bcrypt KDF). Empty: unencrypted.",
+				DisplayAttrs: &framework.DisplayAttributes{Name: "Passphrase", Sensitive: true}},
+		},
+		Operations: map[logical.Operation]framework.OperationHandler{
+			logical.ReadOperation:   op("Download the current private key (counted and recorded)."),
+			logical.UpdateOperation: op("Download the current private key; the passphrase travels in the body instead of the URL."),
+		},
+		HelpSynopsis:    "Download the current SSH private key; every download is counted and recorded.",
+		HelpDescription: strings.TrimSpace(sshPrivateHelp),
+	}
+}
+
+// downloadSSHKey serves the current version's private key. The download is
+// counted and recorded in the same Put that precedes the response, so no key
+// leaves Vault uncounted.
+func (b *backend) downloadSSHKey(k *secretKind) framework.OperationFunc {
+	return func(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+		ref, err := refFrom(k, d)
+		if err != nil {
+			return nil, err
+		}
+		passphrase := d.Get("passphrase").(string)
+		if len(passphrase) > maxPassphraseLen {
+			return nil, badInput("passphrase is too long: at most %d characters", maxPassphraseLen)
+		}
+		var out map[string]interface{}
+		e, err := b.modifyStored(ctx, req.Storage, k, ref.tenant, ref.name, func(e *secretEntry, _ *engineConfig, now time.Time) error {
+			var err error
+			out, err = recordDownload(e, passphrase, actorOf(req), now)
+			return err
+		})
+		if err != nil || e == nil {
+			return nil, err // a missing secret reads as 404, like any read
+		}
+		b.emit(ctx, "download", e, "version", fmt.Sprint(e.CurrentVersion))
+		return &logical.Response{Data: out}, nil
+	}
+}
+
+// recordDownload checks that the current key may be downloaded, exports it
+// and counts the download in the entry's settings, material and history.
+func recordDownload(e *secretEntry, passphrase string, by actor, now time.Time) (map[string]interface{}, error) {
+	cur := e.current()
+	m, err := sshMaterialOf(cur)
+	if err != nil {
+		return nil, err
+	}
+	s, err := sshSettingsOf(e)
+	if err != nil {
+		return nil, err
+	}
+	if why := downloadRefusal(e, cur, m, s); why != "" {
+		return nil, logical.CodedError(409, why)
+	}
+	privateKey, err := m.exportPrivateKey(passphrase)
+	if err != nil {
+		return nil, err
+	}
+	m.Downloads++
+	s.DownloadCount++
+	s.LastDownloaded, s.LastDownloadedBy = now, by
+	if cur.Material, err = json.Marshal(m); err != nil {
+		return nil, err
+	}
+	if e.Settings, err = json.Marshal(s); err != nil {
+		return nil, err
+	}
+	e.record(historyEntry{Time: now, Operation: "download", Trigger: triggerManual, Actor: by,
+		Result: "success", FromVersion: cur.Version, ToVersion: cur.Version})
+	return map[string]interface{}{
+		"private_key":            privateKey,
+		"encrypted":              passphrase != "",
+		"version":                cur.Version,
+		"key_type":               m.KeyType,
+		"fingerprint":            m.Fingerprint,
+		"public_key":             m.PublicKey,
+		"download_count":         s.DownloadCount,
+		"version_download_count": m.Downloads,
+		"one_time_download":      s.OneTimeDownload,
+	}, nil
+}
+
+func pathSSHAuthorizedKeys(b *backend, k *secretKind) *framework.Path {
+	return &framework.Path{
+		Pattern:      k.Name + "/" + tenantSegment + "/" + nameSegment + "/authorized_keys",
+		DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationSuffix: k.Name + "_authorized_keys"},
+		Fields:       map[string]*framework.FieldSchema{"tenant": tenantField(), "name": nameField(k)},
+		Operations: map[logical.Operation]framework.OperationHandler{
+			logical.ReadOperation: &framework.PathOperation{
+				Callback: b.handle(b.readAuthorizedKeys(k)),
+				Summary:  "The public keys valid now, as authorized_keys text and as a list.",
+			},
+		},
+		HelpSynopsis:    "The public keys of an SSH key that are valid now, for syncing authorized_keys.",
+		HelpDescription: strings.TrimSpace(sshAuthorizedKeysHelp),
+	}
+}
+
+func (b *backend) readAuthorizedKeys(k *secretKind) framework.OperationFunc {
+	return func(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+		ref, err := refFrom(k, d)
+		if err != nil {
+			return nil, err
+		}
+		e, err := loadSecret(ctx, req.Storage, k.Name, ref.tenant, ref.name)
+		if err != nil || e == nil {
+			return nil, err
+		}
+		// Judge validity by the clock, not by what the scheduler has
+		// persisted so far. This copy is not saved.
+		if _, err := k.endGraces(e, b.now()); err != nil {
+			return nil, err
+		}
+		return authorizedKeysResponse(e)
+	}
+}
+
+// authorizedKeysResponse lists the active key and any key still in its grace
+// period, newest first. A revoked secret has none.
+func authorizedKeysResponse(e *secretEntry) (*logical.Response, error) {
+	lines := []string{}
+	keys := []interface{}{}
+	for i := len(e.Versions) - 1; i >= 0; i-- {
+		v := &e.Versions[i]
+		if v.Status != statusActive && v.Status != statusGrace {
+			continue
+		}
+		m, err := sshMaterialOf(v)
+		if err != nil {
+			return nil, err
+		}
+		lines = append(lines, m.PublicKey)
+		keys = append(keys, map[string]interface{}{
+			"version": v.Version, "status": v.Status, "public_key": m.PublicKey,
+			"fingerprint": m.Fingerprint, "valid_until": formatTime(v.GraceUntil),
+		})
+	}
+	text := strings.Join(lines, "\n")
+	if text != "" {
+		text += "\n"
+	}
+	return &logical.Response{Data: map[string]interface{}{
+		"authorized_keys": text, "keys": keys, "status": e.current().Status,
+	}}, nil
+}
+
+const sshHelp = `
+An SSH key pair, generated inside Vault or imported. Each generation,
+import or rotation is a new version; the replaced key stays valid (status
+grace, listed by authorized_keys) for config ssh_grace_period (24 h), then
+expires.
+
+  vault write penguinmails/ssh/tenant-1/admin key_type=ed25519
+  vault write penguinmails/ssh/tenant-1/admin private_key=@id_ed25519 \
+      passphrase=... public_key=@id_ed25519.pub
+  vault read penguinmails/ssh/tenant-1/admin
+  vault read -field=private_key penguinmails/ssh/tenant-1/admin/private
+  vault read -field=authorized_keys penguinmails/ssh/tenant-1/admin/authorized_keys
+  vault write penguinmails/ssh/tenant-1/admin/rotate reason="quarterly"
+  vault write penguinmails/ssh/tenant-1/admin/revoke reason="laptop lost" incident_id=INC-1
+
+key_type: ed25519 (default), rsa-4096, rsa-3072, ecdsa-p256, ecdsa-p384,
+ecdsa-p521. RSA below 3072 bits is refused, generated or imported.
+
+A read returns the public key (authorized_keys line), its SHA256
+fingerprint, key_type, key_bits, the versions with their status (active,
+grace, expired, revoked), the rotation metadata, download_count and
+last_downloaded. It never returns the private key: that is only served by
+the counted download at .../private.
+
+Set one_time_download=true to allow one download per key version.
+`
+
+const sshPrivateHelp = `
+Returns the current version's private key in OpenSSH format, encrypted with
+passphrase when one is given. Each download increments download_count, sets
+last_downloaded and adds a "download" entry (time, display_name, entity_id)
+to the history, before the key is returned.
+
+A revoked key cannot be downloaded. With one_time_download set, each key
+version can be downloaded once; after that only a rotation yields a
+downloadable key. Both refusals answer 409.
+
+Prefer "vault write .../private passphrase=..." to keep the passphrase out of
+the request URL.
+`
+
+const sshAuthorizedKeysHelp = `
+Returns the public keys that are valid now: the active key and a replaced key
+still inside its grace period. authorized_keys is the text of an
+authorized_keys file (one line per key, newest first); keys lists the same
+keys with version, status, fingerprint and valid_until (the end of the grace
+period, empty for the active key). After a revoke both are empty until the
+next rotation. An agent on the server can poll this path and replace its
+authorized_keys file with the text.
+`
