@@ -66,7 +66,7 @@ func newBackend(clock func() time.Time) *backend {
 		b.kinds[k.Name] = k
 	}
 
-	paths := []*framework.Path{pathConfig(b), pathRotateTenant(b)}
+	paths := []*framework.Path{pathConfig(b), pathRotateTenant(b), pathRotationReport(b)}
 	for _, k := range b.sortedKinds() {
 		paths = append(paths, pathsForKind(b, k)...)
 	}

@@ -444,3 +444,28 @@ func TestHelp_ExplainsEverySMTPField(t *testing.T) {
 		}
 	}
 }
+
+func TestRotationReport_ListsOverdueAndDueSoon(t *testing.T) {
+	env := newTestEnv(t)
+	env.ok(logical.UpdateOperation, "smtp/t1/old", smtpInput())
+	env.clock.Advance(25 * day)
+	env.ok(logical.UpdateOperation, "smtp/t2/mid", smtpInput())
+	env.clock.Advance(20 * day) // old: 45 days (overdue); mid: 20 days (healthy)
+	env.ok(logical.UpdateOperation, "smtp/t2/new", smtpInput())
+	env.ok(logical.UpdateOperation, "smtp/t2/mid", map[string]interface{}{"rotation_period": "24d"}) // due in 4 days
+
+	got := env.ok(logical.ReadOperation, "rotation-report", nil)
+	if got["overdue_count"] != 1 || got["due_soon_count"] != 1 || got["checked_count"] != 3 {
+		t.Fatalf("report %v", got)
+	}
+	if p := got["overdue"].([]interface{})[0].(map[string]interface{})["path"]; p != "smtp/t1/old" {
+		t.Fatalf("overdue lists %v", p)
+	}
+	if p := got["due_soon"].([]interface{})[0].(map[string]interface{})["path"]; p != "smtp/t2/mid" {
+		t.Fatalf("due_soon lists %v", p)
+	}
+	if n := env.ok(logical.ReadOperation, "rotation-report", map[string]interface{}{"tenant": "t2"})["checked_count"]; n != 2 {
+		t.Fatalf("tenant filter checked %v secrets", n)
+	}
+	env.badRequest(logical.ReadOperation, "rotation-report", map[string]interface{}{"tenant": "../x"})
+}

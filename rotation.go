@@ -156,10 +156,12 @@ func rotationView(e *secretEntry, pol typePolicy, now time.Time) map[string]inte
 	}
 }
 
+// lastRotationActor is whoever made the version that last_rotated points at:
+// the creating write, a password change or a rotation.
 func (e *secretEntry) lastRotationActor() string {
-	for i := len(e.History) - 1; i >= 0; i-- {
-		if e.History[i].Operation == "rotate" && e.History[i].Result == "success" {
-			return e.History[i].Actor.DisplayName
+	for _, v := range e.Versions {
+		if v.CreatedTime.Equal(e.LastRotated) {
+			return v.CreatedBy.DisplayName
 		}
 	}
 	return ""

@@ -115,7 +115,7 @@ func (b *backend) loadSchedule(ctx context.Context, s logical.Storage, cfg *engi
 		return nil
 	}
 	for _, kind := range b.sortedKinds() {
-		err := walkSecrets(ctx, s, kind.Name, func(e *secretEntry) error {
+		err := walkSecrets(ctx, s, kind.Name, "", func(e *secretEntry) error {
 			b.reschedule(e, kind, cfg, time.Time{})
 			return nil
 		})
@@ -178,11 +178,15 @@ func (b *backend) maintain(ctx context.Context, s logical.Storage, key string, c
 	return nil
 }
 
-// walkSecrets calls fn for every stored secret of one type.
-func walkSecrets(ctx context.Context, s logical.Storage, kind string, fn func(*secretEntry) error) error {
-	tenants, err := listChildren(ctx, s, secretsStoragePrefix+kind+"/")
-	if err != nil {
-		return err
+// walkSecrets calls fn for every stored secret of one type, of one tenant
+// or, when tenant is empty, of all.
+func walkSecrets(ctx context.Context, s logical.Storage, kind, tenant string, fn func(*secretEntry) error) error {
+	tenants := []string{tenant}
+	if tenant == "" {
+		var err error
+		if tenants, err = listChildren(ctx, s, secretsStoragePrefix+kind+"/"); err != nil {
+			return err
+		}
 	}
 	for _, tenant := range tenants {
 		names, err := listChildren(ctx, s, secretsStoragePrefix+kind+"/"+tenant+"/")
