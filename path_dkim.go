@@ -557,12 +557,13 @@ const dkimHelp = `
 The DKIM signing key of one domain. The secret's name is the domain
 (d=), lowercased; a Unicode name is stored as IDNA punycode.
 
-  vault write penguinmails/dkim/tenant-1/example.com
+  vault write -f penguinmails/dkim/tenant-1/example.com
   vault write penguinmails/dkim/tenant-1/example.com key_type=ed25519 selector=mail1
   vault read  penguinmails/dkim/tenant-1/example.com
   vault write penguinmails/dkim/tenant-1/example.com/rotate reason="yearly rotation"
 
-A write with no arguments generates an rsa-2048 key. Every key version has its
+A write with no fields generates an rsa-2048 key (the CLI needs -f for a
+write without fields). Every key version has its
 own selector, given or generated from selector_prefix and the month
 (pm202611, then pm202611-2 in the same month). The answer, like a read, gives
 the record to publish: record_name {selector}._domainkey.{domain} and
