@@ -70,20 +70,43 @@ func pathDKIM(b *backend, k *secretKind) []*framework.Path {
 	}
 	return []*framework.Path{
 		secretPath(b, k, fields, writeDKIM, viewDKIM, "Create, read, update and delete the DKIM key of a domain.", dkimHelp),
-		dkimSubPath(b, k, "dns", logical.ReadOperation, b.dkimDNS(k), nil,
+		dkimSubPath(b, k, "dns", logical.ReadOperation, dkimDNS, nil,
 			"DNS records of a domain's DKIM keys: to publish now, and safe to remove.", dkimDNSHelp),
-		dkimSubPath(b, k, "sign", logical.UpdateOperation, b.dkimSign(k), dkimSignFields(),
+		dkimSubPath(b, k, "sign", logical.UpdateOperation, dkimSign, dkimSignFields(),
 			"Sign a message with the domain's active DKIM key and return the DKIM-Signature header.", dkimSignHelp),
-		dkimSubPath(b, k, "private", logical.ReadOperation, b.dkimPrivate(k), map[string]*framework.FieldSchema{
+		dkimSubPath(b, k, "private", logical.ReadOperation, dkimPrivate, map[string]*framework.FieldSchema{
 			"version": {Type: framework.TypeInt, Query: true,
 				Description: "Version whose private key to return; 0 or unset means the active one."},
 		}, "Export a DKIM private key (PEM) for MTAs that sign by themselves.", dkimPrivateHelp),
 	}
 }
 
+// dkimEntryHandler serves a sub-path of an existing DKIM secret, loaded with
+// its grace periods as the clock has them.
+type dkimEntryHandler func(e *secretEntry, ref secretRef, d *framework.FieldData) (*logical.Response, error)
+
+// onDKIMEntry resolves the request's domain and loads its secret for fn; a
+// missing secret is a 404 naming the path.
+func (b *backend) onDKIMEntry(k *secretKind, fn dkimEntryHandler) framework.OperationFunc {
+	return func(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+		ref, err := refFrom(k, d)
+		if err != nil {
+			return nil, err
+		}
+		e, err := b.loadDerived(ctx, req.Storage, ref)
+		if err != nil {
+			return nil, err
+		}
+		if e == nil {
+			return nil, notFound("no %s at %s", k.Title, ref.path())
+		}
+		return fn(e, ref, d)
+	}
+}
+
 // dkimSubPath builds a {tenant}/{domain}/{suffix} path with one operation.
 // None of them writes storage, so none is forwarded to the active node.
-func dkimSubPath(b *backend, k *secretKind, suffix string, op logical.Operation, fn framework.OperationFunc,
+func dkimSubPath(b *backend, k *secretKind, suffix string, op logical.Operation, fn dkimEntryHandler,
 	extra map[string]*framework.FieldSchema, synopsis, description string) *framework.Path {
 	fields := map[string]*framework.FieldSchema{"tenant": tenantField(), "name": nameField(k)}
 	for name, f := range extra {
@@ -94,7 +117,7 @@ func dkimSubPath(b *backend, k *secretKind, suffix string, op logical.Operation,
 		DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationSuffix: k.Name + "_" + suffix},
 		Fields:       fields,
 		Operations: map[logical.Operation]framework.OperationHandler{
-			op: &framework.PathOperation{Callback: b.handle(fn), Summary: synopsis},
+			op: &framework.PathOperation{Callback: b.handle(b.onDKIMEntry(k, fn)), Summary: synopsis},
 		},
 		HelpSynopsis:    synopsis,
 		HelpDescription: strings.TrimSpace(description),
@@ -344,33 +367,23 @@ func dkimVersionsView(e *secretEntry) (map[string]interface{}, error) {
 
 // dkimDNS answers {domain}/dns: the records of the active and retiring keys
 // (publish) and of the retired ones still kept (remove), newest first.
-func (b *backend) dkimDNS(k *secretKind) framework.OperationFunc {
-	return func(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
-		ref, err := refFrom(k, d)
-		if err != nil {
+func dkimDNS(e *secretEntry, _ secretRef, _ *framework.FieldData) (*logical.Response, error) {
+	publish, remove := []interface{}{}, []interface{}{}
+	for i := len(e.Versions) - 1; i >= 0; i-- {
+		v := &e.Versions[i]
+		var m dkimMaterial
+		if err := decodeMaterial(v, &m); err != nil {
 			return nil, err
 		}
-		e, err := b.loadDerived(ctx, req.Storage, ref)
-		if err != nil || e == nil {
-			return nil, err
+		if v.Status == statusActive || v.Status == dkimStatusRetiring {
+			publish = append(publish, dkimRecord(e.Name, v, m))
+		} else {
+			remove = append(remove, dkimRecord(e.Name, v, m))
 		}
-		publish, remove := []interface{}{}, []interface{}{}
-		for i := len(e.Versions) - 1; i >= 0; i-- {
-			v := &e.Versions[i]
-			var m dkimMaterial
-			if err := decodeMaterial(v, &m); err != nil {
-				return nil, err
-			}
-			if v.Status == statusActive || v.Status == dkimStatusRetiring {
-				publish = append(publish, dkimRecord(e.Name, v, m))
-			} else {
-				remove = append(remove, dkimRecord(e.Name, v, m))
-			}
-		}
-		return &logical.Response{Data: map[string]interface{}{
-			"domain": e.Name, "publish": publish, "remove": remove,
-		}}, nil
 	}
+	return &logical.Response{Data: map[string]interface{}{
+		"domain": e.Name, "publish": publish, "remove": remove,
+	}}, nil
 }
 
 // activeDKIMKey returns the active version and its material.
@@ -461,40 +474,27 @@ func parseSignedHeaders(names []string) ([]string, error) {
 // dkimSign answers {domain}/sign. It reads storage only: the signature is
 // made with the active key and nothing is recorded, so performance standbys
 // serve it themselves.
-func (b *backend) dkimSign(k *secretKind) framework.OperationFunc {
-	return func(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
-		ref, err := refFrom(k, d)
-		if err != nil {
-			return nil, err
-		}
-		opts, msg, err := dkimSignOptionsFrom(d)
-		if err != nil {
-			return nil, err
-		}
-		e, err := b.loadDerived(ctx, req.Storage, ref)
-		if err != nil {
-			return nil, err
-		}
-		if e == nil {
-			return nil, notFound("no %s at %s", k.Title, ref.path())
-		}
-		v, m, err := activeDKIMKey(e)
-		if err != nil {
-			return nil, err
-		}
-		if opts.Signer, err = parseDKIMPrivateKey(m.PrivateKey); err != nil {
-			return nil, err
-		}
-		opts.Domain, opts.Selector = e.Name, m.Selector
-		header, err := signDKIM(msg, opts)
-		if err != nil {
-			return nil, err
-		}
-		return &logical.Response{Data: map[string]interface{}{
-			"dkim_signature": header, "domain": e.Name, "selector": m.Selector,
-			"version": v.Version, "key_type": m.KeyType,
-		}}, nil
+func dkimSign(e *secretEntry, _ secretRef, d *framework.FieldData) (*logical.Response, error) {
+	opts, msg, err := dkimSignOptionsFrom(d)
+	if err != nil {
+		return nil, err
 	}
+	v, m, err := activeDKIMKey(e)
+	if err != nil {
+		return nil, err
+	}
+	if opts.Signer, err = parseDKIMPrivateKey(m.PrivateKey); err != nil {
+		return nil, err
+	}
+	opts.Domain, opts.Selector = e.Name, m.Selector
+	header, err := signDKIM(msg, opts)
+	if err != nil {
+		return nil, err
+	}
+	return &logical.Response{Data: map[string]interface{}{
+		"dkim_signature": header, "domain": e.Name, "selector": m.Selector,
+		"version": v.Version, "key_type": m.KeyType,
+	}}, nil
 }
 
 // signDKIM returns the DKIM-Signature header field, folded and ending in
@@ -518,39 +518,29 @@ func signDKIM(msg []byte, opts *dkim.SignOptions) (string, error) {
 
 // dkimPrivate answers {domain}/private with a version's PEM private key,
 // unless the secret was made with exportable=false.
-func (b *backend) dkimPrivate(k *secretKind) framework.OperationFunc {
-	return func(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
-		ref, err := refFrom(k, d)
-		if err != nil {
-			return nil, err
-		}
-		e, err := b.loadDerived(ctx, req.Storage, ref)
-		if err != nil || e == nil {
-			return nil, err
-		}
-		settings, err := dkimSettingsOf(e)
-		if err != nil {
-			return nil, err
-		}
-		if !settings.Exportable {
-			return nil, badInput("the private key of %s cannot be exported: it was created with exportable=false (sign with %s/sign instead)", ref.path(), ref.path())
-		}
-		v, err := pickVersion(e, d.Get("version").(int))
-		if err != nil {
-			return nil, err
-		}
-		var m dkimMaterial
-		if err := decodeMaterial(v, &m); err != nil {
-			return nil, err
-		}
-		if m.PrivateKey == "" {
-			return nil, notFound("version %d (selector %s) of %s has no private key: it was destroyed when its grace period ended", v.Version, m.Selector, ref.path())
-		}
-		return &logical.Response{Data: map[string]interface{}{
-			"private_key": m.PrivateKey, "domain": e.Name, "selector": m.Selector,
-			"key_type": m.KeyType, "version": v.Version, "record_name": dkimRecordName(m.Selector, e.Name),
-		}}, nil
+func dkimPrivate(e *secretEntry, ref secretRef, d *framework.FieldData) (*logical.Response, error) {
+	settings, err := dkimSettingsOf(e)
+	if err != nil {
+		return nil, err
 	}
+	if !settings.Exportable {
+		return nil, badInput("the private key of %s cannot be exported: it was created with exportable=false (sign with %s/sign instead)", ref.path(), ref.path())
+	}
+	v, err := pickVersion(e, d.Get("version").(int))
+	if err != nil {
+		return nil, err
+	}
+	var m dkimMaterial
+	if err := decodeMaterial(v, &m); err != nil {
+		return nil, err
+	}
+	if m.PrivateKey == "" {
+		return nil, notFound("version %d (selector %s) of %s has no private key: it was destroyed when its grace period ended", v.Version, m.Selector, ref.path())
+	}
+	return &logical.Response{Data: map[string]interface{}{
+		"private_key": m.PrivateKey, "domain": e.Name, "selector": m.Selector,
+		"key_type": m.KeyType, "version": v.Version, "record_name": dkimRecordName(m.Selector, e.Name),
+	}}, nil
 }
 
 const dkimHelp = `

@@ -639,10 +639,13 @@ func TestDKIM_MalformedSubPathNamesTheDomain(t *testing.T) {
 
 func TestDKIM_PrivateOfMissingKeyIs404(t *testing.T) {
 	env := newTestEnv(t)
-	for _, p := range []string{dkimPath, dkimPath + "/private", dkimPath + "/dns"} {
+	if resp, err := env.do(logical.ReadOperation, dkimPath, nil); err != nil || resp != nil {
+		t.Fatalf("read of a missing key: %v, %v (want a bare 404)", resp, err)
+	}
+	for _, p := range []string{dkimPath + "/private", dkimPath + "/dns"} {
 		resp, err := env.do(logical.ReadOperation, p, nil)
-		if err != nil || resp != nil {
-			t.Fatalf("read %s of a missing key: %v, %v (want a 404)", p, resp, err)
+		if code := statusOf(logical.ReadOperation, resp, err); code != 404 {
+			t.Fatalf("read %s of a missing key: status %d (want 404)", p, code)
 		}
 	}
 	var coded logical.HTTPCodedError
