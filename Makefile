@@ -1,0 +1,52 @@
+# vault-plugin-penguinmails
+#
+#   make dev       build the plugin and a real Vault, start Vault on loopback with
+#                  the plugin registered (by SHA-256, with VERSION) and mounted
+#   make dev-stop  stop what make dev started
+#   make test      unit tests, then integration tests against a real Vault
+#   make bench     benchmarks against a real Vault, with in-process baselines
+
+VERSION       ?= v0.1.0
+VAULT_VERSION ?= 1.21.0
+PLUGIN_NAME   := vault-plugin-penguinmails
+PLUGIN_BIN    := bin/plugins/$(PLUGIN_NAME)
+LDFLAGS       := -X github.com/penguinmails/vault-plugin-penguinmails.Version=$(VERSION)
+
+export VERSION VAULT_VERSION PLUGIN_NAME PLUGIN_BIN
+
+.PHONY: build vault dev dev-stop test test-unit test-integration bench fmt vet clean
+
+build:
+	@mkdir -p $(dir $(PLUGIN_BIN))
+	go build -trimpath -ldflags "$(LDFLAGS)" -o $(PLUGIN_BIN) ./cmd/$(PLUGIN_NAME)
+
+# Builds Vault from its Go module once and caches it outside the repository.
+vault:
+	@scripts/build-vault.sh >/dev/null
+
+dev: build vault
+	@scripts/dev.sh start
+
+dev-stop:
+	@scripts/dev.sh stop
+
+test: test-unit test-integration
+
+test-unit: vet
+	go test -race -count=1 .
+
+test-integration: build vault
+	@scripts/integration.sh test
+
+bench: build vault
+	@scripts/integration.sh bench
+
+vet:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
+	go vet ./...
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+clean:
+	rm -rf bin .dev

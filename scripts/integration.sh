@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Runs the integration tests (or benchmarks) against a real Vault. The Go test
+# harness starts and stops Vault itself; this wrapper only makes sure that no
+# Vault outlives the run, even if the test binary is killed.
+#   scripts/integration.sh test|bench
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+mode="${1:-test}"
+vault_bin=$(scripts/build-vault.sh)
+pidfile=$(mktemp)
+
+cleanup() {
+  local pid
+  pid=$(cat "$pidfile" 2>/dev/null || true)
+  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+    echo "integration: Vault (pid $pid) outlived the tests; stopping it" >&2
+    kill -TERM -- "-$pid" 2>/dev/null || true
+    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+    kill -KILL -- "-$pid" 2>/dev/null || true
+  fi
+  rm -f "$pidfile"
+}
+trap cleanup EXIT
+
+export VAULT_BINARY="$vault_bin" PLUGIN_BINARY="$PWD/${PLUGIN_BIN:-bin/plugins/vault-plugin-penguinmails}"
+export PLUGIN_VERSION="${VERSION:-v0.1.0}" PENGUINMAILS_PIDFILE="$pidfile"
+
+case "$mode" in
+  test)  go test -count=1 -timeout 20m ./integration/ ;;
+  bench) go test -count=1 -timeout 30m -run '^$' -bench . -benchmem -benchtime "${BENCHTIME:-3s}" ./integration/ ;;
+  *) echo "usage: $0 test|bench" >&2; exit 2 ;;
+esac
