@@ -3,7 +3,6 @@ package penguinmails
 import (
 	"bytes"
 	"context"
-	"crypto"
 	"crypto/ed25519"
 	"crypto/rsa"
 	"crypto/x509"
@@ -11,7 +10,6 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,8 +18,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/emersion/go-msgauth/dkim"
 	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/penguinmails/vault-plugin-penguinmails/internal/dkimcheck"
 )
 
 const dkimPath = "dkim/tenant-1/example.com"
@@ -72,25 +71,6 @@ func (env *testEnv) publishedTXT(path string) map[string]string {
 		txt[rec["name"].(string)] = strings.Join(strs, "")
 	}
 	return txt
-}
-
-// verifyWith checks signed with go-msgauth's verifier, which looks keys up
-// only in records. It returns the first verification error.
-func verifyWith(records map[string]string, signed string) error {
-	lookup := func(name string) ([]string, error) {
-		if v, ok := records[name]; ok {
-			return []string{v}, nil
-		}
-		return nil, fmt.Errorf("no TXT record at %s", name)
-	}
-	verifs, err := dkim.VerifyWithOptions(strings.NewReader(signed), &dkim.VerifyOptions{LookupTXT: lookup})
-	if err != nil {
-		return err
-	}
-	if len(verifs) != 1 {
-		return fmt.Errorf("%d signatures, want 1", len(verifs))
-	}
-	return verifs[0].Err
 }
 
 func TestDKIM_WriteWithNoArgumentsGeneratesRSA2048(t *testing.T) {
@@ -160,7 +140,7 @@ func TestDKIM_SignedMessagesVerifyAgainstPublishedRecord(t *testing.T) {
 			}
 
 			signed := env.signVia(dkimPath, testMessage, nil)
-			if err := verifyWith(records, signed); err != nil {
+			if err := dkimcheck.Verify(records, signed); err != nil {
 				t.Fatalf("signature does not verify: %v", err)
 			}
 			wantAlgo := map[string]string{"rsa-2048": "a=rsa-sha256", "rsa-4096": "a=rsa-sha256", "ed25519": "a=ed25519-sha256"}[keyType]
@@ -172,11 +152,11 @@ func TestDKIM_SignedMessagesVerifyAgainstPublishedRecord(t *testing.T) {
 			}
 
 			tamperedBody := strings.Replace(signed, "numbers are attached", "numbers are attacked", 1)
-			if err := verifyWith(records, tamperedBody); err == nil {
+			if err := dkimcheck.Verify(records, tamperedBody); err == nil {
 				t.Fatal("a changed body still verifies")
 			}
 			tamperedHeader := strings.Replace(signed, "Subject: Quarterly numbers", "Subject: Quarterly Numbers", 1)
-			if err := verifyWith(records, tamperedHeader); err == nil {
+			if err := dkimcheck.Verify(records, tamperedHeader); err == nil {
 				t.Fatal("a changed Subject still verifies")
 			}
 		})
@@ -190,7 +170,7 @@ func TestDKIM_SignHonoursHeadersAndCanonicalization(t *testing.T) {
 
 	signed := env.signVia(dkimPath, testMessage, map[string]interface{}{
 		"headers": "from,subject", "canonicalization": "simple/simple"})
-	if err := verifyWith(records, signed); err != nil {
+	if err := dkimcheck.Verify(records, signed); err != nil {
 		t.Fatal(err)
 	}
 	sig := strings.SplitN(signed, "\r\n\r\n", 2)[0]
@@ -199,10 +179,10 @@ func TestDKIM_SignHonoursHeadersAndCanonicalization(t *testing.T) {
 	}
 	// To is not signed, so changing it keeps the signature valid; with
 	// simple body canonicalization an added space breaks it.
-	if err := verifyWith(records, strings.Replace(signed, "To: Bob", "To: Robert", 1)); err != nil {
+	if err := dkimcheck.Verify(records, strings.Replace(signed, "To: Bob", "To: Robert", 1)); err != nil {
 		t.Fatalf("an unsigned header change broke the signature: %v", err)
 	}
-	if err := verifyWith(records, strings.Replace(signed, "Hello Bob,", "Hello  Bob,", 1)); err == nil {
+	if err := dkimcheck.Verify(records, strings.Replace(signed, "Hello Bob,", "Hello  Bob,", 1)); err == nil {
 		t.Fatal("simple body canonicalization accepted an added space")
 	}
 
@@ -210,7 +190,7 @@ func TestDKIM_SignHonoursHeadersAndCanonicalization(t *testing.T) {
 	// a message with bare LF line ends is signed as it will travel (CRLF).
 	lf := strings.ReplaceAll(testMessage, "\r\n", "\n")
 	signedLF := env.signVia(dkimPath, lf, nil)
-	if err := verifyWith(records, strings.Replace(signedLF, "Hello Bob,", "Hello  Bob,", 1)); err != nil {
+	if err := dkimcheck.Verify(records, strings.Replace(signedLF, "Hello Bob,", "Hello  Bob,", 1)); err != nil {
 		t.Fatalf("relaxed body: %v", err)
 	}
 }
@@ -287,16 +267,12 @@ func TestDKIM_PrivateKeyParsesAndMatchesPublishedKey(t *testing.T) {
 			}
 
 			// The Go standard library.
-			block, _ := pem.Decode([]byte(pemText))
-			if block == nil || block.Type != "PRIVATE KEY" {
-				t.Fatalf("not a PKCS#8 PEM block")
-			}
-			key, err := x509.ParsePKCS8PrivateKey(block.Bytes)
+			key, err := dkimcheck.ParsePrivateKey(pemText)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got := publicKeyForDNS(t, key.(crypto.Signer).Public()); got != published {
-				t.Fatal("the stdlib-parsed private key does not match the published public key")
+			if got, err := dkimcheck.PublicKeyTag(key.Public()); err != nil || got != published {
+				t.Fatalf("the stdlib-parsed private key does not match the published public key (%v)", err)
 			}
 
 			// openssl, a separate implementation.
@@ -327,19 +303,6 @@ func TestDKIM_PrivateKeyParsesAndMatchesPublishedKey(t *testing.T) {
 	}
 }
 
-// publicKeyForDNS encodes pub as the p= tag does, independently of dkim.go.
-func publicKeyForDNS(t *testing.T, pub crypto.PublicKey) string {
-	t.Helper()
-	if k, ok := pub.(ed25519.PublicKey); ok {
-		return base64.StdEncoding.EncodeToString(k)
-	}
-	der, err := x509.MarshalPKIXPublicKey(pub)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return base64.StdEncoding.EncodeToString(der)
-}
-
 func TestDKIM_NonExportableKeyCanSignButNeverBeExported(t *testing.T) {
 	env := newTestEnv(t)
 	env.ok(logical.UpdateOperation, dkimPath, map[string]interface{}{"key_type": "ed25519", "exportable": false})
@@ -347,7 +310,7 @@ func TestDKIM_NonExportableKeyCanSignButNeverBeExported(t *testing.T) {
 	if !strings.Contains(msg, "exportable=false") {
 		t.Fatalf("message %q", msg)
 	}
-	if err := verifyWith(env.publishedTXT(dkimPath), env.signVia(dkimPath, testMessage, nil)); err != nil {
+	if err := dkimcheck.Verify(env.publishedTXT(dkimPath), env.signVia(dkimPath, testMessage, nil)); err != nil {
 		t.Fatal(err)
 	}
 	msg = env.badRequest(logical.UpdateOperation, dkimPath, map[string]interface{}{"exportable": true})
@@ -424,7 +387,7 @@ func TestDKIM_RotationGraceThenRetirement(t *testing.T) {
 		t.Fatal("sign after rotation did not use the new selector")
 	}
 	for name, signed := range map[string]string{"old key": oldSigned, "new key": newSigned} {
-		if err := verifyWith(records, signed); err != nil {
+		if err := dkimcheck.Verify(records, signed); err != nil {
 			t.Fatalf("%s during grace: %v", name, err)
 		}
 	}
@@ -448,10 +411,10 @@ func TestDKIM_RotationGraceThenRetirement(t *testing.T) {
 	if _, still := records["pm202611._domainkey.example.com"]; still || len(records) != 1 {
 		t.Fatalf("after grace, publish holds %v", records)
 	}
-	if err := verifyWith(records, oldSigned); err == nil {
+	if err := dkimcheck.Verify(records, oldSigned); err == nil {
 		t.Fatal("the old selector still verifies from the published records")
 	}
-	if err := verifyWith(records, newSigned); err != nil {
+	if err := dkimcheck.Verify(records, newSigned); err != nil {
 		t.Fatal(err)
 	}
 	dns := env.ok(logical.ReadOperation, dkimPath+"/dns", nil)
@@ -608,7 +571,7 @@ func TestDKIM_DomainsAreNormalized(t *testing.T) {
 	if !strings.Contains(signed, "d=xn--bcher-kva.example;") {
 		t.Fatal("signature does not use the punycode domain")
 	}
-	if err := verifyWith(env.publishedTXT("dkim/tenant-1/xn--bcher-kva.example"), signed); err != nil {
+	if err := dkimcheck.Verify(env.publishedTXT("dkim/tenant-1/xn--bcher-kva.example"), signed); err != nil {
 		t.Fatal(err)
 	}
 

@@ -1,15 +1,14 @@
 package integration
 
 import (
-	"crypto"
-	"crypto/x509"
 	"encoding/base64"
-	"encoding/pem"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/emersion/go-msgauth/dkim"
+
+	"github.com/penguinmails/vault-plugin-penguinmails/internal/dkimcheck"
 )
 
 // benchSignedHeaders is given to Vault and to the in-process signer alike, so
@@ -36,10 +35,10 @@ func BenchmarkDKIMSign(b *testing.B) {
 			}
 
 			// Both ways must give signatures that verify before they are timed.
-			if err := verifyDKIM(records, signWithVault(b, l, path, dkimMessage, map[string]interface{}{"headers": request["headers"]})); err != nil {
+			if err := dkimcheck.Verify(records, signWithVault(b, l, path, dkimMessage, map[string]interface{}{"headers": request["headers"]})); err != nil {
 				b.Fatalf("Vault signature: %v", err)
 			}
-			if err := verifyDKIM(records, signInProcess(b, opts)+dkimMessage); err != nil {
+			if err := dkimcheck.Verify(records, signInProcess(b, opts)+dkimMessage); err != nil {
 				b.Fatalf("in-process signature: %v", err)
 			}
 
@@ -89,18 +88,14 @@ func exportedSignOptions(b *testing.B, path string) *dkim.SignOptions {
 	}
 	pemText := s.Data["private_key"].(string)
 	rememberPrivateKey(pemText)
-	block, _ := pem.Decode([]byte(pemText))
-	if block == nil {
-		b.Fatal("private_key is not PEM")
-	}
-	key, err := x509.ParsePKCS8PrivateKey(block.Bytes)
+	key, err := dkimcheck.ParsePrivateKey(pemText)
 	if err != nil {
 		b.Fatal(err)
 	}
 	return &dkim.SignOptions{
 		Domain:                 s.Data["domain"].(string),
 		Selector:               s.Data["selector"].(string),
-		Signer:                 key.(crypto.Signer),
+		Signer:                 key,
 		HeaderCanonicalization: dkim.CanonicalizationRelaxed,
 		BodyCanonicalization:   dkim.CanonicalizationRelaxed,
 		HeaderKeys:             benchSignedHeaders,

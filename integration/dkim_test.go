@@ -1,17 +1,14 @@
 package integration
 
 import (
-	"crypto"
-	"crypto/ed25519"
-	"crypto/x509"
 	"encoding/base64"
-	"encoding/pem"
 	"fmt"
 	"strings"
 	"testing"
 
-	"github.com/emersion/go-msgauth/dkim"
 	"github.com/hashicorp/vault/api"
+
+	"github.com/penguinmails/vault-plugin-penguinmails/internal/dkimcheck"
 )
 
 // dkimMessage is a small RFC 5322 message with CRLF line ends.
@@ -44,25 +41,6 @@ func publishedRecords(t testing.TB, l *api.Logical, path string) map[string]stri
 		records[rec["name"].(string)] = joined.String()
 	}
 	return records
-}
-
-// verifyDKIM checks a signed message with go-msgauth, looking keys up only
-// in records (never in the key objects).
-func verifyDKIM(records map[string]string, signed string) error {
-	lookup := func(name string) ([]string, error) {
-		if v, ok := records[name]; ok {
-			return []string{v}, nil
-		}
-		return nil, fmt.Errorf("no TXT record at %s", name)
-	}
-	verifs, err := dkim.VerifyWithOptions(strings.NewReader(signed), &dkim.VerifyOptions{LookupTXT: lookup})
-	if err != nil {
-		return err
-	}
-	if len(verifs) != 1 {
-		return fmt.Errorf("%d signatures, want 1", len(verifs))
-	}
-	return verifs[0].Err
 }
 
 // signWithVault signs msg through {domain}/sign and returns the signed message.
@@ -131,10 +109,10 @@ func TestDKIM_UserFlowThroughCLI(t *testing.T) {
 		"message="+base64.StdEncoding.EncodeToString([]byte(dkimMessage)))
 	signed := strings.TrimRight(sig, "\r\n") + "\r\n" + dkimMessage
 	records := publishedRecords(t, l, path)
-	if err := verifyDKIM(records, signed); err != nil {
+	if err := dkimcheck.Verify(records, signed); err != nil {
 		t.Fatalf("CLI signature: %v", err)
 	}
-	if err := verifyDKIM(records, strings.Replace(signed, "Signed inside", "Signed outside", 1)); err == nil {
+	if err := dkimcheck.Verify(records, strings.Replace(signed, "Signed inside", "Signed outside", 1)); err == nil {
 		t.Fatal("a changed body verifies")
 	}
 
@@ -165,7 +143,7 @@ func TestDKIM_UserFlowThroughCLI(t *testing.T) {
 	}
 	newSigned := signWithVault(t, l, path, dkimMessage, nil)
 	for name, m := range map[string]string{"pre-rotation": signed, "post-rotation": newSigned} {
-		if err := verifyDKIM(records, m); err != nil {
+		if err := dkimcheck.Verify(records, m); err != nil {
 			t.Fatalf("%s signature during grace: %v", name, err)
 		}
 	}
@@ -186,23 +164,15 @@ func TestDKIM_UserFlowThroughCLI(t *testing.T) {
 // publicKeyOf parses a PKCS#8 PEM key and encodes its public key as p=.
 func publicKeyOf(t *testing.T, pemText string) string {
 	t.Helper()
-	block, _ := pem.Decode([]byte(pemText))
-	if block == nil {
-		t.Fatal("private_key is not PEM")
-	}
-	key, err := x509.ParsePKCS8PrivateKey(block.Bytes)
+	key, err := dkimcheck.ParsePrivateKey(pemText)
 	if err != nil {
 		t.Fatal(err)
 	}
-	pub := key.(crypto.Signer).Public()
-	if k, ok := pub.(ed25519.PublicKey); ok {
-		return base64.StdEncoding.EncodeToString(k)
-	}
-	der, err := x509.MarshalPKIXPublicKey(pub)
+	tag, err := dkimcheck.PublicKeyTag(key.Public())
 	if err != nil {
 		t.Fatal(err)
 	}
-	return base64.StdEncoding.EncodeToString(der)
+	return tag
 }
 
 // TestDKIM_PolicyMaySignButNotExport shows that sign and private are
@@ -231,7 +201,7 @@ path "` + mount + `/dkim/tenant-pol/+/dns" { capabilities = ["read"] }`
 	signer.SetToken(tok.Auth.ClientToken)
 
 	signed := signWithVault(t, signer.Logical(), path, dkimMessage, nil)
-	if err := verifyDKIM(publishedRecords(t, signer.Logical(), path), signed); err != nil {
+	if err := dkimcheck.Verify(publishedRecords(t, signer.Logical(), path), signed); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := signer.Logical().Read(path + "/private"); statusCode(err) != 403 {
@@ -246,7 +216,7 @@ path "` + mount + `/dkim/tenant-pol/+/dns" { capabilities = ["read"] }`
 		t.Fatalf("export of a non-exportable key as root: %v, want a 400", err)
 	}
 	signed = signWithVault(t, signer.Logical(), path, dkimMessage, nil)
-	if err := verifyDKIM(publishedRecords(t, l, path), signed); err != nil {
+	if err := dkimcheck.Verify(publishedRecords(t, l, path), signed); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -270,7 +240,7 @@ func TestDKIM_ZeroGraceRetiresAtOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	records := publishedRecords(t, l, path)
-	if len(records) != 1 || verifyDKIM(records, before) == nil {
+	if len(records) != 1 || dkimcheck.Verify(records, before) == nil {
 		t.Fatalf("with no grace the old key is still published: %v", records)
 	}
 	dns, _ := l.Read(path + "/dns")
