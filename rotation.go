@@ -71,7 +71,6 @@ func (k *secretKind) supersede(v *secretVersion, now time.Time, cfg *engineConfi
 	case k.afterGrace != "":
 		// A grace period configured to 0 ends at once, and what must not
 		// outlive it (a DKIM private key) goes now, not at the next tick.
-		v.Status = k.graceStatus
 		v.GraceUntil = now
 		return k.endGrace(v)
 	default:
