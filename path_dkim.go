@@ -251,8 +251,8 @@ func newDKIMMaterial(b *backend, e *secretEntry, s dkimSettings, selector string
 		selector = nextSelector(s.SelectorPrefix, now, func(c string) bool { return versionWithSelector(e, c) > 0 })
 	}
 	if n := len(dkimRecordName(selector, e.Name)); n > maxDNSName {
-		return dkimMaterial{}, badInput("invalid domain %s with selector %q: the record name %s._domainkey.%s would be %d characters, DNS allows %d",
-			quoteShort(e.Name), selector, selector, e.Name, n, maxDNSName)
+		return dkimMaterial{}, badInput("invalid domain %s with selector %q: the record name {selector}._domainkey.{domain} would be %d characters, DNS allows %d",
+			quoteShort(e.Name), selector, n, maxDNSName)
 	}
 	pair, err := generateDKIMKey(b.GetRandomReader(), t)
 	if err != nil {
