@@ -62,7 +62,7 @@ func newBackend(clock func() time.Time) *backend {
 		sched: newScheduler(),
 	}
 	b.kinds = map[string]*secretKind{}
-	for _, k := range []*secretKind{smtpKind(), sshKind()} {
+	for _, k := range []*secretKind{smtpKind(), sshKind(), dkimKind()} {
 		b.kinds[k.Name] = k
 	}
 

@@ -24,8 +24,12 @@ func tenantField() *framework.FieldSchema {
 }
 
 func nameField(k *secretKind) *framework.FieldSchema {
+	rule := identifierRule + "."
+	if k.nameRule != "" {
+		rule = k.nameRule
+	}
 	return &framework.FieldSchema{Type: framework.TypeString, Required: true,
-		Description: "Name of the " + k.Title + " within the tenant. " + identifierRule + "."}
+		Description: "Name of the " + k.Title + " within the tenant. " + rule}
 }
 
 // secretRef is the validated {type}/{tenant}/{name} of a request.
@@ -39,11 +43,27 @@ func (r secretRef) key() string  { return secretStorageKey(r.kind.Name, r.tenant
 func (r secretRef) path() string { return r.kind.Name + "/" + r.tenant + "/" + r.name }
 
 func refFrom(k *secretKind, d *framework.FieldData) (secretRef, error) {
-	ref := secretRef{kind: k, tenant: d.Get("tenant").(string), name: d.Get("name").(string)}
+	ref := secretRef{kind: k, tenant: d.Get("tenant").(string)}
 	if err := validateIdentifier("tenant", ref.tenant); err != nil {
 		return ref, err
 	}
-	return ref, validateIdentifier("name", ref.name)
+	name, err := k.checkName(d.Get("name").(string))
+	ref.name = name
+	return ref, err
+}
+
+// loadDerived loads a secret and ends, on this copy only, the grace periods
+// the clock has passed, so that what a read shows follows the clock even
+// before the scheduler has persisted the change. A missing secret is nil.
+func (b *backend) loadDerived(ctx context.Context, s logical.Storage, ref secretRef) (*secretEntry, error) {
+	e, err := loadSecret(ctx, s, ref.kind.Name, ref.tenant, ref.name)
+	if err != nil || e == nil {
+		return nil, err
+	}
+	if _, err := ref.kind.endGraces(e, b.now()); err != nil {
+		return nil, err
+	}
+	return e, nil
 }
 
 // writeFunc applies a create or update to e. On create e has no versions yet
@@ -130,21 +150,15 @@ func (b *backend) secretReader(k *secretKind, view viewFunc) framework.Operation
 		if err != nil {
 			return nil, err
 		}
-		e, err := loadSecret(ctx, req.Storage, k.Name, ref.tenant, ref.name)
+		e, err := b.loadDerived(ctx, req.Storage, ref)
 		if err != nil || e == nil {
-			return nil, err
-		}
-		now := b.now()
-		// Show grace periods as the clock has them, even if the scheduler
-		// has not persisted the change yet. This copy is not saved.
-		if _, err := k.endGraces(e, now); err != nil {
 			return nil, err
 		}
 		v, err := pickVersion(e, d.Get("version").(int))
 		if err != nil {
 			return nil, err
 		}
-		return versionResponse(e, v, k, cfg, now, view, true)
+		return versionResponse(e, v, k, cfg, b.now(), view, true)
 	}
 }
 
@@ -391,7 +405,7 @@ func pathMalformed(b *backend) *framework.Path {
 				return nil, err
 			}
 			if len(rest) > 1 {
-				if err := validateIdentifier("name", rest[1]); err != nil {
+				if _, err := b.kinds[d.Get("kind").(string)].checkName(rest[1]); err != nil {
 					return nil, err
 				}
 			}

@@ -45,19 +45,41 @@ type secretKind struct {
 	// revocable adds the {name}/revoke path: every live version is revoked
 	// at once, without grace, until the next rotation.
 	revocable bool
+	// normalizeName, when set, replaces the generic identifier rule for the
+	// {name} segment (DKIM names are domains: lowercased, IDNA-converted).
+	// It returns the canonical name under which the secret is stored.
+	normalizeName func(name string) (string, error)
+	// nameRule describes the {name} segment in help text when normalizeName
+	// applies a rule other than the generic identifier rule.
+	nameRule string
+}
+
+// checkName validates a {name} segment and returns its stored form.
+func (k *secretKind) checkName(name string) (string, error) {
+	if k.normalizeName != nil {
+		return k.normalizeName(name)
+	}
+	return name, validateIdentifier("name", name)
 }
 
 // supersede moves the previously active version out of service: at once, or
 // after the type's grace period when it has one.
-func (k *secretKind) supersede(v *secretVersion, now time.Time, cfg *engineConfig) {
+func (k *secretKind) supersede(v *secretVersion, now time.Time, cfg *engineConfig) error {
 	grace := k.policy(cfg).GracePeriod
-	if k.graceStatus != "" && grace > 0 {
+	v.StatusTime = now
+	switch {
+	case k.graceStatus != "" && grace > 0:
 		v.Status = k.graceStatus
 		v.GraceUntil = now.Add(grace)
-	} else {
+	case k.afterGrace != "":
+		// A grace period configured to 0 ends at once, and what must not
+		// outlive it (a DKIM private key) goes now, not at the next tick.
+		v.GraceUntil = now
+		return k.endGrace(v)
+	default:
 		v.Status = statusExpired
 	}
-	v.StatusTime = now
+	return nil
 }
 
 // endGraces moves versions whose grace period has passed to their final
@@ -73,16 +95,22 @@ func (k *secretKind) endGraces(e *secretEntry, now time.Time) (bool, error) {
 		if v.Status != k.graceStatus || v.GraceUntil.After(now) {
 			continue
 		}
-		v.Status = k.afterGrace
-		v.StatusTime = v.GraceUntil
-		if k.onGraceEnd != nil {
-			if err := k.onGraceEnd(v); err != nil {
-				return changed, err
-			}
+		if err := k.endGrace(v); err != nil {
+			return changed, err
 		}
 		changed = true
 	}
 	return changed, nil
+}
+
+// endGrace moves one version from its grace status to its final status.
+func (k *secretKind) endGrace(v *secretVersion) error {
+	v.Status = k.afterGrace
+	v.StatusTime = v.GraceUntil
+	if k.onGraceEnd != nil {
+		return k.onGraceEnd(v)
+	}
+	return nil
 }
 
 // effectivePeriod is the secret's own rotation_period, or the type default.
@@ -156,6 +184,13 @@ func (b *backend) rotateEntry(ctx context.Context, e *secretEntry, kind *secretK
 	if err != nil {
 		return err
 	}
+	return e.rotateTo(material, kind, cfg, r, now)
+}
+
+// rotateTo makes material the next version and records it as a rotation.
+// Types whose writes replace the material with caller-chosen parameters
+// (a DKIM key_type or selector) use it directly.
+func (e *secretEntry) rotateTo(material interface{}, kind *secretKind, cfg *engineConfig, r rotation, now time.Time) error {
 	from := e.CurrentVersion
 	if err := e.addVersion(material, r.Actor, now, kind, cfg); err != nil {
 		return err

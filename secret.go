@@ -131,7 +131,9 @@ func (e *secretEntry) addVersion(material interface{}, by actor, now time.Time, 
 		return fmt.Errorf("encoding version: %w", err)
 	}
 	if prev := e.current(); prev != nil && prev.Status == statusActive {
-		kind.supersede(prev, now, cfg)
+		if err := kind.supersede(prev, now, cfg); err != nil {
+			return err
+		}
 	}
 	e.CurrentVersion++
 	e.Versions = append(e.Versions, secretVersion{

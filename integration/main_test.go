@@ -113,11 +113,11 @@ func startVault(work string) (*vaultServer, error) {
 	if vaultBin, err = binary("VAULT_BINARY", buildVault); err != nil {
 		return nil, err
 	}
+	pluginVersion = envOr("PLUGIN_VERSION", "v0.1.0")
 	pluginBin, err := binary("PLUGIN_BINARY", func() (string, error) { return buildPlugin(work) })
 	if err != nil {
 		return nil, err
 	}
-	pluginVersion = envOr("PLUGIN_VERSION", "v0.1.0")
 
 	pluginDir := filepath.Join(work, "plugins")
 	vaultHome = filepath.Join(work, "home")
@@ -305,7 +305,10 @@ func buildVault() (string, error) {
 
 func buildPlugin(work string) (string, error) {
 	bin := filepath.Join(work, pluginName)
-	cmd := exec.Command("go", "build", "-o", bin, "../cmd/vault-plugin-penguinmails")
+	// The version is stamped as the Makefile does: Vault refuses to register
+	// a binary under a -version other than the one the plugin reports.
+	ldflags := "-X github.com/penguinmails/vault-plugin-penguinmails.Version=" + pluginVersion
+	cmd := exec.Command("go", "build", "-ldflags", ldflags, "-o", bin, "../cmd/vault-plugin-penguinmails")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("building the plugin: %v\n%s", err, out)
 	}

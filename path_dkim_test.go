@@ -1,0 +1,638 @@
+package penguinmails
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/penguinmails/vault-plugin-penguinmails/internal/dkimcheck"
+)
+
+const dkimPath = "dkim/tenant-1/example.com"
+
+// testMessage is a small RFC 5322 message with CRLF line ends.
+const testMessage = "From: Alice <alice@example.com>\r\n" +
+	"To: Bob <bob@example.org>\r\n" +
+	"Subject: Quarterly numbers\r\n" +
+	"Date: Sun, 01 Nov 2026 09:00:00 +0000\r\n" +
+	"Message-ID: <20261101090000.1@example.com>\r\n" +
+	"\r\n" +
+	"Hello Bob,\r\n" +
+	"the numbers are attached.\r\n"
+
+// signVia signs msg through the sign path and returns the signed message
+// (the DKIM-Signature header put in front of msg, as a sender would).
+func (env *testEnv) signVia(path, msg string, extra map[string]interface{}) string {
+	env.t.Helper()
+	in := map[string]interface{}{"message": base64.StdEncoding.EncodeToString([]byte(msg))}
+	for k, v := range extra {
+		in[k] = v
+	}
+	out := env.ok(logical.UpdateOperation, path+"/sign", in)
+	header := out["dkim_signature"].(string)
+	if !strings.HasPrefix(header, "DKIM-Signature: ") || !strings.HasSuffix(header, "\r\n") {
+		env.t.Fatalf("sign returned %q, want a DKIM-Signature header field ending in CRLF", header)
+	}
+	return header + msg
+}
+
+// publishedTXT reads the dns path and returns the records to publish, as a
+// resolver would serve them: name -> the TXT strings joined (RFC 6376 3.6.2.2).
+func (env *testEnv) publishedTXT(path string) map[string]string {
+	env.t.Helper()
+	out := env.ok(logical.ReadOperation, path+"/dns", nil)
+	txt := map[string]string{}
+	for _, r := range out["publish"].([]interface{}) {
+		rec := r.(map[string]interface{})
+		strs := rec["txt_strings"].([]string)
+		for _, s := range strs {
+			if len(s) > 255 {
+				env.t.Fatalf("TXT string of %d bytes in %s", len(s), rec["name"])
+			}
+		}
+		if joined := strings.Join(strs, ""); joined != rec["value"] {
+			env.t.Fatalf("txt_strings of %s do not join to its value", rec["name"])
+		}
+		txt[rec["name"].(string)] = strings.Join(strs, "")
+	}
+	return txt
+}
+
+func TestDKIM_WriteWithNoArgumentsGeneratesRSA2048(t *testing.T) {
+	env := newTestEnv(t)
+	written := env.ok(logical.UpdateOperation, dkimPath, nil)
+	for _, f := range []string{"private_key", "private_key_pem"} {
+		if _, leaked := written[f]; leaked {
+			t.Fatalf("write response has %s", f)
+		}
+	}
+	want := map[string]interface{}{
+		"domain": "example.com", "selector": "pm202611", "active_selector": "pm202611", "key_type": "rsa-2048",
+		"record_name": "pm202611._domainkey.example.com", "version": 1, "status": statusActive, "exportable": true,
+		"rotation_period": int64(365 * 24 * 3600), "next_rotation": "2027-11-01T09:00:00Z",
+	}
+	for k, v := range want {
+		if !reflect.DeepEqual(written[k], v) {
+			t.Errorf("write answered %s = %#v, want %#v", k, written[k], v)
+		}
+	}
+	txt := written["txt_value"].(string)
+	if !strings.HasPrefix(txt, "v=DKIM1; k=rsa; p=") {
+		t.Fatalf("txt_value %q", txt)
+	}
+	der, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(txt, "v=DKIM1; k=rsa; p="))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := x509.ParsePKIXPublicKey(der)
+	if err != nil {
+		t.Fatalf("p= is not SubjectPublicKeyInfo DER: %v", err)
+	}
+	if bits := pub.(*rsa.PublicKey).N.BitLen(); bits != 2048 {
+		t.Fatalf("RSA key of %d bits, want 2048", bits)
+	}
+	if strs := written["txt_strings"].([]string); len(strs) != 2 || len(strs[0]) != 255 || strs[0]+strs[1] != txt {
+		t.Fatalf("a 2048-bit record must split into 255 + rest bytes, got %d strings", len(strs))
+	}
+
+	read := env.ok(logical.ReadOperation, dkimPath, nil)
+	if read["txt_value"] != txt || read["public_key"] != written["public_key"] {
+		t.Fatal("read shows another key than the write answered")
+	}
+	raw, _ := json.Marshal(read)
+	if strings.Contains(string(raw), "PRIVATE KEY") {
+		t.Fatal("read returns the private key")
+	}
+	if keys := env.storedKeys(); !reflect.DeepEqual(keys, []string{"secrets/dkim/tenant-1/example.com"}) {
+		t.Fatalf("stored %v", keys)
+	}
+
+	// The same write again changes nothing: no second key.
+	env.ok(logical.UpdateOperation, dkimPath, nil)
+	if v := env.ok(logical.ReadOperation, dkimPath, nil)["version"]; v != 1 {
+		t.Fatalf("repeating the write made version %v", v)
+	}
+}
+
+func TestDKIM_SignedMessagesVerifyAgainstPublishedRecord(t *testing.T) {
+	for _, keyType := range []string{"rsa-2048", "rsa-4096", "ed25519"} {
+		t.Run(keyType, func(t *testing.T) {
+			env := newTestEnv(t)
+			env.ok(logical.UpdateOperation, dkimPath, map[string]interface{}{"key_type": keyType})
+			records := env.publishedTXT(dkimPath)
+			if len(records) != 1 {
+				t.Fatalf("dns publishes %d records, want 1", len(records))
+			}
+
+			signed := env.signVia(dkimPath, testMessage, nil)
+			if err := dkimcheck.Verify(records, signed); err != nil {
+				t.Fatalf("signature does not verify: %v", err)
+			}
+			wantAlgo := map[string]string{"rsa-2048": "a=rsa-sha256", "rsa-4096": "a=rsa-sha256", "ed25519": "a=ed25519-sha256"}[keyType]
+			sig := strings.SplitN(signed, "\r\n\r\n", 2)[0]
+			for _, tag := range []string{wantAlgo, "c=relaxed/relaxed", "d=example.com", "s=pm202611"} {
+				if !strings.Contains(sig, tag) {
+					t.Errorf("signature lacks %s: %q", tag, sig)
+				}
+			}
+
+			tamperedBody := strings.Replace(signed, "numbers are attached", "numbers are attacked", 1)
+			if err := dkimcheck.Verify(records, tamperedBody); err == nil {
+				t.Fatal("a changed body still verifies")
+			}
+			tamperedHeader := strings.Replace(signed, "Subject: Quarterly numbers", "Subject: Quarterly Numbers", 1)
+			if err := dkimcheck.Verify(records, tamperedHeader); err == nil {
+				t.Fatal("a changed Subject still verifies")
+			}
+		})
+	}
+}
+
+func TestDKIM_SignHonoursHeadersAndCanonicalization(t *testing.T) {
+	env := newTestEnv(t)
+	env.ok(logical.UpdateOperation, dkimPath, map[string]interface{}{"key_type": "ed25519"})
+	records := env.publishedTXT(dkimPath)
+
+	signed := env.signVia(dkimPath, testMessage, map[string]interface{}{
+		"headers": "from,subject", "canonicalization": "simple/simple"})
+	if err := dkimcheck.Verify(records, signed); err != nil {
+		t.Fatal(err)
+	}
+	sig := strings.SplitN(signed, "\r\n\r\n", 2)[0]
+	if !strings.Contains(sig, "c=simple/simple") || !strings.Contains(sig, "h=from:subject") {
+		t.Fatalf("signature %q ignores headers or canonicalization", sig)
+	}
+	// To is not signed, so changing it keeps the signature valid; with
+	// simple body canonicalization an added space breaks it.
+	if err := dkimcheck.Verify(records, strings.Replace(signed, "To: Bob", "To: Robert", 1)); err != nil {
+		t.Fatalf("an unsigned header change broke the signature: %v", err)
+	}
+	if err := dkimcheck.Verify(records, strings.Replace(signed, "Hello Bob,", "Hello  Bob,", 1)); err == nil {
+		t.Fatal("simple body canonicalization accepted an added space")
+	}
+
+	// Relaxed body canonicalization (the default) ignores that change, and
+	// a message with bare LF line ends is signed as it will travel (CRLF).
+	lf := strings.ReplaceAll(testMessage, "\r\n", "\n")
+	signedLF := env.signVia(dkimPath, lf, nil)
+	if err := dkimcheck.Verify(records, strings.Replace(signedLF, "Hello Bob,", "Hello  Bob,", 1)); err != nil {
+		t.Fatalf("relaxed body: %v", err)
+	}
+}
+
+func TestDKIM_SignRejectsBadInput(t *testing.T) {
+	env := newTestEnv(t)
+	env.ok(logical.UpdateOperation, dkimPath, map[string]interface{}{"key_type": "ed25519"})
+	good := base64.StdEncoding.EncodeToString([]byte(testMessage))
+	cases := []struct {
+		name    string
+		in      map[string]interface{}
+		mention string
+	}{
+		{"missing message", map[string]interface{}{}, "message"},
+		{"not base64", map[string]interface{}{"message": "%%%not base64"}, "message"},
+		{"no header end", map[string]interface{}{"message": base64.StdEncoding.EncodeToString([]byte("From: a@example.com"))}, "message"},
+		{"headers without From", map[string]interface{}{"message": good, "headers": "to,subject"}, "From"},
+		{"header name with colon", map[string]interface{}{"message": good, "headers": "from,x:y"}, "headers"},
+		{"unknown canonicalization", map[string]interface{}{"message": good, "canonicalization": "loose/relaxed"}, "canonicalization"},
+		{"three canonicalizations", map[string]interface{}{"message": good, "canonicalization": "simple/simple/simple"}, "canonicalization"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			msg := env.badRequest(logical.UpdateOperation, dkimPath+"/sign", tc.in)
+			if !strings.Contains(msg, tc.mention) {
+				t.Fatalf("message %q does not mention %q", msg, tc.mention)
+			}
+		})
+	}
+	resp, err := env.do(logical.UpdateOperation, "dkim/tenant-1/other.example/sign", map[string]interface{}{"message": good})
+	if code := statusOf(logical.UpdateOperation, resp, err); code != 404 {
+		t.Fatalf("sign with no key: status %d, want 404", code)
+	}
+}
+
+func TestDKIM_SignWritesNothing(t *testing.T) {
+	env := newTestEnv(t)
+	env.ok(logical.UpdateOperation, dkimPath, map[string]interface{}{"key_type": "ed25519"})
+	before := env.storageSnapshot()
+	env.signVia(dkimPath, testMessage, nil)
+	env.badRequest(logical.UpdateOperation, dkimPath+"/sign", map[string]interface{}{"message": "!"})
+	if after := env.storageSnapshot(); !reflect.DeepEqual(before, after) {
+		t.Fatal("sign changed storage")
+	}
+}
+
+// storageSnapshot returns every stored key with its value.
+func (env *testEnv) storageSnapshot() map[string]string {
+	env.t.Helper()
+	out := map[string]string{}
+	for _, k := range env.storedKeys() {
+		e, err := env.storage.Get(context.Background(), k)
+		if err != nil {
+			env.t.Fatal(err)
+		}
+		out[k] = string(e.Value)
+	}
+	return out
+}
+
+func TestDKIM_PrivateKeyParsesAndMatchesPublishedKey(t *testing.T) {
+	if _, err := exec.LookPath("openssl"); err != nil {
+		t.Fatal("openssl is required for this test")
+	}
+	for _, keyType := range []string{"rsa-2048", "ed25519"} {
+		t.Run(keyType, func(t *testing.T) {
+			env := newTestEnv(t)
+			env.ok(logical.UpdateOperation, dkimPath, map[string]interface{}{"key_type": keyType})
+			published := env.ok(logical.ReadOperation, dkimPath, nil)["public_key"].(string)
+			out := env.ok(logical.ReadOperation, dkimPath+"/private", nil)
+			pemText := out["private_key"].(string)
+			if out["selector"] != "pm202611" || out["key_type"] != keyType {
+				t.Fatalf("private answered %v / %v", out["selector"], out["key_type"])
+			}
+
+			// The Go standard library.
+			key, err := dkimcheck.ParsePrivateKey(pemText)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got, err := dkimcheck.PublicKeyTag(key.Public()); err != nil || got != published {
+				t.Fatalf("the stdlib-parsed private key does not match the published public key (%v)", err)
+			}
+
+			// openssl, a separate implementation.
+			file := filepath.Join(t.TempDir(), "dkim.pem")
+			if err := os.WriteFile(file, []byte(pemText), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			cmd := exec.Command("openssl", "pkey", "-in", file, "-pubout")
+			var stderr bytes.Buffer
+			cmd.Stderr = &stderr
+			pubPEM, err := cmd.Output()
+			if err != nil {
+				t.Fatalf("openssl pkey: %v: %s", err, stderr.String())
+			}
+			pubBlock, _ := pem.Decode(pubPEM)
+			if pubBlock == nil {
+				t.Fatalf("openssl printed no PEM public key: %q", pubPEM)
+			}
+			spki := pubBlock.Bytes
+			want := base64.StdEncoding.EncodeToString(spki)
+			if keyType == "ed25519" {
+				want = base64.StdEncoding.EncodeToString(spki[len(spki)-ed25519.PublicKeySize:])
+			}
+			if want != published {
+				t.Fatal("openssl's public key does not match the published one")
+			}
+		})
+	}
+}
+
+func TestDKIM_NonExportableKeyCanSignButNeverBeExported(t *testing.T) {
+	env := newTestEnv(t)
+	env.ok(logical.UpdateOperation, dkimPath, map[string]interface{}{"key_type": "ed25519", "exportable": false})
+	msg := env.badRequest(logical.ReadOperation, dkimPath+"/private", nil)
+	if !strings.Contains(msg, "exportable=false") {
+		t.Fatalf("message %q", msg)
+	}
+	if err := dkimcheck.Verify(env.publishedTXT(dkimPath), env.signVia(dkimPath, testMessage, nil)); err != nil {
+		t.Fatal(err)
+	}
+	msg = env.badRequest(logical.UpdateOperation, dkimPath, map[string]interface{}{"exportable": true})
+	if !strings.Contains(msg, "exportable") {
+		t.Fatalf("message %q", msg)
+	}
+	// Rotation keeps the setting: the new key is not exportable either.
+	env.ok(logical.UpdateOperation, dkimPath+"/rotate", map[string]interface{}{"reason": "test"})
+	env.badRequest(logical.ReadOperation, dkimPath+"/private", nil)
+	if got := env.ok(logical.ReadOperation, dkimPath, nil)["exportable"]; got != false {
+		t.Fatalf("exportable after rotation = %v", got)
+	}
+
+	// An exportable key can be made non-exportable, for good.
+	env.ok(logical.UpdateOperation, "dkim/tenant-1/example.org", map[string]interface{}{"key_type": "ed25519"})
+	env.ok(logical.ReadOperation, "dkim/tenant-1/example.org/private", nil)
+	env.ok(logical.UpdateOperation, "dkim/tenant-1/example.org", map[string]interface{}{"exportable": false})
+	env.badRequest(logical.ReadOperation, "dkim/tenant-1/example.org/private", nil)
+	if logs := env.logs.String(); strings.Contains(logs, "PRIVATE KEY") {
+		t.Fatal("a private key appears in the plugin log")
+	}
+}
+
+// storedDKIMVersion decodes one version's material straight from storage.
+func (env *testEnv) storedDKIMVersion(tenant, domain string, version int) (secretVersion, dkimMaterial) {
+	env.t.Helper()
+	raw, err := env.storage.Get(context.Background(), secretStorageKey("dkim", tenant, domain))
+	if err != nil || raw == nil {
+		env.t.Fatalf("reading storage: %v", err)
+	}
+	var e secretEntry
+	if err := json.Unmarshal(raw.Value, &e); err != nil {
+		env.t.Fatal(err)
+	}
+	v := e.version(version)
+	if v == nil {
+		env.t.Fatalf("version %d not stored", version)
+	}
+	var m dkimMaterial
+	if err := json.Unmarshal(v.Material, &m); err != nil {
+		env.t.Fatal(err)
+	}
+	return *v, m
+}
+
+func TestDKIM_RotationGraceThenRetirement(t *testing.T) {
+	env := newTestEnv(t)
+	env.ok(logical.UpdateOperation, dkimPath, nil)
+	oldSigned := env.signVia(dkimPath, testMessage, nil)
+
+	env.clock.Advance(time.Hour)
+	rot := env.ok(logical.UpdateOperation, dkimPath+"/rotate", map[string]interface{}{"reason": "yearly", "incident_id": "INC-7"})
+	if rot["version"] != 2 {
+		t.Fatalf("rotate answered %v", rot)
+	}
+	cur := env.ok(logical.ReadOperation, dkimPath, nil)
+	if cur["selector"] != "pm202611-2" || cur["key_type"] != "rsa-2048" || cur["active_selector"] != "pm202611-2" {
+		t.Fatalf("after rotation: selector %v, key_type %v", cur["selector"], cur["key_type"])
+	}
+	v1 := cur["versions"].(map[string]interface{})["1"].(map[string]interface{})
+	if v1["status"] != dkimStatusRetiring || v1["selector"] != "pm202611" || v1["grace_until"] != "2026-11-03T10:00:00Z" {
+		t.Fatalf("version 1 during grace: %v", v1)
+	}
+
+	// During the grace period both keys are published and both verify.
+	env.clock.Advance(47 * time.Hour)
+	env.tick()
+	records := env.publishedTXT(dkimPath)
+	if len(records) != 2 {
+		t.Fatalf("during grace %d records to publish, want 2", len(records))
+	}
+	newSigned := env.signVia(dkimPath, testMessage, nil)
+	if !strings.Contains(newSigned, "s=pm202611-2;") {
+		t.Fatal("sign after rotation did not use the new selector")
+	}
+	for name, signed := range map[string]string{"old key": oldSigned, "new key": newSigned} {
+		if err := dkimcheck.Verify(records, signed); err != nil {
+			t.Fatalf("%s during grace: %v", name, err)
+		}
+	}
+	if _, m := env.storedDKIMVersion("tenant-1", "example.com", 1); m.PrivateKey == "" {
+		t.Fatal("the old private key was destroyed before the grace period ended")
+	}
+	env.ok(logical.ReadOperation, dkimPath+"/private", map[string]interface{}{"version": 1})
+
+	// After it: the old selector is no longer to publish, its private key
+	// is gone from storage, its public part stays.
+	env.clock.Advance(time.Hour + time.Minute)
+	env.tick()
+	v, m := env.storedDKIMVersion("tenant-1", "example.com", 1)
+	if m.PrivateKey != "" || v.Status != dkimStatusRetired {
+		t.Fatalf("after grace: stored status %q, private key present %v", v.Status, m.PrivateKey != "")
+	}
+	if m.PublicKey == "" || m.Selector != "pm202611" {
+		t.Fatal("the retired version lost its public part")
+	}
+	records = env.publishedTXT(dkimPath)
+	if _, still := records["pm202611._domainkey.example.com"]; still || len(records) != 1 {
+		t.Fatalf("after grace, publish holds %v", records)
+	}
+	if err := dkimcheck.Verify(records, oldSigned); err == nil {
+		t.Fatal("the old selector still verifies from the published records")
+	}
+	if err := dkimcheck.Verify(records, newSigned); err != nil {
+		t.Fatal(err)
+	}
+	dns := env.ok(logical.ReadOperation, dkimPath+"/dns", nil)
+	remove := dns["remove"].([]interface{})
+	if len(remove) != 1 || remove[0].(map[string]interface{})["name"] != "pm202611._domainkey.example.com" {
+		t.Fatalf("remove = %v", remove)
+	}
+	resp, err := env.do(logical.ReadOperation, dkimPath+"/private", map[string]interface{}{"version": 1})
+	if code := statusOf(logical.ReadOperation, resp, err); code != 404 {
+		t.Fatalf("private of a retired version: status %d, want 404", code)
+	}
+	h := env.ok(logical.ReadOperation, dkimPath+"/history", nil)["history"].([]interface{})[0].(map[string]interface{})
+	if h["trigger"] != triggerEvent || h["incident_id"] != "INC-7" || h["to_version"] != 2 {
+		t.Fatalf("history %v", h)
+	}
+}
+
+func TestDKIM_ReadsFollowTheClockBeforeTheSchedulerRuns(t *testing.T) {
+	env := newTestEnv(t)
+	env.ok(logical.UpdateOperation, dkimPath, map[string]interface{}{"key_type": "ed25519"})
+	env.ok(logical.UpdateOperation, dkimPath+"/rotate", nil)
+	env.clock.Advance(49 * time.Hour) // no tick
+	v1 := env.ok(logical.ReadOperation, dkimPath, nil)["versions"].(map[string]interface{})["1"].(map[string]interface{})
+	if v1["status"] != dkimStatusRetired || v1["has_private_key"] != false {
+		t.Fatalf("read after grace, before tick: %v", v1)
+	}
+	resp, err := env.do(logical.ReadOperation, dkimPath+"/private", map[string]interface{}{"version": 1})
+	if code := statusOf(logical.ReadOperation, resp, err); code != 404 {
+		t.Fatalf("private of a version past its grace: status %d, want 404", code)
+	}
+}
+
+func TestDKIM_ZeroGraceRetiresAtOnce(t *testing.T) {
+	env := newTestEnv(t)
+	env.ok(logical.UpdateOperation, "config", map[string]interface{}{"dkim_grace_period": 0})
+	env.ok(logical.UpdateOperation, dkimPath, map[string]interface{}{"key_type": "ed25519"})
+	env.ok(logical.UpdateOperation, dkimPath+"/rotate", nil)
+	v, m := env.storedDKIMVersion("tenant-1", "example.com", 1)
+	if v.Status != dkimStatusRetired || m.PrivateKey != "" {
+		t.Fatalf("with no grace period: stored status %q, private key present %v", v.Status, m.PrivateKey != "")
+	}
+}
+
+func TestDKIM_WriteNewKeyTypeOrSelectorRotates(t *testing.T) {
+	env := newTestEnv(t)
+	env.ok(logical.UpdateOperation, dkimPath, map[string]interface{}{"selector": "mail1", "key_type": "ed25519"})
+	if got := env.ok(logical.ReadOperation, dkimPath, nil); got["selector"] != "mail1" || got["record_name"] != "mail1._domainkey.example.com" {
+		t.Fatalf("given selector: %v", got["selector"])
+	}
+	// Same key_type and selector: nothing new.
+	env.ok(logical.UpdateOperation, dkimPath, map[string]interface{}{"selector": "mail1", "key_type": "ed25519"})
+	if v := env.ok(logical.ReadOperation, dkimPath, nil)["version"]; v != 1 {
+		t.Fatalf("rewriting the same key settings made version %v", v)
+	}
+
+	env.ok(logical.UpdateOperation, dkimPath, map[string]interface{}{"key_type": "rsa-3072", "selector_prefix": "s"})
+	got := env.ok(logical.ReadOperation, dkimPath, nil)
+	if got["version"] != 2 || got["key_type"] != "rsa-3072" || got["selector"] != "s202611" {
+		t.Fatalf("key_type change: version %v, key_type %v, selector %v", got["version"], got["key_type"], got["selector"])
+	}
+	v1 := got["versions"].(map[string]interface{})["1"].(map[string]interface{})
+	if v1["status"] != dkimStatusRetiring {
+		t.Fatalf("the replaced key is %v, want retiring", v1["status"])
+	}
+
+	msg := env.badRequest(logical.UpdateOperation, dkimPath, map[string]interface{}{"selector": "mail1"})
+	if !strings.Contains(msg, "selector") || !strings.Contains(msg, "version 1") {
+		t.Fatalf("reused selector: %q", msg)
+	}
+	env.ok(logical.UpdateOperation, dkimPath, map[string]interface{}{"selector": "mail2"})
+	if got := env.ok(logical.ReadOperation, dkimPath, nil); got["version"] != 3 || got["key_type"] != "rsa-3072" {
+		t.Fatalf("selector change: version %v key_type %v", got["version"], got["key_type"])
+	}
+	h := env.ok(logical.ReadOperation, dkimPath+"/history", nil)["history"].([]interface{})
+	if len(h) != 2 || h[0].(map[string]interface{})["operation"] != "rotate" {
+		t.Fatalf("history %v", h)
+	}
+}
+
+func TestDKIM_RejectsBadInputAndStoresNothing(t *testing.T) {
+	long63 := strings.Repeat("a", 63)
+	cases := []struct {
+		name, path string
+		in         map[string]interface{}
+		mention    []string
+	}{
+		{"rsa-1024", dkimPath, map[string]interface{}{"key_type": "rsa-1024"}, []string{"key_type", "2048"}},
+		{"rsa1024", dkimPath, map[string]interface{}{"key_type": "rsa1024"}, []string{"key_type", "2048"}},
+		{"unknown key_type", dkimPath, map[string]interface{}{"key_type": "dsa"}, []string{"key_type", "rsa-2048, rsa-3072, rsa-4096, ed25519"}},
+		{"label of 64", "dkim/t1/" + strings.Repeat("a", 64) + ".com", nil, []string{"domain", "63"}},
+		{"name of 254", "dkim/t1/" + strings.Join([]string{long63, long63, long63, strings.Repeat("a", 61)}, "."), nil, []string{"domain", "253"}},
+		{"space", "dkim/t1/exa mple.com", nil, []string{"domain", "exa mple"}},
+		{"underscore", "dkim/t1/exa_mple.com", nil, []string{"domain"}},
+		{"leading hyphen", "dkim/t1/-example.com", nil, []string{"domain"}},
+		{"empty label", "dkim/t1/example..com", nil, []string{"domain"}},
+		{"single label", "dkim/t1/localhost", nil, []string{"domain", "two labels"}},
+		{"bad punycode", "dkim/t1/xn--zz.com", nil, []string{"domain", "punycode"}},
+		{"unconvertible Unicode", "dkim/t1/a\u200db.com", nil, []string{"domain", "punycode"}},
+		{"selector with dot", dkimPath, map[string]interface{}{"selector": "a.b"}, []string{"selector"}},
+		{"selector with underscore", dkimPath, map[string]interface{}{"selector": "a_b"}, []string{"selector"}},
+		{"selector of 64", dkimPath, map[string]interface{}{"selector": strings.Repeat("s", 64)}, []string{"selector"}},
+		{"selector_prefix too long", dkimPath, map[string]interface{}{"selector_prefix": strings.Repeat("p", 41)}, []string{"selector_prefix"}},
+		{"record name too long", "dkim/t1/" + strings.Join([]string{long63, long63, long63, strings.Repeat("a", 50)}, "."), nil, []string{"domain", "record name"}},
+		{"bad tenant", "dkim/-t/example.com", nil, []string{"tenant"}},
+		{"bad rotation_period", dkimPath, map[string]interface{}{"rotation_period": -1}, []string{"rotation_period"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			env := newTestEnv(t)
+			msg := env.badRequest(logical.UpdateOperation, tc.path, tc.in)
+			for _, m := range tc.mention {
+				if !strings.Contains(msg, m) {
+					t.Errorf("message %q does not mention %q", msg, m)
+				}
+			}
+			if keys := env.storedKeys(); len(keys) != 0 {
+				t.Errorf("bad input stored %v", keys)
+			}
+		})
+	}
+}
+
+func TestDKIM_BadUpdateLeavesKeyUnchanged(t *testing.T) {
+	env := newTestEnv(t)
+	env.ok(logical.UpdateOperation, dkimPath, map[string]interface{}{"key_type": "ed25519"})
+	before := env.storageSnapshot()
+	// A valid key_type with an invalid prefix: nothing may be applied.
+	env.badRequest(logical.UpdateOperation, dkimPath, map[string]interface{}{"key_type": "rsa-2048", "selector_prefix": "-x"})
+	if after := env.storageSnapshot(); !reflect.DeepEqual(before, after) {
+		t.Fatal("a refused update changed the stored key")
+	}
+}
+
+func TestDKIM_DomainsAreNormalized(t *testing.T) {
+	env := newTestEnv(t)
+	env.ok(logical.UpdateOperation, "dkim/tenant-1/Example.COM.", map[string]interface{}{"key_type": "ed25519"})
+	got := env.ok(logical.ReadOperation, dkimPath, nil)
+	if got["domain"] != "example.com" {
+		t.Fatalf("domain %v", got["domain"])
+	}
+	// The same domain in another case is the same secret (existence check).
+	env.ok(logical.UpdateOperation, "dkim/tenant-1/EXAMPLE.com", nil)
+	if v := env.ok(logical.ReadOperation, "dkim/tenant-1/EXAMPLE.com", nil)["version"]; v != 1 {
+		t.Fatalf("version %v", v)
+	}
+
+	env.ok(logical.UpdateOperation, "dkim/tenant-1/Bücher.example", map[string]interface{}{"key_type": "ed25519"})
+	uni := env.ok(logical.ReadOperation, "dkim/tenant-1/xn--bcher-kva.example", nil)
+	if uni["domain"] != "xn--bcher-kva.example" || uni["domain_unicode"] != "bücher.example" ||
+		uni["record_name"] != "pm202611._domainkey.xn--bcher-kva.example" {
+		t.Fatalf("Unicode domain: %v / %v / %v", uni["domain"], uni["domain_unicode"], uni["record_name"])
+	}
+	signed := env.signVia("dkim/tenant-1/bücher.example", testMessage, nil)
+	if !strings.Contains(signed, "d=xn--bcher-kva.example;") {
+		t.Fatal("signature does not use the punycode domain")
+	}
+	if err := dkimcheck.Verify(env.publishedTXT("dkim/tenant-1/xn--bcher-kva.example"), signed); err != nil {
+		t.Fatal(err)
+	}
+
+	keys := env.ok(logical.ListOperation, "dkim/tenant-1/", nil)["keys"]
+	if !reflect.DeepEqual(keys, []string{"example.com", "xn--bcher-kva.example"}) {
+		t.Fatalf("list = %v", keys)
+	}
+	env.ok(logical.DeleteOperation, "dkim/tenant-1/Bücher.example", nil)
+	if keys := env.ok(logical.ListOperation, "dkim/tenant-1/", nil)["keys"]; !reflect.DeepEqual(keys, []string{"example.com"}) {
+		t.Fatalf("list after delete = %v", keys)
+	}
+	if tenants := env.ok(logical.ListOperation, "dkim/", nil)["keys"]; !reflect.DeepEqual(tenants, []string{"tenant-1"}) {
+		t.Fatalf("tenants = %v", tenants)
+	}
+}
+
+func TestDKIM_MalformedSubPathNamesTheDomain(t *testing.T) {
+	env := newTestEnv(t)
+	msg := env.badRequest(logical.ReadOperation, "dkim/tenant-1/exa_mple.com/bogus", nil)
+	if !strings.Contains(msg, "domain") {
+		t.Fatalf("message %q", msg)
+	}
+	resp, err := env.do(logical.ReadOperation, "dkim/tenant-1/example.com/bogus", nil)
+	if code := statusOf(logical.ReadOperation, resp, err); code != 404 {
+		t.Fatalf("status %d, want 404", code)
+	}
+}
+
+func TestDKIM_PrivateOfMissingKeyIs404(t *testing.T) {
+	env := newTestEnv(t)
+	if resp, err := env.do(logical.ReadOperation, dkimPath, nil); err != nil || resp != nil {
+		t.Fatalf("read of a missing key: %v, %v (want a bare 404)", resp, err)
+	}
+	for _, p := range []string{dkimPath + "/private", dkimPath + "/dns"} {
+		resp, err := env.do(logical.ReadOperation, p, nil)
+		if code := statusOf(logical.ReadOperation, resp, err); code != 404 {
+			t.Fatalf("read %s of a missing key: status %d (want 404)", p, code)
+		}
+	}
+	var coded logical.HTTPCodedError
+	_, err := env.do(logical.UpdateOperation, dkimPath+"/rotate", nil)
+	if !errors.As(err, &coded) || coded.Code() != 404 {
+		t.Fatalf("rotate of a missing key: %v", err)
+	}
+}
+
+func TestHelp_ExplainsEveryDKIMField(t *testing.T) {
+	env := newTestEnv(t)
+	for path, fields := range map[string][]string{
+		dkimPath:           {"key_type", "selector", "selector_prefix", "exportable", "rotation_period", "auto_rotate"},
+		dkimPath + "/sign": {"message", "headers", "canonicalization"},
+	} {
+		resp, err := env.do(logical.HelpOperation, path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		help := resp.Data["help"].(string)
+		for _, f := range fields {
+			if !strings.Contains(help, "\n"+f) && !strings.Contains(help, " "+f+" ") {
+				t.Errorf("path-help of %s does not explain %q", path, f)
+			}
+		}
+	}
+}
