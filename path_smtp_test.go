@@ -469,3 +469,28 @@ func TestRotationReport_ListsOverdueAndDueSoon(t *testing.T) {
 	}
 	env.badRequest(logical.ReadOperation, "rotation-report", map[string]interface{}{"tenant": "../x"})
 }
+
+func TestUnmatchedPaths_ExplainTheLayout(t *testing.T) {
+	env := newTestEnv(t)
+	// What `vault write penguinmails/smtp/../x/m1` becomes after Vault
+	// resolves the ".." segment.
+	msg := env.badRequest(logical.UpdateOperation, "x/m1", smtpInput())
+	for _, want := range []string{`"x/m1"`, "{type}/{tenant}/{name}", "smtp", `".."`} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("message %q lacks %q", msg, want)
+		}
+	}
+	for _, path := range []string{"x/m1", "smtp/t1/m1/bogus"} {
+		resp, err := env.do(logical.ReadOperation, path, nil)
+		if code := statusOf(logical.ReadOperation, resp, err); code != 404 {
+			t.Errorf("read %s: status %d, want 404", path, code)
+		}
+	}
+	// A bad segment under a known type is named even on an unknown sub-path.
+	if msg := env.badRequest(logical.UpdateOperation, "smtp/-bad/m1/bogus", nil); !strings.Contains(msg, "invalid tenant") {
+		t.Errorf("message %q does not name the tenant", msg)
+	}
+	if keys := env.storedKeys(); len(keys) != 0 {
+		t.Fatalf("stored %v", keys)
+	}
+}

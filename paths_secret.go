@@ -390,42 +390,60 @@ func pathHistory(b *backend, k *secretKind) *framework.Path {
 	}
 }
 
-// pathMalformed catches {type}/... paths that no other path matched and says
-// which part is wrong. It must be the last path of the backend.
+// pathMalformed catches every path no other path matched and says what is
+// wrong with it: a bad tenant or name segment, or the layout itself. Writes
+// get a 400 (bad input); reads, lists and deletes the usual 404. It must be
+// the last path of the backend.
+//
+// Vault resolves ".." segments in a URL before the engine sees the request, so
+// `vault write penguinmails/smtp/../x/m1` arrives here as "x/m1"; the message
+// explains that, since the user never typed "x/m1".
 func pathMalformed(b *backend) *framework.Path {
-	names := make([]string, 0, len(b.kinds))
-	for n := range b.kinds {
-		names = append(names, n)
-	}
-	sort.Strings(names)
 	handler := &framework.PathOperation{
 		Callback: b.handle(func(_ context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
-			rest := strings.Split(d.Get("rest").(string), "/")
-			if err := validateIdentifier("tenant", rest[0]); err != nil {
+			if err := b.checkSecretSegments(strings.Split(d.Get("rest").(string), "/")); err != nil {
 				return nil, err
 			}
-			if len(rest) > 1 {
-				if _, err := b.kinds[d.Get("kind").(string)].checkName(rest[1]); err != nil {
-					return nil, err
-				}
+			kinds := make([]string, 0, len(b.kinds))
+			for _, k := range b.sortedKinds() {
+				kinds = append(kinds, k.Name)
 			}
-			return nil, logical.CodedError(404, fmt.Sprintf("unsupported path %q: secrets live at %s/{tenant}/{name}", req.Path, d.Get("kind")))
+			msg := fmt.Sprintf("unsupported path %q: secrets live at {type}/{tenant}/{name} with type one of %s; "+
+				"a tenant or name must not contain \"..\" (Vault resolves such URL segments before the engine sees them)",
+				req.Path, strings.Join(kinds, ", "))
+			if req.Operation == logical.UpdateOperation {
+				return nil, badInput("%s", msg)
+			}
+			return nil, logical.CodedError(404, msg)
 		}),
 		Unpublished: true,
 	}
 	return &framework.Path{
-		Pattern: `(?P<kind>` + strings.Join(names, "|") + `)/(?P<rest>.+)`,
-		Fields: map[string]*framework.FieldSchema{
-			"kind": {Type: framework.TypeString},
-			"rest": {Type: framework.TypeString},
-		},
+		Pattern:             `(?P<rest>.+)`,
+		Fields:              map[string]*framework.FieldSchema{"rest": {Type: framework.TypeString}},
 		TakesArbitraryInput: true,
 		Operations: map[logical.Operation]framework.OperationHandler{
 			logical.ReadOperation: handler, logical.ListOperation: handler,
 			logical.UpdateOperation: handler, logical.DeleteOperation: handler,
 		},
-		HelpSynopsis: "Reports malformed secret paths.",
+		HelpSynopsis: "Reports unsupported and malformed paths.",
 	}
+}
+
+// checkSecretSegments reports a bad tenant or name in a {type}/... path.
+func (b *backend) checkSecretSegments(segs []string) error {
+	k := b.kinds[segs[0]]
+	if k == nil || len(segs) < 2 {
+		return nil
+	}
+	if err := validateIdentifier("tenant", segs[1]); err != nil {
+		return err
+	}
+	if len(segs) > 2 {
+		_, err := k.checkName(segs[2])
+		return err
+	}
+	return nil
 }
 
 func (b *backend) sortedKinds() []*secretKind {

@@ -218,6 +218,13 @@ func TestSMTP_BadInputIs400AndStoresNothing(t *testing.T) {
 		t.Fatalf("CLI without host:\n%s", out)
 	}
 
+	// Vault resolves ".." before the engine sees the path; the engine still
+	// answers 400 and says why.
+	out = vaultCLIFails(t, "write", mount+"/smtp/../x/m1", "username=a@example.com", "host=smtp.example.com")
+	if !strings.Contains(out, "Code: 400") || !strings.Contains(out, `".."`) {
+		t.Fatalf("CLI tenant ..:\n%s", out)
+	}
+
 	if s, err := client.Logical().List(mount + "/smtp/t-bad"); err != nil || s != nil {
 		t.Fatalf("refused writes stored something: %v %v", s, err)
 	}
