@@ -320,16 +320,8 @@ func pathListTenants(b *backend, k *secretKind) *framework.Path {
 		Pattern:      k.Name + "/?$",
 		DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationSuffix: k.Name + "_tenants"},
 		Operations: map[logical.Operation]framework.OperationHandler{
-			logical.ListOperation: &framework.PathOperation{
-				Callback: b.handle(func(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
-					keys, err := listChildren(ctx, req.Storage, secretsStoragePrefix+k.Name+"/")
-					if err != nil {
-						return nil, err
-					}
-					return logical.ListResponse(keys), nil
-				}),
-				Summary: "List the tenants that have a " + k.Title + ".",
-			},
+			logical.ListOperation: b.listFolder("List the tenants that have a "+k.Title+".",
+				func(*framework.FieldData) (string, error) { return secretsStoragePrefix + k.Name + "/", nil }),
 		},
 		HelpSynopsis: "List tenants with " + k.Title + "s.",
 	}
@@ -341,22 +333,31 @@ func pathListNames(b *backend, k *secretKind) *framework.Path {
 		DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationSuffix: k.Name + "_names"},
 		Fields:       map[string]*framework.FieldSchema{"tenant": tenantField()},
 		Operations: map[logical.Operation]framework.OperationHandler{
-			logical.ListOperation: &framework.PathOperation{
-				Callback: b.handle(func(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+			logical.ListOperation: b.listFolder("List a tenant's "+k.Title+"s.",
+				func(d *framework.FieldData) (string, error) {
 					tenant := d.Get("tenant").(string)
-					if err := validateIdentifier("tenant", tenant); err != nil {
-						return nil, err
-					}
-					keys, err := listChildren(ctx, req.Storage, secretsStoragePrefix+k.Name+"/"+tenant+"/")
-					if err != nil {
-						return nil, err
-					}
-					return logical.ListResponse(keys), nil
+					return secretsStoragePrefix + k.Name + "/" + tenant + "/", validateIdentifier("tenant", tenant)
 				}),
-				Summary: "List a tenant's " + k.Title + "s.",
-			},
 		},
 		HelpSynopsis: "List one tenant's " + k.Title + "s.",
+	}
+}
+
+// listFolder lists the children of the storage folder that folder names.
+func (b *backend) listFolder(summary string, folder func(*framework.FieldData) (string, error)) *framework.PathOperation {
+	return &framework.PathOperation{
+		Summary: summary,
+		Callback: b.handle(func(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+			prefix, err := folder(d)
+			if err != nil {
+				return nil, err
+			}
+			keys, err := listChildren(ctx, req.Storage, prefix)
+			if err != nil {
+				return nil, err
+			}
+			return logical.ListResponse(keys), nil
+		}),
 	}
 }
 
