@@ -43,6 +43,7 @@ var (
 	vaultHome     string // HOME for Vault and the CLI, so ~/.vault-token is never touched
 	vaultLog      string
 	pluginVersion string
+	pluginBin     string // the plugin binary under test, outside any plugin directory
 	pluginSHA256  string
 	client        *api.Client
 )
@@ -114,8 +115,10 @@ func startVault(work string) (*vaultServer, error) {
 		return nil, err
 	}
 	pluginVersion = envOr("PLUGIN_VERSION", "v0.1.0")
-	pluginBin, err := binary("PLUGIN_BINARY", func() (string, error) { return buildPlugin(work) })
-	if err != nil {
+	if pluginBin, err = binary("PLUGIN_BINARY", func() (string, error) { return buildPlugin(work) }); err != nil {
+		return nil, err
+	}
+	if pluginSHA256, err = fileSHA256(pluginBin); err != nil {
 		return nil, err
 	}
 
@@ -136,35 +139,58 @@ func startVault(work string) (*vaultServer, error) {
 	}
 	vaultAddr = fmt.Sprintf("http://127.0.0.1:%d", port)
 
-	logFile, err := os.Create(vaultLog)
-	if err != nil {
-		return nil, err
-	}
-	cmd := exec.Command(vaultBin, "server", "-dev",
+	srv, err := startServer(vaultLog, vaultEnv(), "server", "-dev",
 		"-dev-root-token-id="+rootToken,
 		fmt.Sprintf("-dev-listen-address=127.0.0.1:%d", port),
 		"-dev-plugin-dir="+pluginDir,
 		"-log-level=trace")
-	cmd.Env = vaultEnv()
+	if err != nil {
+		return nil, err
+	}
+	if client, err = newClientFor(vaultAddr, rootToken); err != nil {
+		return srv, err
+	}
+	if err := waitHealthy(srv, client, 60*time.Second); err != nil {
+		return srv, err
+	}
+	return srv, registerAndMount(runVault)
+}
+
+// startServer starts `vault args...` with its output in logPath.
+func startServer(logPath string, env []string, args ...string) (*vaultServer, error) {
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(vaultBin, args...)
+	cmd.Env = env
 	cmd.Stdout, cmd.Stderr = logFile, logFile
-	// Own process group, and killed by the kernel if this test process dies.
+	// Own process group (which its plugin processes join), and killed by the
+	// kernel if this test process dies.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
+		logFile.Close()
 		return nil, err
 	}
 	srv := &vaultServer{cmd: cmd, done: make(chan struct{})}
 	go func() { _ = cmd.Wait(); logFile.Close(); close(srv.done) }()
-	if pidFile := os.Getenv("PENGUINMAILS_PIDFILE"); pidFile != "" {
-		_ = os.WriteFile(pidFile, []byte(fmt.Sprint(cmd.Process.Pid)), 0o644)
-	}
+	recordPID(cmd.Process.Pid)
+	return srv, nil
+}
 
-	if client, err = newClient(); err != nil {
-		return srv, err
+// recordPID appends a server's pid (one a line) to PENGUINMAILS_PIDFILE, from
+// which scripts/integration.sh stops whatever outlives the tests.
+func recordPID(pid int) {
+	pidFile := os.Getenv("PENGUINMAILS_PIDFILE")
+	if pidFile == "" {
+		return
 	}
-	if err := waitHealthy(srv, 60*time.Second); err != nil {
-		return srv, err
+	f, err := os.OpenFile(pidFile, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	if err != nil {
+		return
 	}
-	return srv, registerAndMount(pluginBin)
+	defer f.Close()
+	fmt.Fprintln(f, pid)
 }
 
 // stop ends Vault: SIGTERM to its process group, SIGKILL if it lingers.
@@ -181,58 +207,96 @@ func (s *vaultServer) stop() {
 	})
 }
 
-func waitHealthy(srv *vaultServer, limit time.Duration) error {
+// exited reports whether the server process has ended.
+func (s *vaultServer) exited() bool {
+	select {
+	case <-s.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// kill ends the server at once, as a crash would: SIGKILL to its process
+// group, which takes its plugin processes with it.
+func (s *vaultServer) kill() {
+	_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
+	<-s.done
+}
+
+// waitHealthy waits until the server answers as initialized and unsealed.
+func waitHealthy(srv *vaultServer, c *api.Client, limit time.Duration) error {
+	return poll(limit, func() error {
+		if srv.exited() {
+			return stopPolling(errors.New("vault exited during start-up"))
+		}
+		h, err := c.Sys().Health()
+		if err != nil {
+			return err
+		}
+		if !h.Initialized || h.Sealed {
+			return fmt.Errorf("initialized=%t sealed=%t", h.Initialized, h.Sealed)
+		}
+		return nil
+	})
+}
+
+// errStop marks an error that ends a poll at once.
+var errStop = errors.New("stop polling")
+
+func stopPolling(err error) error { return fmt.Errorf("%w: %w", errStop, err) }
+
+// poll calls check until it returns nil, an error from stopPolling, or limit
+// passes; the error says what was still missing.
+func poll(limit time.Duration, check func() error) error {
 	deadline := time.Now().Add(limit)
 	for {
-		select {
-		case <-srv.done:
-			return errors.New("vault exited during start-up")
-		default:
-		}
-		h, err := client.Sys().Health()
-		if err == nil && h.Initialized && !h.Sealed {
-			return nil
+		err := check()
+		if err == nil || errors.Is(err, errStop) {
+			return err
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("vault not healthy after %s: %v", limit, err)
+			return fmt.Errorf("still not ready after %s: %w", limit, err)
 		}
-		time.Sleep(100 * time.Millisecond) // polling interval, not synchronisation
+		time.Sleep(200 * time.Millisecond) // polling interval, not synchronisation
 	}
 }
 
 // registerAndMount registers the plugin the way an operator would: by
-// SHA-256, with a semantic version, then mounts that version.
-func registerAndMount(pluginBin string) error {
-	sum, err := fileSHA256(pluginBin)
-	if err != nil {
-		return err
-	}
-	pluginSHA256 = sum
-	if out, err := runVault("plugin", "register", "-sha256="+sum, "-version="+pluginVersion, "secret", pluginName); err != nil {
+// SHA-256, with a semantic version, then mounts that version. run runs the
+// vault CLI against the server (or cluster) to set up.
+func registerAndMount(run func(args ...string) (string, error)) error {
+	if out, err := run("plugin", "register", "-sha256="+pluginSHA256, "-version="+pluginVersion, "secret", pluginName); err != nil {
 		return fmt.Errorf("plugin register: %v: %s", err, out)
 	}
-	if out, err := runVault("secrets", "enable", "-path="+mount, "-plugin-version="+pluginVersion, pluginName); err != nil {
+	if out, err := run("secrets", "enable", "-path="+mount, "-plugin-version="+pluginVersion, pluginName); err != nil {
 		return fmt.Errorf("secrets enable: %v: %s", err, out)
 	}
 	return nil
 }
 
-func newClient() (*api.Client, error) {
+func newClientFor(addr, token string) (*api.Client, error) {
 	cfg := api.DefaultConfig()
-	cfg.Address = vaultAddr
+	cfg.Address = addr
 	cfg.MaxRetries = 0
+	// A server answers itself (a standby by forwarding to the active node);
+	// a redirect elsewhere would hide a standby that cannot forward.
+	cfg.DisableRedirects = true
 	c, err := api.NewClient(cfg)
 	if err != nil {
 		return nil, err
 	}
-	c.SetToken(rootToken)
+	c.SetToken(token)
 	return c, nil
 }
 
-// vaultEnv is the environment for Vault and the CLI: no inherited VAULT_*
-// settings, and a private HOME.
-func vaultEnv() []string {
-	env := []string{"VAULT_ADDR=" + vaultAddr, "VAULT_TOKEN=" + rootToken, "HOME=" + vaultHome}
+// vaultEnv is the environment for the test server and the CLI against it.
+func vaultEnv() []string { return envFor(vaultAddr, rootToken) }
+
+// envFor is the environment for a Vault server or CLI talking to addr: no
+// inherited VAULT_* settings, and a private HOME.
+func envFor(addr, token string) []string {
+	env := []string{"VAULT_ADDR=" + addr, "VAULT_TOKEN=" + token, "HOME=" + vaultHome}
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "VAULT_") && !strings.HasPrefix(kv, "HOME=") {
 			env = append(env, kv)
@@ -246,13 +310,19 @@ func runVault(args ...string) (string, error) { return runVaultFormat("", args..
 
 // runVaultFormat runs the CLI with VAULT_FORMAT set (json, table, ...).
 func runVaultFormat(format string, args ...string) (string, error) {
+	env := vaultEnv()
+	if format != "" {
+		env = append(env, "VAULT_FORMAT="+format)
+	}
+	return runVaultEnv(env, args...)
+}
+
+// runVaultEnv runs the vault CLI with the given environment.
+func runVaultEnv(env []string, args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, vaultBin, args...)
-	cmd.Env = vaultEnv()
-	if format != "" {
-		cmd.Env = append(cmd.Env, "VAULT_FORMAT="+format)
-	}
+	cmd.Env = env
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err := cmd.Run()
@@ -316,12 +386,26 @@ func buildPlugin(work string) (string, error) {
 }
 
 func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	ports, err := freePorts(1)
 	if err != nil {
 		return 0, err
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	return ports[0], nil
+}
+
+// freePorts reserves n distinct loopback ports: all listeners stay open
+// until the last is chosen, so no port is handed out twice.
+func freePorts(n int) ([]int, error) {
+	var ports []int
+	for i := 0; i < n; i++ {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		defer l.Close()
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	return ports, nil
 }
 
 func fileSHA256(path string) (string, error) {
@@ -352,8 +436,11 @@ func envOr(k, def string) string {
 	return def
 }
 
-func secretsInLog() []string {
-	data, err := os.ReadFile(vaultLog)
+func secretsInLog() []string { return secretsInFile(vaultLog) }
+
+// secretsInFile returns the remembered secret values that appear in a file.
+func secretsInFile(path string) []string {
+	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil
 	}

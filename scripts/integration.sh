@@ -10,14 +10,27 @@ mode="${1:-test}"
 vault_bin=$(scripts/build-vault.sh)
 pidfile=$(mktemp)
 
+# The test harness appends the pid of every Vault it starts, one a line; each
+# leads its own process group (with its plugins). A pid is only signalled
+# while it still runs `vault server`, so a recycled pid is left alone.
+stop_group() {
+  local pid=$1
+  case "$(ps -p "$pid" -o args= 2>/dev/null)" in
+    *vault*server*) ;;
+    *) return 0 ;;
+  esac
+  echo "integration: Vault (pid $pid) outlived the tests; stopping it" >&2
+  kill -TERM -- "-$pid" 2>/dev/null || true
+  for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+  kill -KILL -- "-$pid" 2>/dev/null || true
+}
+
 cleanup() {
   local pid
-  pid=$(cat "$pidfile" 2>/dev/null || true)
-  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
-    echo "integration: Vault (pid $pid) outlived the tests; stopping it" >&2
-    kill -TERM -- "-$pid" 2>/dev/null || true
-    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
-    kill -KILL -- "-$pid" 2>/dev/null || true
+  if [ -f "$pidfile" ]; then
+    while read -r pid; do
+      if [ -n "$pid" ]; then stop_group "$pid"; fi
+    done < "$pidfile"
   fi
   rm -f "$pidfile"
 }
