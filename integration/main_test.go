@@ -455,14 +455,30 @@ func secretsInFile(path string) []string {
 	return leaked
 }
 
-func tailFile(path string, n int) string {
+// tailFile returns the last n lines of a file, leaving out lines that
+// contain any of skip.
+func tailFile(path string, n int, skip ...string) string {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return ""
 	}
-	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
+	var lines []string
+	for _, line := range strings.Split(strings.TrimRight(string(data), "\n"), "\n") {
+		if !containsAny(line, skip) {
+			lines = append(lines, line)
+		}
+	}
 	if len(lines) > n {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n") + "\n"
+}
+
+func containsAny(s string, subs []string) bool {
+	for _, sub := range subs {
+		if strings.Contains(s, sub) {
+			return true
+		}
+	}
+	return false
 }
