@@ -246,3 +246,23 @@ func TestWritePaths_ForwardToActiveNode(t *testing.T) {
 		}
 	}
 }
+
+func TestPaths_HaveHelpAndOpenAPIAttributes(t *testing.T) {
+	env := newTestEnv(t)
+	for _, p := range env.b.Paths {
+		if p.Pattern == pathMalformed(env.b).Pattern {
+			continue // unpublished catch-all
+		}
+		if p.HelpSynopsis == "" {
+			t.Errorf("%s has no help synopsis", p.Pattern)
+		}
+		if p.DisplayAttrs == nil || p.DisplayAttrs.OperationPrefix != operationPrefix {
+			t.Errorf("%s has no OpenAPI operation prefix", p.Pattern)
+		}
+		for op, h := range p.Operations {
+			if h.Properties().Summary == "" {
+				t.Errorf("%s %s has no summary", op, p.Pattern)
+			}
+		}
+	}
+}

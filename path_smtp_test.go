@@ -494,3 +494,36 @@ func TestUnmatchedPaths_ExplainTheLayout(t *testing.T) {
 		t.Fatalf("stored %v", keys)
 	}
 }
+
+func TestPeriodic_FailedRotationIsVisibleAndRetried(t *testing.T) {
+	env := newTestEnv(t)
+	env.system.SetPasswordPolicy("smtp-policy", func() (string, error) { return "FromPolicy-0123456789-0123456789", nil })
+	env.ok(logical.UpdateOperation, "config", map[string]interface{}{"password_policy": "smtp-policy"})
+	auto := smtpInput()
+	auto["auto_rotate"] = true
+	env.ok(logical.UpdateOperation, "smtp/t1/m1", auto)
+
+	// The policy disappears from Vault: every scheduled attempt now fails.
+	delete(env.system.PasswordPolicies, "smtp-policy")
+	env.clock.Advance(31 * day)
+	for i := 0; i < 3; i++ {
+		env.tick()
+		env.clock.Advance(time.Minute)
+	}
+	got := env.ok(logical.ReadOperation, "smtp/t1/m1", nil)
+	if got["version"] != 1 || got["rotation_status"] != rotationOverdue || !strings.Contains(got["last_rotation_error"].(string), "smtp-policy") {
+		t.Fatalf("after failed attempts: version %v, status %v, error %q", got["version"], got["rotation_status"], got["last_rotation_error"])
+	}
+	hist := env.ok(logical.ReadOperation, "smtp/t1/m1/history", nil)["history"].([]interface{})
+	if len(hist) != 1 || hist[0].(map[string]interface{})["result"] != "failed" || hist[0].(map[string]interface{})["trigger"] != triggerTime {
+		t.Fatalf("three failed attempts left history %v, want one failed row", hist)
+	}
+
+	// The policy comes back: the next tick rotates and clears the error.
+	env.system.SetPasswordPolicy("smtp-policy", func() (string, error) { return "FromPolicy-0123456789-0123456789", nil })
+	env.tick()
+	got = env.ok(logical.ReadOperation, "smtp/t1/m1", nil)
+	if got["version"] != 2 || got["last_rotation_error"] != "" || got["rotation_status"] != rotationHealthy {
+		t.Fatalf("after recovery: version %v, error %q, status %v", got["version"], got["last_rotation_error"], got["rotation_status"])
+	}
+}

@@ -148,14 +148,29 @@ func (e *secretEntry) rotationStatus(pol typePolicy, now time.Time) string {
 // rotationView is the rotation metadata shown by every read.
 func rotationView(e *secretEntry, pol typePolicy, now time.Time) map[string]interface{} {
 	return map[string]interface{}{
-		"last_rotated":     formatTime(e.LastRotated),
-		"next_rotation":    formatTime(e.nextRotation(pol)),
-		"rotation_period":  int64(e.effectivePeriod(pol) / time.Second),
-		"alert_threshold":  int64(pol.AlertThreshold / time.Second),
-		"rotation_status":  e.rotationStatus(pol, now),
-		"auto_rotate":      e.AutoRotate,
-		"last_rotation_by": e.lastRotationActor(),
+		"last_rotated":        formatTime(e.LastRotated),
+		"next_rotation":       formatTime(e.nextRotation(pol)),
+		"rotation_period":     int64(e.effectivePeriod(pol) / time.Second),
+		"alert_threshold":     int64(pol.AlertThreshold / time.Second),
+		"rotation_status":     e.rotationStatus(pol, now),
+		"auto_rotate":         e.AutoRotate,
+		"last_rotation_by":    e.lastRotationActor(),
+		"last_rotation_error": e.LastRotationError,
 	}
+}
+
+// noteRotationFailure records a failed scheduled rotation: the error on the
+// entry for reads, and one history row per run of failures, so that a
+// rotation retried every minute cannot push real rotations out of history.
+func (e *secretEntry) noteRotationFailure(r rotation, now time.Time, err error) {
+	e.LastRotationError, e.LastRotationErrorTime = err.Error(), now
+	if n := len(e.History); n > 0 && e.History[n-1].Operation == "rotate" && e.History[n-1].Result == "failed" {
+		return
+	}
+	e.record(historyEntry{
+		Time: now, Operation: "rotate", Trigger: r.Trigger, Reason: r.Reason, Actor: r.Actor,
+		Result: "failed", FromVersion: e.CurrentVersion, ToVersion: e.CurrentVersion, Error: err.Error(),
+	})
 }
 
 // lastRotationActor is whoever made the version that last_rotated points at:
@@ -196,6 +211,7 @@ func (e *secretEntry) rotateTo(material interface{}, kind *secretKind, cfg *engi
 		return err
 	}
 	e.LastRotated = now
+	e.LastRotationError, e.LastRotationErrorTime = "", time.Time{}
 	e.record(historyEntry{
 		Time: now, Operation: "rotate", Trigger: r.Trigger, Reason: r.Reason,
 		IncidentID: r.IncidentID, Actor: r.Actor, Result: "success",

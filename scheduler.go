@@ -159,11 +159,21 @@ func (b *backend) maintain(ctx context.Context, s logical.Storage, key string, c
 	rotated := false
 	if cur := e.current(); e.AutoRotate && cur != nil && cur.Status == statusActive && e.rotationStatus(kind.policy(cfg), now) == rotationOverdue {
 		r := rotation{Trigger: triggerTime, Reason: "rotation period elapsed", Actor: schedulerActor}
-		if err := b.rotateEntry(ctx, e, kind, cfg, r, now); err != nil {
-			b.emit(ctx, "rotate-fail", e, "trigger", triggerTime)
-			b.Logger().Warn("scheduled rotation failed; will retry", "secret", kind.Name+"/"+e.Tenant+"/"+e.Name, "error", err)
-		} else {
+		if rotErr := b.rotateEntry(ctx, e, kind, cfg, r, now); rotErr == nil {
 			changed, rotated = true, true
+		} else {
+			b.emit(ctx, "rotate-fail", e, "trigger", triggerTime)
+			b.Logger().Warn("scheduled rotation failed; will retry", "secret", kind.Name+"/"+e.Tenant+"/"+e.Name, "error", rotErr)
+			// The failed attempt may have changed e part way: record the
+			// failure on what is stored, not on that.
+			if e, err = loadSecret(ctx, s, kind.Name, parts[1], parts[2]); err != nil || e == nil {
+				return err
+			}
+			if _, err := kind.endGraces(e, now); err != nil {
+				return err
+			}
+			e.noteRotationFailure(r, now, rotErr)
+			changed = true
 		}
 	}
 	if changed {

@@ -79,6 +79,7 @@ type historyEntry struct {
 	Result      string    `json:"result"`
 	FromVersion int       `json:"from_version"`
 	ToVersion   int       `json:"to_version"`
+	Error       string    `json:"error,omitempty"`
 }
 
 // secretEntry is the stored form of one secret of any type.
@@ -92,12 +93,16 @@ type secretEntry struct {
 	Versions       []secretVersion `json:"versions"`
 	// MaxVersions and RotationPeriod are per-secret overrides; zero means the
 	// engine default from config, resolved at use so a config change applies.
-	MaxVersions    int             `json:"max_versions,omitempty"`
-	RotationPeriod time.Duration   `json:"rotation_period,omitempty"`
-	AutoRotate     bool            `json:"auto_rotate"`
-	LastRotated    time.Time       `json:"last_rotated"`
-	History        []historyEntry  `json:"history,omitempty"`
-	Settings       json.RawMessage `json:"settings,omitempty"`
+	MaxVersions    int           `json:"max_versions,omitempty"`
+	RotationPeriod time.Duration `json:"rotation_period,omitempty"`
+	AutoRotate     bool          `json:"auto_rotate"`
+	LastRotated    time.Time     `json:"last_rotated"`
+	// LastRotationError is the error of the latest scheduled rotation when
+	// it failed; a successful rotation clears it.
+	LastRotationError     string          `json:"last_rotation_error,omitempty"`
+	LastRotationErrorTime time.Time       `json:"last_rotation_error_time,omitempty"`
+	History               []historyEntry  `json:"history,omitempty"`
+	Settings              json.RawMessage `json:"settings,omitempty"`
 }
 
 func secretStorageKey(kind, tenant, name string) string {
@@ -234,6 +239,7 @@ func (e *secretEntry) historyView() []interface{} {
 			"result":       h.Result,
 			"from_version": h.FromVersion,
 			"to_version":   h.ToVersion,
+			"error":        h.Error,
 		})
 	}
 	return out

@@ -252,3 +252,49 @@ func TestConfig_RoundTripAndRefusals(t *testing.T) {
 		}
 	}
 }
+
+// TestOpenAPI_DescribesEveryPath reads the OpenAPI document Vault builds from
+// the plugin's path help: the engine's paths are there, each operation with a
+// unique id, and the help never failed to generate.
+func TestOpenAPI_DescribesEveryPath(t *testing.T) {
+	resp, err := client.Logical().ReadRaw("sys/internal/specs/openapi")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var doc struct {
+		Paths map[string]map[string]interface{} `json:"paths"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&doc); err != nil {
+		t.Fatal(err)
+	}
+	ids := map[string]string{}
+	found := 0
+	for path, item := range doc.Paths {
+		if !strings.HasPrefix(path, "/"+mount+"/") {
+			continue
+		}
+		found++
+		for method, op := range item {
+			opMap, ok := op.(map[string]interface{})
+			if !ok {
+				continue // "parameters", "description", ...
+			}
+			id, _ := opMap["operationId"].(string)
+			if id == "" {
+				t.Errorf("%s %s has no operationId", method, path)
+			} else if prev, dup := ids[id]; dup {
+				t.Errorf("operationId %q used by %s and %s %s", id, prev, method, path)
+			}
+			ids[id] = method + " " + path
+		}
+	}
+	for _, want := range []string{"/config", "/smtp/{tenant}/{name}", "/smtp/{tenant}/{name}/rotate", "/rotation-report"} {
+		if doc.Paths["/"+mount+want] == nil {
+			t.Errorf("OpenAPI lacks %s", want)
+		}
+	}
+	if found < 10 {
+		t.Fatalf("OpenAPI has %d penguinmails paths", found)
+	}
+}

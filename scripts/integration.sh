@@ -41,6 +41,6 @@ export PLUGIN_VERSION="${VERSION:-v0.1.0}" PENGUINMAILS_PIDFILE="$pidfile"
 
 case "$mode" in
   test)  go test -count=1 -timeout 20m ./integration/ ;;
-  bench) go test -count=1 -timeout 30m -run '^$' -bench . -benchmem -benchtime "${BENCHTIME:-3s}" ./integration/ ;;
+  bench) VAULT_LOG_LEVEL=info go test -count=1 -timeout 30m -run '^$' -bench . -benchmem -benchtime "${BENCHTIME:-3s}" ./integration/ ;;
   *) echo "usage: $0 test|bench" >&2; exit 2 ;;
 esac
