@@ -108,25 +108,17 @@ func (b *backend) onDKIMEntry(k *secretKind, fn dkimEntryHandler) framework.Oper
 // None of them writes storage, so none is forwarded to the active node.
 func dkimSubPath(b *backend, k *secretKind, suffix string, op logical.Operation, fn dkimEntryHandler,
 	extra map[string]*framework.FieldSchema, synopsis, description string) *framework.Path {
-	fields := map[string]*framework.FieldSchema{"tenant": tenantField(), "name": nameField(k)}
-	for name, f := range extra {
-		fields[name] = f
+	p := secretSubPath(k, suffix, extra)
+	p.Operations = map[logical.Operation]framework.OperationHandler{
+		op: &framework.PathOperation{Callback: b.handle(b.onDKIMEntry(k, fn)), Summary: synopsis},
 	}
-	return &framework.Path{
-		Pattern:      k.Name + "/" + tenantSegment + "/" + nameSegment + "/" + suffix,
-		DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationSuffix: k.Name + "_" + suffix},
-		Fields:       fields,
-		Operations: map[logical.Operation]framework.OperationHandler{
-			op: &framework.PathOperation{Callback: b.handle(b.onDKIMEntry(k, fn)), Summary: synopsis},
-		},
-		HelpSynopsis:    synopsis,
-		HelpDescription: strings.TrimSpace(description),
-	}
+	p.HelpSynopsis, p.HelpDescription = synopsis, strings.TrimSpace(description)
+	return p
 }
 
 // dkimSignPattern is the sign path's pattern; the forwarding test lists it
 // among the update operations that write nothing.
-var dkimSignPattern = "dkim/" + tenantSegment + "/" + nameSegment + "/sign"
+var dkimSignPattern = secretSubPattern("dkim", "sign")
 
 // dkimSettingsOf decodes a secret's settings, or returns the defaults for a
 // secret being created.

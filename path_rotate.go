@@ -58,24 +58,18 @@ func pathRotateSecret(b *backend, k *secretKind) *framework.Path {
 // takes reason and incident_id, changes the secret, and so runs on the active
 // node.
 func secretActionPath(b *backend, k *secretKind, action string, op framework.OperationFunc, summary, synopsis, description string) *framework.Path {
-	fields := rotationFields()
-	fields["tenant"] = tenantField()
-	fields["name"] = nameField(k)
-	return &framework.Path{
-		Pattern:      k.Name + "/" + tenantSegment + "/" + nameSegment + "/" + action,
-		DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationVerb: action, OperationSuffix: k.Name},
-		Fields:       fields,
-		Operations: map[logical.Operation]framework.OperationHandler{
-			logical.UpdateOperation: &framework.PathOperation{
-				Callback:                    b.handle(op),
-				Summary:                     summary,
-				ForwardPerformanceStandby:   true,
-				ForwardPerformanceSecondary: true,
-			},
+	p := secretSubPath(k, action, rotationFields())
+	p.DisplayAttrs = &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationVerb: action, OperationSuffix: k.Name}
+	p.Operations = map[logical.Operation]framework.OperationHandler{
+		logical.UpdateOperation: &framework.PathOperation{
+			Callback:                    b.handle(op),
+			Summary:                     summary,
+			ForwardPerformanceStandby:   true,
+			ForwardPerformanceSecondary: true,
 		},
-		HelpSynopsis:    synopsis,
-		HelpDescription: description,
 	}
+	p.HelpSynopsis, p.HelpDescription = synopsis, description
+	return p
 }
 
 func (b *backend) rotateOne(k *secretKind) framework.OperationFunc {

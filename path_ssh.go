@@ -270,23 +270,19 @@ func pathSSHPrivate(b *backend, k *secretKind) *framework.Path {
 			ForwardPerformanceSecondary: true,
 		}
 	}
-	return &framework.Path{
-		Pattern:      k.Name + "/" + tenantSegment + "/" + nameSegment + "/private",
-		DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationSuffix: k.Name + "_private_key"},
-		Fields: map[string]*framework.FieldSchema{
-			"tenant": tenantField(),
-			"name":   nameField(k),
-			"passphrase": {Type: framework.TypeString, Query: true,
-				Description:  "Encrypt the returned private key with this passphrase (OpenSSH format, bcrypt KDF). Empty: unencrypted.",
-				DisplayAttrs: &framework.DisplayAttributes{Name: "Passphrase", Sensitive: true}},
-		},
-		Operations: map[logical.Operation]framework.OperationHandler{
-			logical.ReadOperation:   op("Download the current private key (counted and recorded)."),
-			logical.UpdateOperation: op("Download the current private key; the passphrase travels in the body instead of the URL."),
-		},
-		HelpSynopsis:    "Download the current SSH private key; every download is counted and recorded.",
-		HelpDescription: strings.TrimSpace(sshPrivateHelp),
+	p := secretSubPath(k, "private", map[string]*framework.FieldSchema{
+		"passphrase": {Type: framework.TypeString, Query: true,
+			Description:  "Encrypt the returned private key with this passphrase (OpenSSH format, bcrypt KDF). Empty: unencrypted.",
+			DisplayAttrs: &framework.DisplayAttributes{Name: "Passphrase", Sensitive: true}},
+	})
+	p.DisplayAttrs.OperationSuffix = k.Name + "_private_key"
+	p.Operations = map[logical.Operation]framework.OperationHandler{
+		logical.ReadOperation:   op("Download the current private key (counted and recorded)."),
+		logical.UpdateOperation: op("Download the current private key; the passphrase travels in the body instead of the URL."),
 	}
+	p.HelpSynopsis = "Download the current SSH private key; every download is counted and recorded."
+	p.HelpDescription = strings.TrimSpace(sshPrivateHelp)
+	return p
 }
 
 // downloadSSHKey serves the current version's private key. The download is
@@ -360,19 +356,16 @@ func recordDownload(e *secretEntry, passphrase string, by actor, now time.Time) 
 }
 
 func pathSSHAuthorizedKeys(b *backend, k *secretKind) *framework.Path {
-	return &framework.Path{
-		Pattern:      k.Name + "/" + tenantSegment + "/" + nameSegment + "/authorized_keys",
-		DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationSuffix: k.Name + "_authorized_keys"},
-		Fields:       map[string]*framework.FieldSchema{"tenant": tenantField(), "name": nameField(k)},
-		Operations: map[logical.Operation]framework.OperationHandler{
-			logical.ReadOperation: &framework.PathOperation{
-				Callback: b.handle(b.readAuthorizedKeys(k)),
-				Summary:  "The public keys valid now, as authorized_keys text and as a list.",
-			},
+	p := secretSubPath(k, "authorized_keys", nil)
+	p.Operations = map[logical.Operation]framework.OperationHandler{
+		logical.ReadOperation: &framework.PathOperation{
+			Callback: b.handle(b.readAuthorizedKeys(k)),
+			Summary:  "The public keys valid now, as authorized_keys text and as a list.",
 		},
-		HelpSynopsis:    "The public keys of an SSH key that are valid now, for syncing authorized_keys.",
-		HelpDescription: strings.TrimSpace(sshAuthorizedKeysHelp),
 	}
+	p.HelpSynopsis = "The public keys of an SSH key that are valid now, for syncing authorized_keys."
+	p.HelpDescription = strings.TrimSpace(sshAuthorizedKeysHelp)
+	return p
 }
 
 func (b *backend) readAuthorizedKeys(k *secretKind) framework.OperationFunc {

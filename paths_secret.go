@@ -361,34 +361,51 @@ func (b *backend) listFolder(summary string, folder func(*framework.FieldData) (
 	}
 }
 
-func pathHistory(b *backend, k *secretKind) *framework.Path {
-	return &framework.Path{
-		Pattern:      k.Name + "/" + tenantSegment + "/" + nameSegment + "/history",
-		DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationSuffix: k.Name + "_history"},
-		Fields:       map[string]*framework.FieldSchema{"tenant": tenantField(), "name": nameField(k)},
-		Operations: map[logical.Operation]framework.OperationHandler{
-			logical.ReadOperation: &framework.PathOperation{
-				Callback: b.handle(func(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
-					ref, err := refFrom(k, d)
-					if err != nil {
-						return nil, err
-					}
-					e, err := loadSecret(ctx, req.Storage, k.Name, ref.tenant, ref.name)
-					if err != nil || e == nil {
-						return nil, err
-					}
-					return &logical.Response{Data: map[string]interface{}{
-						"history": e.historyView(), "versions": e.versionsView(), "current_version": e.CurrentVersion,
-					}}, nil
-				}),
-				Summary: "Read the rotation history of a " + k.Title + ", newest first.",
-			},
-		},
-		HelpSynopsis: "Rotation history of a " + k.Title + ".",
-		HelpDescription: fmt.Sprintf("Each entry has the time, operation, trigger (%s, %s, %s or %s), reason, incident_id, "+
-			"the actor (display_name, entity_id), the result and the versions it moved from and to. The newest %d entries are kept.",
-			triggerTime, triggerEvent, triggerManual, triggerThreshold, historyLimit),
+// secretSubPattern is the pattern of {type}/{tenant}/{name}/{suffix}.
+func secretSubPattern(kind, suffix string) string {
+	return kind + "/" + tenantSegment + "/" + nameSegment + "/" + suffix
+}
+
+// secretSubPath starts a {type}/{tenant}/{name}/{suffix} path: the pattern,
+// the tenant and name fields plus extra, and OpenAPI names. The caller adds
+// the operations and the help.
+func secretSubPath(k *secretKind, suffix string, extra map[string]*framework.FieldSchema) *framework.Path {
+	fields := map[string]*framework.FieldSchema{"tenant": tenantField(), "name": nameField(k)}
+	for name, f := range extra {
+		fields[name] = f
 	}
+	return &framework.Path{
+		Pattern:      secretSubPattern(k.Name, suffix),
+		DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationSuffix: k.Name + "_" + suffix},
+		Fields:       fields,
+	}
+}
+
+func pathHistory(b *backend, k *secretKind) *framework.Path {
+	p := secretSubPath(k, "history", nil)
+	p.Operations = map[logical.Operation]framework.OperationHandler{
+		logical.ReadOperation: &framework.PathOperation{
+			Callback: b.handle(func(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+				ref, err := refFrom(k, d)
+				if err != nil {
+					return nil, err
+				}
+				e, err := loadSecret(ctx, req.Storage, k.Name, ref.tenant, ref.name)
+				if err != nil || e == nil {
+					return nil, err
+				}
+				return &logical.Response{Data: map[string]interface{}{
+					"history": e.historyView(), "versions": e.versionsView(), "current_version": e.CurrentVersion,
+				}}, nil
+			}),
+			Summary: "Read the rotation history of a " + k.Title + ", newest first.",
+		},
+	}
+	p.HelpSynopsis = "Rotation history of a " + k.Title + "."
+	p.HelpDescription = fmt.Sprintf("Each entry has the time, operation, trigger (%s, %s, %s or %s), reason, incident_id, "+
+		"the actor (display_name, entity_id), the result and the versions it moved from and to. The newest %d entries are kept.",
+		triggerTime, triggerEvent, triggerManual, triggerThreshold, historyLimit)
+	return p
 }
 
 // pathMalformed catches every path no other path matched and says what is
