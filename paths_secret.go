@@ -20,11 +20,11 @@ const (
 
 func tenantField() *framework.FieldSchema {
 	return &framework.FieldSchema{Type: framework.TypeString, Required: true,
-		Description: "Tenant id. " + identifierRule + "."}
+		Description: "Tenant id. It " + identifierRule + "."}
 }
 
 func nameField(k *secretKind) *framework.FieldSchema {
-	rule := identifierRule + "."
+	rule := "It " + identifierRule + "."
 	if k.nameRule != "" {
 		rule = k.nameRule
 	}
