@@ -34,7 +34,7 @@ if cached; then
   exit 0
 fi
 
-log "building Vault v$version from its Go module (first time only; about 5 minutes plus the module download)"
+log "building Vault v$version from its Go module (once; about 20 minutes on 2 cores when the Go module cache is cold)"
 work="$cache/build-v$version"
 rm -rf "$work"
 mkdir -p "$work"
