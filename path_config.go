@@ -152,6 +152,11 @@ func (b *backend) pathConfigRead(ctx context.Context, req *logical.Request, _ *f
 }
 
 func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	// Read-modify-write of the config entry: concurrent writes of different
+	// fields must not undo each other.
+	lock := b.lockFor(configStoragePath)
+	lock.Lock()
+	defer lock.Unlock()
 	current, err := b.config(ctx, req.Storage)
 	if err != nil {
 		return nil, err

@@ -1,8 +1,12 @@
 package penguinmails
 
 import (
+	"context"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
 )
@@ -66,5 +70,55 @@ func TestConfig_RejectsNonsense(t *testing.T) {
 				t.Errorf("refused config was stored: %v", keys)
 			}
 		})
+	}
+}
+
+// stallFirstConfigPut holds the first Put of the config entry until a second
+// one arrives (or a timeout passes), to interleave two config writes.
+type stallFirstConfigPut struct {
+	logical.Storage
+	once    sync.Once
+	second  chan struct{}
+	stalled atomic.Bool
+}
+
+func (s *stallFirstConfigPut) Put(ctx context.Context, e *logical.StorageEntry) error {
+	if e.Key == configStoragePath {
+		if s.stalled.CompareAndSwap(false, true) {
+			select {
+			case <-s.second:
+			case <-time.After(300 * time.Millisecond):
+			}
+		} else {
+			s.once.Do(func() { close(s.second) })
+		}
+	}
+	return s.Storage.Put(ctx, e)
+}
+
+func TestConfig_ConcurrentWritesKeepBothChanges(t *testing.T) {
+	env := newTestEnv(t)
+	storage := &stallFirstConfigPut{Storage: env.storage, second: make(chan struct{})}
+	write := func(data map[string]interface{}) {
+		resp, err := env.b.HandleRequest(context.Background(), &logical.Request{
+			Operation: logical.UpdateOperation, Path: "config", Data: data, Storage: storage})
+		if err != nil || (resp != nil && resp.IsError()) {
+			t.Errorf("config write %v: %v %v", data, resp, err)
+		}
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); write(map[string]interface{}{"smtp_rotation_period": "60d"}) }()
+	for !storage.stalled.Load() {
+		time.Sleep(time.Millisecond)
+	}
+	write(map[string]interface{}{"max_versions": 10})
+	wg.Wait()
+
+	fresh := newTestEnv(t)
+	fresh.storage = env.storage
+	got := fresh.ok(logical.ReadOperation, "config", nil)
+	if got["smtp_rotation_period"] != int64(60*86400) || got["max_versions"] != 10 {
+		t.Fatalf("a concurrent config write was lost: %v", got)
 	}
 }
