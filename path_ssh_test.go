@@ -405,3 +405,14 @@ func TestSSH_AuthorizedKeysFollowGraceFromConfig(t *testing.T) {
 		t.Fatalf("version 1 after grace: %v", s)
 	}
 }
+
+func TestHistory_VersionStatusesFollowTheClock(t *testing.T) {
+	env := newTestEnv(t)
+	env.ok(logical.UpdateOperation, sshPath, nil)
+	env.ok(logical.UpdateOperation, sshPath+"/rotate", nil)
+	env.clock.Advance(25 * time.Hour) // past the 24 h grace; no scheduler tick
+	versions := env.ok(logical.ReadOperation, sshPath+"/history", nil)["versions"].(map[string]interface{})
+	if s := versions["1"].(map[string]interface{})["status"]; s != statusExpired {
+		t.Fatalf("history shows version 1 as %v after its grace ended, want %s (as a read shows)", s, statusExpired)
+	}
+}

@@ -390,7 +390,7 @@ func pathHistory(b *backend, k *secretKind) *framework.Path {
 				if err != nil {
 					return nil, err
 				}
-				e, err := loadSecret(ctx, req.Storage, k.Name, ref.tenant, ref.name)
+				e, err := b.loadDerived(ctx, req.Storage, ref)
 				if err != nil || e == nil {
 					return nil, err
 				}
