@@ -122,3 +122,49 @@ func TestConfig_ConcurrentWritesKeepBothChanges(t *testing.T) {
 		t.Fatalf("a concurrent config write was lost: %v", got)
 	}
 }
+
+// stallConfigGet holds a Get of the config entry, after it has read storage,
+// until release is closed.
+type stallConfigGet struct {
+	logical.Storage
+	read    chan struct{}
+	release chan struct{}
+}
+
+func (s *stallConfigGet) Get(ctx context.Context, key string) (*logical.StorageEntry, error) {
+	e, err := s.Storage.Get(ctx, key)
+	if key == configStoragePath {
+		close(s.read)
+		<-s.release
+	}
+	return e, err
+}
+
+func TestConfig_CacheNotFilledWithWhatAnInvalidationReplaced(t *testing.T) {
+	env := newTestEnv(t)
+	ctx := context.Background()
+	stall := &stallConfigGet{Storage: env.storage, read: make(chan struct{}), release: make(chan struct{})}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if _, err := env.b.config(ctx, stall); err != nil {
+			t.Error(err)
+		}
+	}()
+	<-stall.read // the reader has the defaults from storage
+	// Another node changes the config; this node is told to drop its cache.
+	entry, err := logical.StorageEntryJSON(configStoragePath, &engineConfig{SMTP: typePolicy{RotationPeriod: 60 * day}, MaxVersions: 7})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := env.storage.Put(ctx, entry); err != nil {
+		t.Fatal(err)
+	}
+	env.b.invalidate(ctx, configStoragePath)
+	close(stall.release)
+	<-done
+
+	if got := env.ok(logical.ReadOperation, "config", nil); got["max_versions"] != 7 {
+		t.Fatalf("config after invalidation: max_versions %v, want 7 (a stale read was cached)", got["max_versions"])
+	}
+}
