@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -525,5 +526,56 @@ func TestPeriodic_FailedRotationIsVisibleAndRetried(t *testing.T) {
 	got = env.ok(logical.ReadOperation, "smtp/t1/m1", nil)
 	if got["version"] != 2 || got["last_rotation_error"] != "" || got["rotation_status"] != rotationHealthy {
 		t.Fatalf("after recovery: version %v, error %q, status %v", got["version"], got["last_rotation_error"], got["rotation_status"])
+	}
+}
+
+// stallGet holds the first Get of one key until release is closed.
+type stallGet struct {
+	logical.Storage
+	key     string
+	once    sync.Once
+	reached chan struct{}
+	release chan struct{}
+}
+
+func (s *stallGet) Get(ctx context.Context, key string) (*logical.StorageEntry, error) {
+	if key == s.key {
+		s.once.Do(func() {
+			close(s.reached)
+			<-s.release
+		})
+	}
+	return s.Storage.Get(ctx, key)
+}
+
+func TestPeriodic_ConfigChangeDuringScheduleLoadLosesNothing(t *testing.T) {
+	env := newTestEnv(t)
+	auto := smtpInput()
+	auto["auto_rotate"] = true
+	env.ok(logical.UpdateOperation, "smtp/t1/auto", auto)
+	env.ok(logical.UpdateOperation, "smtp/t2/auto", auto)
+
+	// The first tick scans storage; a config write lands while the scan is
+	// between t1 (done) and t2.
+	stall := &stallGet{Storage: env.storage, key: secretStorageKey("smtp", "t2", "auto"),
+		reached: make(chan struct{}), release: make(chan struct{})}
+	done := make(chan error, 1)
+	go func() {
+		_, err := env.b.HandleRequest(context.Background(), &logical.Request{Operation: logical.RollbackOperation, Storage: stall})
+		done <- err
+	}()
+	<-stall.reached
+	env.ok(logical.UpdateOperation, "config", map[string]interface{}{"max_versions": 6})
+	close(stall.release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+
+	env.clock.Advance(31 * day)
+	env.tick()
+	for _, p := range []string{"smtp/t1/auto", "smtp/t2/auto"} {
+		if v := env.ok(logical.ReadOperation, p, nil)["version"]; v != 2 {
+			t.Errorf("%s after its period: version %v, want 2", p, v)
+		}
 	}
 }

@@ -19,6 +19,9 @@ import (
 type scheduler struct {
 	mu     sync.Mutex
 	loaded bool
+	// resets counts resets, so that a scan that one overtook (and whose
+	// earlier entries it dropped) does not mark the index loaded.
+	resets uint64
 	next   map[string]time.Time
 }
 
@@ -27,6 +30,7 @@ func newScheduler() *scheduler { return &scheduler{next: map[string]time.Time{}}
 func (s *scheduler) reset() {
 	s.mu.Lock()
 	s.loaded = false
+	s.resets++
 	s.next = map[string]time.Time{}
 	s.mu.Unlock()
 }
@@ -109,7 +113,7 @@ func (b *backend) periodic(ctx context.Context, req *logical.Request) error {
 // loadSchedule fills the index from storage once per reset.
 func (b *backend) loadSchedule(ctx context.Context, s logical.Storage, cfg *engineConfig) error {
 	b.sched.mu.Lock()
-	loaded := b.sched.loaded
+	loaded, resets := b.sched.loaded, b.sched.resets
 	b.sched.mu.Unlock()
 	if loaded {
 		return nil
@@ -124,7 +128,8 @@ func (b *backend) loadSchedule(ctx context.Context, s logical.Storage, cfg *engi
 		}
 	}
 	b.sched.mu.Lock()
-	b.sched.loaded = true
+	// A reset during the scan cleared what it had added: scan again next tick.
+	b.sched.loaded = b.sched.resets == resets
 	b.sched.mu.Unlock()
 	return nil
 }
