@@ -529,7 +529,8 @@ func TestPeriodic_FailedRotationIsVisibleAndRetried(t *testing.T) {
 	}
 }
 
-// stallGet holds the first Get of one key until release is closed.
+// stallGet holds the first Get of one key, after it has read storage, until
+// release is closed.
 type stallGet struct {
 	logical.Storage
 	key     string
@@ -539,13 +540,14 @@ type stallGet struct {
 }
 
 func (s *stallGet) Get(ctx context.Context, key string) (*logical.StorageEntry, error) {
+	e, err := s.Storage.Get(ctx, key)
 	if key == s.key {
 		s.once.Do(func() {
 			close(s.reached)
 			<-s.release
 		})
 	}
-	return s.Storage.Get(ctx, key)
+	return e, err
 }
 
 func TestPeriodic_ConfigChangeDuringScheduleLoadLosesNothing(t *testing.T) {
@@ -577,5 +579,32 @@ func TestPeriodic_ConfigChangeDuringScheduleLoadLosesNothing(t *testing.T) {
 		if v := env.ok(logical.ReadOperation, p, nil)["version"]; v != 2 {
 			t.Errorf("%s after its period: version %v, want 2", p, v)
 		}
+	}
+}
+
+func TestPeriodic_WriteDuringScheduleLoadIsScheduled(t *testing.T) {
+	env := newTestEnv(t)
+	env.ok(logical.UpdateOperation, "smtp/t1/m1", smtpInput()) // auto_rotate off
+
+	// The first tick's scan has read the secret when a write turns
+	// auto_rotate on; the scan must not then unschedule it.
+	stall := &stallGet{Storage: env.storage, key: secretStorageKey("smtp", "t1", "m1"),
+		reached: make(chan struct{}), release: make(chan struct{})}
+	done := make(chan error, 1)
+	go func() {
+		_, err := env.b.HandleRequest(context.Background(), &logical.Request{Operation: logical.RollbackOperation, Storage: stall})
+		done <- err
+	}()
+	<-stall.reached
+	env.ok(logical.UpdateOperation, "smtp/t1/m1", map[string]interface{}{"auto_rotate": true})
+	close(stall.release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+
+	env.clock.Advance(31 * day)
+	env.tick()
+	if v := env.ok(logical.ReadOperation, "smtp/t1/m1", nil)["version"]; v != 2 {
+		t.Fatalf("auto_rotate set during the schedule scan: version %v after the period, want 2", v)
 	}
 }

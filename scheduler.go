@@ -120,7 +120,21 @@ func (b *backend) loadSchedule(ctx context.Context, s logical.Storage, cfg *engi
 	}
 	for _, kind := range b.sortedKinds() {
 		err := walkSecrets(ctx, s, kind.Name, "", func(e *secretEntry) error {
-			b.reschedule(e, kind, cfg, time.Time{})
+			// Reload under the secret's lock: a write since the scan read it
+			// has rescheduled it, and what the scan read would undo that.
+			key := e.storageKey()
+			lock := b.lockFor(key)
+			lock.Lock()
+			defer lock.Unlock()
+			cur, err := loadSecret(ctx, s, kind.Name, e.Tenant, e.Name)
+			if err != nil {
+				return err
+			}
+			if cur == nil {
+				b.sched.set(key, time.Time{})
+				return nil
+			}
+			b.reschedule(cur, kind, cfg, time.Time{})
 			return nil
 		})
 		if err != nil {
