@@ -608,3 +608,18 @@ func TestPeriodic_WriteDuringScheduleLoadIsScheduled(t *testing.T) {
 		t.Fatalf("auto_rotate set during the schedule scan: version %v after the period, want 2", v)
 	}
 }
+
+func TestRotateTenant_RepeatedTypeRotatesOnce(t *testing.T) {
+	env := newTestEnv(t)
+	env.ok(logical.UpdateOperation, "smtp/t1/a", smtpInput())
+	got := env.ok(logical.UpdateOperation, "rotate-tenant/t1", map[string]interface{}{"reason": "breach", "types": "smtp, smtp ,smtp"})
+	if got["rotated_count"] != 1 {
+		t.Fatalf("types smtp,smtp: rotate-tenant answered %v", got)
+	}
+	if v := env.ok(logical.ReadOperation, "smtp/t1/a", nil)["version"]; v != 2 {
+		t.Fatalf("types smtp,smtp rotated the secret to version %v, want 2", v)
+	}
+	if n := env.ok(logical.ReadOperation, "rotation-report", map[string]interface{}{"types": "smtp,smtp"})["checked_count"]; n != 1 {
+		t.Fatalf("rotation-report with types smtp,smtp checked %v secrets, want 1", n)
+	}
+}
