@@ -623,3 +623,25 @@ func TestRotateTenant_RepeatedTypeRotatesOnce(t *testing.T) {
 		t.Fatalf("rotation-report with types smtp,smtp checked %v secrets, want 1", n)
 	}
 }
+
+func TestSMTP_PasswordWriteClearsLastRotationError(t *testing.T) {
+	env := newTestEnv(t)
+	env.system.SetPasswordPolicy("smtp-policy", func() (string, error) { return "FromPolicy-0123456789-0123456789", nil })
+	env.ok(logical.UpdateOperation, "config", map[string]interface{}{"password_policy": "smtp-policy"})
+	auto := smtpInput()
+	auto["auto_rotate"] = true
+	env.ok(logical.UpdateOperation, "smtp/t1/m1", auto)
+	delete(env.system.PasswordPolicies, "smtp-policy")
+	env.clock.Advance(31 * day)
+	env.tick()
+	if e := env.ok(logical.ReadOperation, "smtp/t1/m1", nil)["last_rotation_error"]; e == "" {
+		t.Fatal("the scheduled rotation did not fail")
+	}
+
+	// The operator sets a new password by hand: that is the rotation.
+	env.ok(logical.UpdateOperation, "smtp/t1/m1", map[string]interface{}{"password": "a-new-Password-2"})
+	got := env.ok(logical.ReadOperation, "smtp/t1/m1", nil)
+	if got["rotation_status"] != rotationHealthy || got["last_rotation_error"] != "" {
+		t.Fatalf("after a new password: status %v, last_rotation_error %q", got["rotation_status"], got["last_rotation_error"])
+	}
+}

@@ -234,6 +234,11 @@ func (b *backend) secretWriter(k *secretKind, write writeFunc, view viewFunc) fr
 			return nil, fmt.Errorf("%s write produced no version", k.Name)
 		}
 		settings.apply(e, now)
+		if e.LastRotated.Equal(now) {
+			// The write replaced the material (a new password or key): like
+			// a rotation, it ends a run of failed scheduled rotations.
+			e.LastRotationError, e.LastRotationErrorTime = "", time.Time{}
+		}
 		if err := saveSecret(ctx, req.Storage, e); err != nil {
 			return nil, err
 		}
