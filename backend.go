@@ -50,9 +50,12 @@ type backend struct {
 	// stored timestamps are the truth; the index only saves a full scan.
 	sched *scheduler
 
-	// cfgMu guards the cached engine configuration.
-	cfgMu sync.RWMutex
-	cfg   *engineConfig
+	// cfgMu guards the cached engine configuration. cfgGen counts the
+	// changes and invalidations of it, so that a load that raced with one
+	// does not cache what it read.
+	cfgMu  sync.RWMutex
+	cfg    *engineConfig
+	cfgGen uint64
 }
 
 func newBackend(clock func() time.Time) *backend {
@@ -99,6 +102,7 @@ func (b *backend) invalidate(_ context.Context, key string) {
 	if key == configStoragePath {
 		b.cfgMu.Lock()
 		b.cfg = nil
+		b.cfgGen++
 		b.cfgMu.Unlock()
 		b.sched.reset()
 	}

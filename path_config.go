@@ -115,7 +115,7 @@ func pathConfig(b *backend) *framework.Path {
 // written. It is cached and dropped on write and on invalidation.
 func (b *backend) config(ctx context.Context, s logical.Storage) (*engineConfig, error) {
 	b.cfgMu.RLock()
-	cfg := b.cfg
+	cfg, gen := b.cfg, b.cfgGen
 	b.cfgMu.RUnlock()
 	if cfg != nil {
 		return cfg, nil
@@ -131,7 +131,9 @@ func (b *backend) config(ctx context.Context, s logical.Storage) (*engineConfig,
 		}
 	}
 	b.cfgMu.Lock()
-	b.cfg = cfg
+	if b.cfgGen == gen {
+		b.cfg = cfg
+	}
 	b.cfgMu.Unlock()
 	return cfg, nil
 }
@@ -152,6 +154,11 @@ func (b *backend) pathConfigRead(ctx context.Context, req *logical.Request, _ *f
 }
 
 func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	// Read-modify-write of the config entry: concurrent writes of different
+	// fields must not undo each other.
+	lock := b.lockFor(configStoragePath)
+	lock.Lock()
+	defer lock.Unlock()
 	current, err := b.config(ctx, req.Storage)
 	if err != nil {
 		return nil, err
@@ -193,6 +200,7 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 	}
 	b.cfgMu.Lock()
 	b.cfg = &next
+	b.cfgGen++
 	b.cfgMu.Unlock()
 	// Due times depend on the periods: rebuild the index on the next tick.
 	b.sched.reset()

@@ -1,8 +1,12 @@
 package penguinmails
 
 import (
+	"context"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
 )
@@ -66,5 +70,101 @@ func TestConfig_RejectsNonsense(t *testing.T) {
 				t.Errorf("refused config was stored: %v", keys)
 			}
 		})
+	}
+}
+
+// stallFirstConfigPut holds the first Put of the config entry until a second
+// one arrives (or a timeout passes), to interleave two config writes.
+type stallFirstConfigPut struct {
+	logical.Storage
+	once    sync.Once
+	second  chan struct{}
+	stalled atomic.Bool
+}
+
+func (s *stallFirstConfigPut) Put(ctx context.Context, e *logical.StorageEntry) error {
+	if e.Key == configStoragePath {
+		if s.stalled.CompareAndSwap(false, true) {
+			select {
+			case <-s.second:
+			case <-time.After(300 * time.Millisecond):
+			}
+		} else {
+			s.once.Do(func() { close(s.second) })
+		}
+	}
+	return s.Storage.Put(ctx, e)
+}
+
+func TestConfig_ConcurrentWritesKeepBothChanges(t *testing.T) {
+	env := newTestEnv(t)
+	storage := &stallFirstConfigPut{Storage: env.storage, second: make(chan struct{})}
+	write := func(data map[string]interface{}) {
+		resp, err := env.b.HandleRequest(context.Background(), &logical.Request{
+			Operation: logical.UpdateOperation, Path: "config", Data: data, Storage: storage})
+		if err != nil || (resp != nil && resp.IsError()) {
+			t.Errorf("config write %v: %v %v", data, resp, err)
+		}
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); write(map[string]interface{}{"smtp_rotation_period": "60d"}) }()
+	for !storage.stalled.Load() {
+		time.Sleep(time.Millisecond)
+	}
+	write(map[string]interface{}{"max_versions": 10})
+	wg.Wait()
+
+	fresh := newTestEnv(t)
+	fresh.storage = env.storage
+	got := fresh.ok(logical.ReadOperation, "config", nil)
+	if got["smtp_rotation_period"] != int64(60*86400) || got["max_versions"] != 10 {
+		t.Fatalf("a concurrent config write was lost: %v", got)
+	}
+}
+
+// stallConfigGet holds a Get of the config entry, after it has read storage,
+// until release is closed.
+type stallConfigGet struct {
+	logical.Storage
+	read    chan struct{}
+	release chan struct{}
+}
+
+func (s *stallConfigGet) Get(ctx context.Context, key string) (*logical.StorageEntry, error) {
+	e, err := s.Storage.Get(ctx, key)
+	if key == configStoragePath {
+		close(s.read)
+		<-s.release
+	}
+	return e, err
+}
+
+func TestConfig_CacheNotFilledWithWhatAnInvalidationReplaced(t *testing.T) {
+	env := newTestEnv(t)
+	ctx := context.Background()
+	stall := &stallConfigGet{Storage: env.storage, read: make(chan struct{}), release: make(chan struct{})}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if _, err := env.b.config(ctx, stall); err != nil {
+			t.Error(err)
+		}
+	}()
+	<-stall.read // the reader has the defaults from storage
+	// Another node changes the config; this node is told to drop its cache.
+	entry, err := logical.StorageEntryJSON(configStoragePath, &engineConfig{SMTP: typePolicy{RotationPeriod: 60 * day}, MaxVersions: 7})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := env.storage.Put(ctx, entry); err != nil {
+		t.Fatal(err)
+	}
+	env.b.invalidate(ctx, configStoragePath)
+	close(stall.release)
+	<-done
+
+	if got := env.ok(logical.ReadOperation, "config", nil); got["max_versions"] != 7 {
+		t.Fatalf("config after invalidation: max_versions %v, want 7 (a stale read was cached)", got["max_versions"])
 	}
 }

@@ -28,6 +28,10 @@ type dkimSettings struct {
 	// Exportable false is for ever: such a key can sign but never be read.
 	Exportable     bool   `json:"exportable"`
 	SelectorPrefix string `json:"selector_prefix"`
+	// UsedSelectors are the selectors of every key this secret has had, also
+	// of versions max_versions has dropped: a selector is never reused, since
+	// DNS caches and mail in transit may still tie it to the old key.
+	UsedSelectors []string `json:"used_selectors,omitempty"`
 }
 
 // dkimMaterial is one key version. Each version has its own selector, so
@@ -180,6 +184,9 @@ func dkimChangeFrom(d *framework.FieldData, e *secretEntry, cur dkimMaterial) (d
 		if n := versionWithSelector(e, s); n > 0 {
 			return c, badInput("invalid selector %q: version %d of %s already uses it; selectors are unique per domain", s, n, e.Name)
 		}
+		if selectorUsed(settings, s) {
+			return c, badInput("invalid selector %q: an earlier version of %s used it; selectors are unique per domain", s, e.Name)
+		}
 		c.selector, c.newKey = s, true
 	}
 	return c, nil
@@ -204,6 +211,7 @@ func writeDKIM(_ context.Context, b *backend, req *logical.Request, d *framework
 		if material, err = newDKIMMaterial(b, e, c.settings, c.selector, now); err != nil {
 			return err
 		}
+		rememberSelectors(&c.settings, e, material.Selector)
 	}
 	raw, err := json.Marshal(c.settings)
 	if err != nil {
@@ -229,7 +237,46 @@ func generateDKIMVersion(_ context.Context, b *backend, e *secretEntry, _ *engin
 	if err != nil {
 		return nil, err
 	}
-	return newDKIMMaterial(b, e, settings, "", b.now())
+	m, err := newDKIMMaterial(b, e, settings, "", b.now())
+	if err != nil {
+		return nil, err
+	}
+	// The caller saves e only when the rotation succeeds.
+	rememberSelectors(&settings, e, m.Selector)
+	raw, err := json.Marshal(settings)
+	if err != nil {
+		return nil, err
+	}
+	e.Settings = raw
+	return m, nil
+}
+
+// selectorUsed reports whether a version of the secret, kept or dropped, had
+// selector.
+func selectorUsed(s dkimSettings, selector string) bool {
+	for _, u := range s.UsedSelectors {
+		if u == selector {
+			return true
+		}
+	}
+	return false
+}
+
+// rememberSelectors adds the kept versions' selectors and the new one to
+// s.UsedSelectors (entries written before it existed have none).
+func rememberSelectors(s *dkimSettings, e *secretEntry, selector string) {
+	add := func(sel string) {
+		if sel != "" && !selectorUsed(*s, sel) {
+			s.UsedSelectors = append(s.UsedSelectors, sel)
+		}
+	}
+	for i := range e.Versions {
+		var m dkimMaterial
+		if decodeMaterial(&e.Versions[i], &m) == nil {
+			add(m.Selector)
+		}
+	}
+	add(selector)
 }
 
 // newDKIMMaterial generates a key under selector, or under a generated one
@@ -240,7 +287,7 @@ func newDKIMMaterial(b *backend, e *secretEntry, s dkimSettings, selector string
 		return dkimMaterial{}, err
 	}
 	if selector == "" {
-		selector = nextSelector(s.SelectorPrefix, now, func(c string) bool { return versionWithSelector(e, c) > 0 })
+		selector = nextSelector(s.SelectorPrefix, now, func(c string) bool { return versionWithSelector(e, c) > 0 || selectorUsed(s, c) })
 	}
 	if n := len(dkimRecordName(selector, e.Name)); n > maxDNSName {
 		return dkimMaterial{}, badInput("invalid domain %s with selector %q: the record name {selector}._domainkey.{domain} would be %d characters, DNS allows %d",

@@ -636,3 +636,25 @@ func TestHelp_ExplainsEveryDKIMField(t *testing.T) {
 		}
 	}
 }
+
+func TestDKIM_SelectorsOfTrimmedVersionsAreNotReused(t *testing.T) {
+	env := newTestEnv(t)
+	env.ok(logical.UpdateOperation, "config", map[string]interface{}{"dkim_grace_period": 0})
+	env.ok(logical.UpdateOperation, dkimPath, map[string]interface{}{"key_type": "ed25519", "max_versions": 1})
+	seen := map[string]int{}
+	for v := 1; v <= 4; v++ {
+		if v > 1 {
+			env.ok(logical.UpdateOperation, dkimPath+"/rotate", nil)
+		}
+		sel := env.ok(logical.ReadOperation, dkimPath, nil)["selector"].(string)
+		if prev, ok := seen[sel]; ok {
+			t.Fatalf("version %d reuses selector %q of version %d", v, sel, prev)
+		}
+		seen[sel] = v
+	}
+	// A selector given by hand is refused too once a dropped version had it.
+	msg := env.badRequest(logical.UpdateOperation, dkimPath, map[string]interface{}{"selector": "pm202611"})
+	if !strings.Contains(msg, "selector") {
+		t.Fatalf("reused selector of a dropped version: %q", msg)
+	}
+}

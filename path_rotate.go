@@ -172,6 +172,7 @@ func (b *backend) kindsNamed(names []string) ([]*secretKind, error) {
 		return b.sortedKinds(), nil
 	}
 	var kinds []*secretKind
+	seen := map[*secretKind]bool{}
 	for _, n := range names {
 		k := b.kinds[strings.TrimSpace(n)]
 		if k == nil {
@@ -181,7 +182,10 @@ func (b *backend) kindsNamed(names []string) ([]*secretKind, error) {
 			}
 			return nil, badInput("invalid types entry %s: must be one of %s", quoteShort(n), strings.Join(valid, ", "))
 		}
-		kinds = append(kinds, k)
+		if !seen[k] { // a type listed twice is still rotated or reported once
+			seen[k] = true
+			kinds = append(kinds, k)
+		}
 	}
 	return kinds, nil
 }

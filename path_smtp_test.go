@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -525,5 +526,122 @@ func TestPeriodic_FailedRotationIsVisibleAndRetried(t *testing.T) {
 	got = env.ok(logical.ReadOperation, "smtp/t1/m1", nil)
 	if got["version"] != 2 || got["last_rotation_error"] != "" || got["rotation_status"] != rotationHealthy {
 		t.Fatalf("after recovery: version %v, error %q, status %v", got["version"], got["last_rotation_error"], got["rotation_status"])
+	}
+}
+
+// stallGet holds the first Get of one key, after it has read storage, until
+// release is closed.
+type stallGet struct {
+	logical.Storage
+	key     string
+	once    sync.Once
+	reached chan struct{}
+	release chan struct{}
+}
+
+func (s *stallGet) Get(ctx context.Context, key string) (*logical.StorageEntry, error) {
+	e, err := s.Storage.Get(ctx, key)
+	if key == s.key {
+		s.once.Do(func() {
+			close(s.reached)
+			<-s.release
+		})
+	}
+	return e, err
+}
+
+func TestPeriodic_ConfigChangeDuringScheduleLoadLosesNothing(t *testing.T) {
+	env := newTestEnv(t)
+	auto := smtpInput()
+	auto["auto_rotate"] = true
+	env.ok(logical.UpdateOperation, "smtp/t1/auto", auto)
+	env.ok(logical.UpdateOperation, "smtp/t2/auto", auto)
+
+	// The first tick scans storage; a config write lands while the scan is
+	// between t1 (done) and t2.
+	stall := &stallGet{Storage: env.storage, key: secretStorageKey("smtp", "t2", "auto"),
+		reached: make(chan struct{}), release: make(chan struct{})}
+	done := make(chan error, 1)
+	go func() {
+		_, err := env.b.HandleRequest(context.Background(), &logical.Request{Operation: logical.RollbackOperation, Storage: stall})
+		done <- err
+	}()
+	<-stall.reached
+	env.ok(logical.UpdateOperation, "config", map[string]interface{}{"max_versions": 6})
+	close(stall.release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+
+	env.clock.Advance(31 * day)
+	env.tick()
+	for _, p := range []string{"smtp/t1/auto", "smtp/t2/auto"} {
+		if v := env.ok(logical.ReadOperation, p, nil)["version"]; v != 2 {
+			t.Errorf("%s after its period: version %v, want 2", p, v)
+		}
+	}
+}
+
+func TestPeriodic_WriteDuringScheduleLoadIsScheduled(t *testing.T) {
+	env := newTestEnv(t)
+	env.ok(logical.UpdateOperation, "smtp/t1/m1", smtpInput()) // auto_rotate off
+
+	// The first tick's scan has read the secret when a write turns
+	// auto_rotate on; the scan must not then unschedule it.
+	stall := &stallGet{Storage: env.storage, key: secretStorageKey("smtp", "t1", "m1"),
+		reached: make(chan struct{}), release: make(chan struct{})}
+	done := make(chan error, 1)
+	go func() {
+		_, err := env.b.HandleRequest(context.Background(), &logical.Request{Operation: logical.RollbackOperation, Storage: stall})
+		done <- err
+	}()
+	<-stall.reached
+	env.ok(logical.UpdateOperation, "smtp/t1/m1", map[string]interface{}{"auto_rotate": true})
+	close(stall.release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+
+	env.clock.Advance(31 * day)
+	env.tick()
+	if v := env.ok(logical.ReadOperation, "smtp/t1/m1", nil)["version"]; v != 2 {
+		t.Fatalf("auto_rotate set during the schedule scan: version %v after the period, want 2", v)
+	}
+}
+
+func TestRotateTenant_RepeatedTypeRotatesOnce(t *testing.T) {
+	env := newTestEnv(t)
+	env.ok(logical.UpdateOperation, "smtp/t1/a", smtpInput())
+	got := env.ok(logical.UpdateOperation, "rotate-tenant/t1", map[string]interface{}{"reason": "breach", "types": "smtp, smtp ,smtp"})
+	if got["rotated_count"] != 1 {
+		t.Fatalf("types smtp,smtp: rotate-tenant answered %v", got)
+	}
+	if v := env.ok(logical.ReadOperation, "smtp/t1/a", nil)["version"]; v != 2 {
+		t.Fatalf("types smtp,smtp rotated the secret to version %v, want 2", v)
+	}
+	if n := env.ok(logical.ReadOperation, "rotation-report", map[string]interface{}{"types": "smtp,smtp"})["checked_count"]; n != 1 {
+		t.Fatalf("rotation-report with types smtp,smtp checked %v secrets, want 1", n)
+	}
+}
+
+func TestSMTP_PasswordWriteClearsLastRotationError(t *testing.T) {
+	env := newTestEnv(t)
+	env.system.SetPasswordPolicy("smtp-policy", func() (string, error) { return "FromPolicy-0123456789-0123456789", nil })
+	env.ok(logical.UpdateOperation, "config", map[string]interface{}{"password_policy": "smtp-policy"})
+	auto := smtpInput()
+	auto["auto_rotate"] = true
+	env.ok(logical.UpdateOperation, "smtp/t1/m1", auto)
+	delete(env.system.PasswordPolicies, "smtp-policy")
+	env.clock.Advance(31 * day)
+	env.tick()
+	if e := env.ok(logical.ReadOperation, "smtp/t1/m1", nil)["last_rotation_error"]; e == "" {
+		t.Fatal("the scheduled rotation did not fail")
+	}
+
+	// The operator sets a new password by hand: that is the rotation.
+	env.ok(logical.UpdateOperation, "smtp/t1/m1", map[string]interface{}{"password": "a-new-Password-2"})
+	got := env.ok(logical.ReadOperation, "smtp/t1/m1", nil)
+	if got["rotation_status"] != rotationHealthy || got["last_rotation_error"] != "" {
+		t.Fatalf("after a new password: status %v, last_rotation_error %q", got["rotation_status"], got["last_rotation_error"])
 	}
 }

@@ -2,6 +2,10 @@ package penguinmails
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/pem"
 	"fmt"
 	"reflect"
 	"strings"
@@ -403,5 +407,34 @@ func TestSSH_AuthorizedKeysFollowGraceFromConfig(t *testing.T) {
 	}
 	if s := env.ok(logical.ReadOperation, sshPath, map[string]interface{}{"version": 1})["status"]; s != statusExpired {
 		t.Fatalf("version 1 after grace: %v", s)
+	}
+}
+
+func TestHistory_VersionStatusesFollowTheClock(t *testing.T) {
+	env := newTestEnv(t)
+	env.ok(logical.UpdateOperation, sshPath, nil)
+	env.ok(logical.UpdateOperation, sshPath+"/rotate", nil)
+	env.clock.Advance(25 * time.Hour) // past the 24 h grace; no scheduler tick
+	versions := env.ok(logical.ReadOperation, sshPath+"/history", nil)["versions"].(map[string]interface{})
+	if s := versions["1"].(map[string]interface{})["status"]; s != statusExpired {
+		t.Fatalf("history shows version 1 as %v after its grace ended, want %s (as a read shows)", s, statusExpired)
+	}
+}
+
+func TestSSH_RefusesMultiPrimeRSAImport(t *testing.T) {
+	env := newTestEnv(t)
+	key, err := rsa.GenerateMultiPrimeKey(rand.Reader, 3, 3072) //nolint:staticcheck // the point of the test
+	if err != nil {
+		t.Fatal(err)
+	}
+	pemText := string(pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)}))
+	// Stored, it would serialise to an OpenSSH key that no longer parses, and
+	// every download would fail.
+	msg := env.badRequest(logical.UpdateOperation, sshPath, map[string]interface{}{"private_key": pemText})
+	if !strings.Contains(msg, "private_key") {
+		t.Fatalf("multi-prime RSA import refused with %q", msg)
+	}
+	if keys := env.storedKeys(); len(keys) != 0 {
+		t.Fatalf("refused import stored %v", keys)
 	}
 }

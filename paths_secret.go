@@ -234,6 +234,11 @@ func (b *backend) secretWriter(k *secretKind, write writeFunc, view viewFunc) fr
 			return nil, fmt.Errorf("%s write produced no version", k.Name)
 		}
 		settings.apply(e, now)
+		if e.LastRotated.Equal(now) {
+			// The write replaced the material (a new password or key): like
+			// a rotation, it ends a run of failed scheduled rotations.
+			e.LastRotationError, e.LastRotationErrorTime = "", time.Time{}
+		}
 		if err := saveSecret(ctx, req.Storage, e); err != nil {
 			return nil, err
 		}
@@ -390,7 +395,7 @@ func pathHistory(b *backend, k *secretKind) *framework.Path {
 				if err != nil {
 					return nil, err
 				}
-				e, err := loadSecret(ctx, req.Storage, k.Name, ref.tenant, ref.name)
+				e, err := b.loadDerived(ctx, req.Storage, ref)
 				if err != nil || e == nil {
 					return nil, err
 				}

@@ -19,6 +19,9 @@ import (
 type scheduler struct {
 	mu     sync.Mutex
 	loaded bool
+	// resets counts resets, so that a scan that one overtook (and whose
+	// earlier entries it dropped) does not mark the index loaded.
+	resets uint64
 	next   map[string]time.Time
 }
 
@@ -27,6 +30,7 @@ func newScheduler() *scheduler { return &scheduler{next: map[string]time.Time{}}
 func (s *scheduler) reset() {
 	s.mu.Lock()
 	s.loaded = false
+	s.resets++
 	s.next = map[string]time.Time{}
 	s.mu.Unlock()
 }
@@ -109,14 +113,28 @@ func (b *backend) periodic(ctx context.Context, req *logical.Request) error {
 // loadSchedule fills the index from storage once per reset.
 func (b *backend) loadSchedule(ctx context.Context, s logical.Storage, cfg *engineConfig) error {
 	b.sched.mu.Lock()
-	loaded := b.sched.loaded
+	loaded, resets := b.sched.loaded, b.sched.resets
 	b.sched.mu.Unlock()
 	if loaded {
 		return nil
 	}
 	for _, kind := range b.sortedKinds() {
 		err := walkSecrets(ctx, s, kind.Name, "", func(e *secretEntry) error {
-			b.reschedule(e, kind, cfg, time.Time{})
+			// Reload under the secret's lock: a write since the scan read it
+			// has rescheduled it, and what the scan read would undo that.
+			key := e.storageKey()
+			lock := b.lockFor(key)
+			lock.Lock()
+			defer lock.Unlock()
+			cur, err := loadSecret(ctx, s, kind.Name, e.Tenant, e.Name)
+			if err != nil {
+				return err
+			}
+			if cur == nil {
+				b.sched.set(key, time.Time{})
+				return nil
+			}
+			b.reschedule(cur, kind, cfg, time.Time{})
 			return nil
 		})
 		if err != nil {
@@ -124,7 +142,8 @@ func (b *backend) loadSchedule(ctx context.Context, s logical.Storage, cfg *engi
 		}
 	}
 	b.sched.mu.Lock()
-	b.sched.loaded = true
+	// A reset during the scan cleared what it had added: scan again next tick.
+	b.sched.loaded = b.sched.resets == resets
 	b.sched.mu.Unlock()
 	return nil
 }

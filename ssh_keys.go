@@ -95,6 +95,11 @@ func sshKeyInfo(key crypto.Signer) (keyType string, bits int, err error) {
 		if bits < sshMinRSABits || bits > sshMaxRSABits {
 			return "", 0, badInput("private_key is a %d-bit RSA key: RSA keys must be %d to %d bits", bits, sshMinRSABits, sshMaxRSABits)
 		}
+		// The OpenSSH format holds two primes: a multi-prime key would be
+		// stored as a key that no longer parses.
+		if len(k.Primes) != 2 {
+			return "", 0, badInput("private_key is a multi-prime RSA key (%d primes): only two-prime RSA keys are accepted", len(k.Primes))
+		}
 		return fmt.Sprintf("rsa-%d", bits), bits, nil
 	}
 	return "", 0, badInput("private_key is of an unsupported kind: only Ed25519, ECDSA (P-256, P-384, P-521) and RSA keys are accepted")
