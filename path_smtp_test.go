@@ -20,6 +20,22 @@ func smtpInput() map[string]interface{} {
 	}
 }
 
+// writeAutoRotating creates an SMTP credential with auto_rotate on.
+func (env *testEnv) writeAutoRotating(path string) {
+	env.t.Helper()
+	in := smtpInput()
+	in["auto_rotate"] = true
+	env.ok(logical.UpdateOperation, path, in)
+}
+
+// usePasswordPolicy makes config generate SMTP passwords with a policy that
+// the test can then take away (delete env.system.PasswordPolicies[name]).
+func (env *testEnv) usePasswordPolicy(name, password string) {
+	env.t.Helper()
+	env.system.SetPasswordPolicy(name, func() (string, error) { return password, nil })
+	env.ok(logical.UpdateOperation, "config", map[string]interface{}{"password_policy": name})
+}
+
 func TestSMTP_CreateReadRotateListDelete(t *testing.T) {
 	env := newTestEnv(t)
 	const path = "smtp/tenant-1/mail-1"
@@ -331,9 +347,7 @@ func TestRotate_StorageFailureKeepsPreviousVersion(t *testing.T) {
 
 func TestPeriodic_AutoRotatesOverdueSecretsOnly(t *testing.T) {
 	env := newTestEnv(t)
-	auto := smtpInput()
-	auto["auto_rotate"] = true
-	env.ok(logical.UpdateOperation, "smtp/t1/auto", auto)
+	env.writeAutoRotating("smtp/t1/auto")
 	env.ok(logical.UpdateOperation, "smtp/t1/manual", smtpInput())
 
 	env.clock.Advance(29 * day)
@@ -365,9 +379,7 @@ func TestPeriodic_AutoRotatesOverdueSecretsOnly(t *testing.T) {
 
 func TestPeriodic_RebuildsScheduleFromStorage(t *testing.T) {
 	env := newTestEnv(t)
-	auto := smtpInput()
-	auto["auto_rotate"] = true
-	env.ok(logical.UpdateOperation, "smtp/t1/auto", auto)
+	env.writeAutoRotating("smtp/t1/auto")
 
 	// A new backend on the same storage (a restart or a failover) knows
 	// nothing in memory; due-ness must come from the stored timestamps.
@@ -384,9 +396,7 @@ func TestPeriodic_RebuildsScheduleFromStorage(t *testing.T) {
 
 func TestPeriodic_ConfigChangeMovesDueTimes(t *testing.T) {
 	env := newTestEnv(t)
-	auto := smtpInput()
-	auto["auto_rotate"] = true
-	env.ok(logical.UpdateOperation, "smtp/t1/auto", auto)
+	env.writeAutoRotating("smtp/t1/auto")
 	env.tick() // loads the schedule with the 30-day period
 	env.ok(logical.UpdateOperation, "config", map[string]interface{}{"smtp_rotation_period": "2d", "smtp_alert_threshold": "1d"})
 	env.clock.Advance(2*day + time.Minute)
@@ -398,9 +408,7 @@ func TestPeriodic_ConfigChangeMovesDueTimes(t *testing.T) {
 
 func TestPeriodic_DoesNotWriteOnPerformanceStandby(t *testing.T) {
 	env := newTestEnv(t)
-	auto := smtpInput()
-	auto["auto_rotate"] = true
-	env.ok(logical.UpdateOperation, "smtp/t1/auto", auto)
+	env.writeAutoRotating("smtp/t1/auto")
 	env.system.ReplicationStateVal = consts.ReplicationPerformanceStandby
 	env.clock.Advance(60 * day)
 	env.tick()
@@ -498,11 +506,8 @@ func TestUnmatchedPaths_ExplainTheLayout(t *testing.T) {
 
 func TestPeriodic_FailedRotationIsVisibleAndRetried(t *testing.T) {
 	env := newTestEnv(t)
-	env.system.SetPasswordPolicy("smtp-policy", func() (string, error) { return "FromPolicy-0123456789-0123456789", nil })
-	env.ok(logical.UpdateOperation, "config", map[string]interface{}{"password_policy": "smtp-policy"})
-	auto := smtpInput()
-	auto["auto_rotate"] = true
-	env.ok(logical.UpdateOperation, "smtp/t1/m1", auto)
+	env.usePasswordPolicy("smtp-policy", "FromPolicy-0123456789-0123456789")
+	env.writeAutoRotating("smtp/t1/m1")
 
 	// The policy disappears from Vault: every scheduled attempt now fails.
 	delete(env.system.PasswordPolicies, "smtp-policy")
@@ -552,10 +557,8 @@ func (s *stallGet) Get(ctx context.Context, key string) (*logical.StorageEntry, 
 
 func TestPeriodic_ConfigChangeDuringScheduleLoadLosesNothing(t *testing.T) {
 	env := newTestEnv(t)
-	auto := smtpInput()
-	auto["auto_rotate"] = true
-	env.ok(logical.UpdateOperation, "smtp/t1/auto", auto)
-	env.ok(logical.UpdateOperation, "smtp/t2/auto", auto)
+	env.writeAutoRotating("smtp/t1/auto")
+	env.writeAutoRotating("smtp/t2/auto")
 
 	// The first tick scans storage; a config write lands while the scan is
 	// between t1 (done) and t2.
@@ -626,11 +629,8 @@ func TestRotateTenant_RepeatedTypeRotatesOnce(t *testing.T) {
 
 func TestSMTP_PasswordWriteClearsLastRotationError(t *testing.T) {
 	env := newTestEnv(t)
-	env.system.SetPasswordPolicy("smtp-policy", func() (string, error) { return "FromPolicy-0123456789-0123456789", nil })
-	env.ok(logical.UpdateOperation, "config", map[string]interface{}{"password_policy": "smtp-policy"})
-	auto := smtpInput()
-	auto["auto_rotate"] = true
-	env.ok(logical.UpdateOperation, "smtp/t1/m1", auto)
+	env.usePasswordPolicy("smtp-policy", "FromPolicy-0123456789-0123456789")
+	env.writeAutoRotating("smtp/t1/m1")
 	delete(env.system.PasswordPolicies, "smtp-policy")
 	env.clock.Advance(31 * day)
 	env.tick()
