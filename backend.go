@@ -53,9 +53,11 @@ type backend struct {
 	// cfgMu guards the cached engine configuration. cfgGen counts the
 	// changes and invalidations of it, so that a load that raced with one
 	// does not cache what it read.
-	cfgMu  sync.RWMutex
-	cfg    *engineConfig
-	cfgGen uint64
+	cfgMu sync.RWMutex
+	// cfgWriteMu serialises config writes (read-modify-write of one entry).
+	cfgWriteMu sync.Mutex
+	cfg        *engineConfig
+	cfgGen     uint64
 }
 
 func newBackend(clock func() time.Time) *backend {

@@ -156,9 +156,10 @@ func (b *backend) pathConfigRead(ctx context.Context, req *logical.Request, _ *f
 func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	// Read-modify-write of the config entry: concurrent writes of different
 	// fields must not undo each other.
-	lock := b.lockFor(configStoragePath)
-	lock.Lock()
-	defer lock.Unlock()
+	// Its own mutex, not a stripe of the secret locks: a stripe is shared
+	// with 1/256 of all secrets.
+	b.cfgWriteMu.Lock()
+	defer b.cfgWriteMu.Unlock()
 	current, err := b.config(ctx, req.Storage)
 	if err != nil {
 		return nil, err
