@@ -97,7 +97,7 @@ func (b *backend) onDKIMEntry(k *secretKind, fn dkimEntryHandler) framework.Oper
 		if err != nil {
 			return nil, err
 		}
-		e, err := b.loadDerived(ctx, req.Storage, ref)
+		e, err := loadDerived(ctx, req.Storage, ref, b.now())
 		if err != nil {
 			return nil, err
 		}

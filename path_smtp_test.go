@@ -36,6 +36,17 @@ func (env *testEnv) usePasswordPolicy(name, password string) {
 	env.ok(logical.UpdateOperation, "config", map[string]interface{}{"password_policy": name})
 }
 
+// dueRotationThatFails leaves an auto-rotating credential overdue whose
+// password policy has disappeared from Vault, so each scheduled attempt
+// fails until the test restores "smtp-policy".
+func (env *testEnv) dueRotationThatFails(path string) {
+	env.t.Helper()
+	env.usePasswordPolicy("smtp-policy", "FromPolicy-0123456789-0123456789")
+	env.writeAutoRotating(path)
+	delete(env.system.PasswordPolicies, "smtp-policy")
+	env.clock.Advance(31 * day)
+}
+
 func TestSMTP_CreateReadRotateListDelete(t *testing.T) {
 	env := newTestEnv(t)
 	const path = "smtp/tenant-1/mail-1"
@@ -506,12 +517,7 @@ func TestUnmatchedPaths_ExplainTheLayout(t *testing.T) {
 
 func TestPeriodic_FailedRotationIsVisibleAndRetried(t *testing.T) {
 	env := newTestEnv(t)
-	env.usePasswordPolicy("smtp-policy", "FromPolicy-0123456789-0123456789")
-	env.writeAutoRotating("smtp/t1/m1")
-
-	// The policy disappears from Vault: every scheduled attempt now fails.
-	delete(env.system.PasswordPolicies, "smtp-policy")
-	env.clock.Advance(31 * day)
+	env.dueRotationThatFails("smtp/t1/m1")
 	for i := 0; i < 3; i++ {
 		env.tick()
 		env.clock.Advance(time.Minute)
@@ -589,8 +595,11 @@ func TestPeriodic_WriteDuringScheduleLoadIsScheduled(t *testing.T) {
 	env := newTestEnv(t)
 	env.ok(logical.UpdateOperation, "smtp/t1/m1", smtpInput()) // auto_rotate off
 
-	// The first tick's scan has read the secret when a write turns
-	// auto_rotate on; the scan must not then unschedule it.
+	// A write turning auto_rotate on races the first tick's scan, which is
+	// stalled reading the secret. The scan reads under the secret's lock, so
+	// the write waits and reschedules after it; had the scan read outside
+	// the lock, the write would finish first and the scan would then record
+	// the stale "no work" it read.
 	stall := &stallGet{Storage: env.storage, key: secretStorageKey("smtp", "t1", "m1"),
 		reached: make(chan struct{}), release: make(chan struct{})}
 	done := make(chan error, 1)
@@ -599,9 +608,23 @@ func TestPeriodic_WriteDuringScheduleLoadIsScheduled(t *testing.T) {
 		done <- err
 	}()
 	<-stall.reached
-	env.ok(logical.UpdateOperation, "smtp/t1/m1", map[string]interface{}{"auto_rotate": true})
+	written := make(chan error, 1)
+	go func() {
+		_, err := env.do(logical.UpdateOperation, "smtp/t1/m1", map[string]interface{}{"auto_rotate": true})
+		written <- err
+	}()
+	// A bound on a must-not-happen, not synchronisation: an unlocked scan
+	// lets the write through in microseconds.
+	select {
+	case err := <-written:
+		t.Fatalf("the write finished while the scan was reading the secret (err %v)", err)
+	case <-time.After(200 * time.Millisecond):
+	}
 	close(stall.release)
 	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if err := <-written; err != nil {
 		t.Fatal(err)
 	}
 
@@ -629,10 +652,7 @@ func TestRotateTenant_RepeatedTypeRotatesOnce(t *testing.T) {
 
 func TestSMTP_PasswordWriteClearsLastRotationError(t *testing.T) {
 	env := newTestEnv(t)
-	env.usePasswordPolicy("smtp-policy", "FromPolicy-0123456789-0123456789")
-	env.writeAutoRotating("smtp/t1/m1")
-	delete(env.system.PasswordPolicies, "smtp-policy")
-	env.clock.Advance(31 * day)
+	env.dueRotationThatFails("smtp/t1/m1")
 	env.tick()
 	if e := env.ok(logical.ReadOperation, "smtp/t1/m1", nil)["last_rotation_error"]; e == "" {
 		t.Fatal("the scheduled rotation did not fail")

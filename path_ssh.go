@@ -374,13 +374,9 @@ func (b *backend) readAuthorizedKeys(k *secretKind) framework.OperationFunc {
 		if err != nil {
 			return nil, err
 		}
-		e, err := loadSecret(ctx, req.Storage, k.Name, ref.tenant, ref.name)
+		// Validity follows the clock, not what the scheduler has persisted.
+		e, err := loadDerived(ctx, req.Storage, ref, b.now())
 		if err != nil || e == nil {
-			return nil, err
-		}
-		// Judge validity by the clock, not by what the scheduler has
-		// persisted so far. This copy is not saved.
-		if _, err := k.endGraces(e, b.now()); err != nil {
 			return nil, err
 		}
 		return authorizedKeysResponse(e)

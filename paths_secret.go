@@ -55,12 +55,13 @@ func refFrom(k *secretKind, d *framework.FieldData) (secretRef, error) {
 // loadDerived loads a secret and ends, on this copy only, the grace periods
 // the clock has passed, so that what a read shows follows the clock even
 // before the scheduler has persisted the change. A missing secret is nil.
-func (b *backend) loadDerived(ctx context.Context, s logical.Storage, ref secretRef) (*secretEntry, error) {
+// Writers pass the one now their whole change uses.
+func loadDerived(ctx context.Context, s logical.Storage, ref secretRef, now time.Time) (*secretEntry, error) {
 	e, err := loadSecret(ctx, s, ref.kind.Name, ref.tenant, ref.name)
 	if err != nil || e == nil {
 		return nil, err
 	}
-	if _, err := ref.kind.endGraces(e, b.now()); err != nil {
+	if _, err := ref.kind.endGraces(e, now); err != nil {
 		return nil, err
 	}
 	return e, nil
@@ -150,7 +151,8 @@ func (b *backend) secretReader(k *secretKind, view viewFunc) framework.Operation
 		if err != nil {
 			return nil, err
 		}
-		e, err := b.loadDerived(ctx, req.Storage, ref)
+		now := b.now()
+		e, err := loadDerived(ctx, req.Storage, ref, now)
 		if err != nil || e == nil {
 			return nil, err
 		}
@@ -158,7 +160,7 @@ func (b *backend) secretReader(k *secretKind, view viewFunc) framework.Operation
 		if err != nil {
 			return nil, err
 		}
-		return versionResponse(e, v, k, cfg, b.now(), view, true)
+		return versionResponse(e, v, k, cfg, now, view, true)
 	}
 }
 
@@ -210,11 +212,11 @@ func (b *backend) secretWriter(k *secretKind, write writeFunc, view viewFunc) fr
 		if err != nil {
 			return nil, err
 		}
-		e, err := loadSecret(ctx, req.Storage, k.Name, ref.tenant, ref.name)
+		now := b.now()
+		e, err := loadDerived(ctx, req.Storage, ref, now)
 		if err != nil {
 			return nil, err
 		}
-		now := b.now()
 		if e == nil {
 			e = &secretEntry{Kind: k.Name, Tenant: ref.tenant, Name: ref.name, CreatedTime: now}
 		}
@@ -222,9 +224,6 @@ func (b *backend) secretWriter(k *secretKind, write writeFunc, view viewFunc) fr
 		// a rejected request changes nothing.
 		settings, err := commonSettingsFrom(d)
 		if err != nil {
-			return nil, err
-		}
-		if _, err := k.endGraces(e, now); err != nil {
 			return nil, err
 		}
 		if err := write(ctx, b, req, d, e, cfg, now); err != nil {
@@ -395,7 +394,7 @@ func pathHistory(b *backend, k *secretKind) *framework.Path {
 				if err != nil {
 					return nil, err
 				}
-				e, err := b.loadDerived(ctx, req.Storage, ref)
+				e, err := loadDerived(ctx, req.Storage, ref, b.now())
 				if err != nil || e == nil {
 					return nil, err
 				}

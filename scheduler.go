@@ -119,22 +119,22 @@ func (b *backend) loadSchedule(ctx context.Context, s logical.Storage, cfg *engi
 		return nil
 	}
 	for _, kind := range b.sortedKinds() {
-		err := walkSecrets(ctx, s, kind.Name, "", func(e *secretEntry) error {
-			// Reload under the secret's lock: a write since the scan read it
-			// has rescheduled it, and what the scan read would undo that.
-			key := e.storageKey()
+		err := walkSecretNames(ctx, s, kind.Name, "", func(tenant, name string) error {
+			// Read under the secret's lock, so that a write racing the scan
+			// is either seen here or reschedules after it; never undone.
+			key := secretStorageKey(kind.Name, tenant, name)
 			lock := b.lockFor(key)
 			lock.Lock()
 			defer lock.Unlock()
-			cur, err := loadSecret(ctx, s, kind.Name, e.Tenant, e.Name)
+			e, err := loadSecret(ctx, s, kind.Name, tenant, name)
 			if err != nil {
 				return err
 			}
-			if cur == nil {
+			if e == nil {
 				b.sched.set(key, time.Time{})
 				return nil
 			}
-			b.reschedule(cur, kind, cfg, time.Time{})
+			b.reschedule(e, kind, cfg, time.Time{})
 			return nil
 		})
 		if err != nil {
@@ -210,6 +210,18 @@ func (b *backend) maintain(ctx context.Context, s logical.Storage, key string, c
 // walkSecrets calls fn for every stored secret of one type, of one tenant
 // or, when tenant is empty, of all.
 func walkSecrets(ctx context.Context, s logical.Storage, kind, tenant string, fn func(*secretEntry) error) error {
+	return walkSecretNames(ctx, s, kind, tenant, func(tenant, name string) error {
+		e, err := loadSecret(ctx, s, kind, tenant, name)
+		if err != nil || e == nil {
+			return err
+		}
+		return fn(e)
+	})
+}
+
+// walkSecretNames calls fn with the tenant and name of every stored secret
+// of one type (of one tenant, or of all when tenant is empty), reading none.
+func walkSecretNames(ctx context.Context, s logical.Storage, kind, tenant string, fn func(tenant, name string) error) error {
 	tenants := []string{tenant}
 	if tenant == "" {
 		var err error
@@ -223,14 +235,7 @@ func walkSecrets(ctx context.Context, s logical.Storage, kind, tenant string, fn
 			return err
 		}
 		for _, name := range names {
-			e, err := loadSecret(ctx, s, kind, tenant, name)
-			if err != nil {
-				return err
-			}
-			if e == nil {
-				continue
-			}
-			if err := fn(e); err != nil {
+			if err := fn(tenant, name); err != nil {
 				return err
 			}
 		}

@@ -302,12 +302,9 @@ func (b *backend) modifyStored(ctx context.Context, s logical.Storage, kind *sec
 	if err != nil {
 		return nil, err
 	}
-	e, err := loadSecret(ctx, s, kind.Name, tenant, name)
-	if err != nil || e == nil {
-		return nil, err
-	}
 	now := b.now()
-	if _, err := kind.endGraces(e, now); err != nil {
+	e, err := loadDerived(ctx, s, secretRef{kind: kind, tenant: tenant, name: name}, now)
+	if err != nil || e == nil {
 		return nil, err
 	}
 	if err := change(e, cfg, now); err != nil {
