@@ -27,11 +27,7 @@ func pathRevokeSecret(b *backend, k *secretKind) *framework.Path {
 
 func (b *backend) revokeOne(k *secretKind) framework.OperationFunc {
 	return func(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
-		ref, err := refFrom(k, d)
-		if err != nil {
-			return nil, err
-		}
-		r, err := rotationFrom(req, d)
+		ref, r, err := actionFrom(k, req, d)
 		if err != nil {
 			return nil, err
 		}

@@ -72,13 +72,20 @@ func secretActionPath(b *backend, k *secretKind, action string, op framework.Ope
 	return p
 }
 
+// actionFrom reads what every {type}/{tenant}/{name}/{action} takes: the
+// secret, and the reason and incident_id to record.
+func actionFrom(k *secretKind, req *logical.Request, d *framework.FieldData) (secretRef, rotation, error) {
+	ref, err := refFrom(k, d)
+	if err != nil {
+		return ref, rotation{}, err
+	}
+	r, err := rotationFrom(req, d)
+	return ref, r, err
+}
+
 func (b *backend) rotateOne(k *secretKind) framework.OperationFunc {
 	return func(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
-		ref, err := refFrom(k, d)
-		if err != nil {
-			return nil, err
-		}
-		r, err := rotationFrom(req, d)
+		ref, r, err := actionFrom(k, req, d)
 		if err != nil {
 			return nil, err
 		}
