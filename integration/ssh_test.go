@@ -3,39 +3,22 @@ package integration
 import (
 	"bytes"
 	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/penguinmails/vault-plugin-penguinmails/internal/sshcheck"
 )
-
-// keygen runs ssh-keygen, the reference the plugin's keys are checked against.
-func keygen(t *testing.T, args ...string) string {
-	t.Helper()
-	out, err := exec.Command("ssh-keygen", args...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("ssh-keygen %s: %v\n%s", strings.Join(args, " "), err, out)
-	}
-	return string(out)
-}
-
-// keyFile writes a key with the 0600 mode ssh-keygen requires.
-func keyFile(t *testing.T, content string) string {
-	t.Helper()
-	p := filepath.Join(t.TempDir(), "key")
-	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
 
 // keygenFP is the SHA256 fingerprint `ssh-keygen -lf` prints for a public key.
 func keygenFP(t *testing.T, authorizedLine string) string {
 	t.Helper()
-	return strings.Fields(keygen(t, "-l", "-E", "sha256", "-f", keyFile(t, authorizedLine+"\n")))[1]
+	_, fp, err := sshcheck.Fingerprint(t.TempDir(), authorizedLine)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fp
 }
 
 // rememberKey marks every body line of a PEM private key as a secret: a key
@@ -53,7 +36,7 @@ func rememberKey(privatePEM string) {
 func checkPublicOf(t *testing.T, privatePEM, passphrase, want string) {
 	t.Helper()
 	rememberKey(privatePEM)
-	got, _, _, _, err := ssh.ParseAuthorizedKey([]byte(keygen(t, "-y", "-P", passphrase, "-f", keyFile(t, privatePEM))))
+	got, err := sshcheck.PublicOf(t.TempDir(), privatePEM, passphrase)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,18 +53,12 @@ func checkPublicOf(t *testing.T, privatePEM, passphrase, want string) {
 // text and the public line.
 func newKeyPair(t *testing.T, passphrase string, args ...string) (string, string) {
 	t.Helper()
-	p := filepath.Join(t.TempDir(), "id")
-	keygen(t, append([]string{"-q", "-N", passphrase, "-f", p}, args...)...)
-	priv, err := os.ReadFile(p)
+	priv, pub, err := sshcheck.NewPair(t.TempDir(), passphrase, "", args...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	pub, err := os.ReadFile(p + ".pub")
-	if err != nil {
-		t.Fatal(err)
-	}
-	rememberKey(string(priv))
-	return string(priv), strings.TrimSpace(string(pub))
+	rememberKey(priv)
+	return priv, pub
 }
 
 // TestSSH_UserFlowThroughCLI runs the commands of the SSH issue as a user
