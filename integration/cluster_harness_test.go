@@ -232,6 +232,35 @@ func (c *cluster) waitNewActive(t *testing.T, candidates []*clusterNode) *cluste
 	return active
 }
 
+// waitMountServed waits until every node answers a read of the engine's
+// config with a 200, as a client retrying after a failover would. Once, in
+// CI, the first read of a secret right after the new active node reported
+// itself active came back as a bare 404 (the api client hides the text of a
+// 404), and the same read passed on every other run. The config read tells
+// "the mount is not served yet" apart from "the secret is gone": the data
+// checks that follow still fail on a missing secret. Every answer other
+// than a 200 is logged, so a repeat shows who answered and what it said.
+func (c *cluster) waitMountServed(t *testing.T, nodes []*clusterNode) {
+	t.Helper()
+	start := time.Now()
+	for _, n := range nodes {
+		var seen []string
+		err := poll(electionLimit, func() error {
+			_, err := readRaw(n.client, mount+"/config", nil)
+			if err != nil && len(seen) < 5 {
+				seen = append(seen, err.Error())
+			}
+			return err
+		})
+		if len(seen) > 0 {
+			t.Logf("%s: %d early answer(s) to a read of %s/config before it served it: %q", n.id, len(seen), mount, seen)
+		}
+		if err != nil {
+			t.Fatalf("%s does not serve %s/ %s after the failover: %v", n.id, mount, time.Since(start).Round(time.Millisecond), err)
+		}
+	}
+}
+
 // raftPeer is one server in `vault operator raft list-peers -format=json`.
 type raftPeer struct {
 	NodeID string `json:"node_id"`
@@ -324,7 +353,7 @@ func (c *cluster) stop(t *testing.T) {
 	if t.Failed() {
 		for _, n := range c.nodes {
 			for _, log := range n.logs {
-				t.Logf("--- last lines of %s's %s:\n%s", n.id, filepath.Base(log), tailFile(log, 40, "[TRACE]"))
+				t.Logf("--- last lines of %s's %s:\n%s", n.id, filepath.Base(log), tailFile(log, 25, "[TRACE]", "failed to appendEntries", "creating rpc dialer", "cert lookup"))
 			}
 		}
 	}

@@ -141,6 +141,7 @@ func (s *haScenario) killActive(t *testing.T) {
 	s.killed.srv.kill()
 	s.active = s.c.waitNewActive(t, s.standbys())
 	t.Logf("%s killed; %s is the new active node", s.killed.id, s.active.id)
+	s.c.waitMountServed(t, append(s.standbys(), s.active))
 
 	for _, n := range append(s.standbys(), s.active) {
 		for path, want := range before {
@@ -338,11 +339,32 @@ func readSecret(t *testing.T, c *api.Client, path string, version int) *api.Secr
 	if version != 0 {
 		query = map[string][]string{"version": {strconv.Itoa(version)}}
 	}
-	s, err := c.Logical().ReadWithData(path, query)
-	if err != nil || s == nil {
-		t.Fatalf("read %s version %d: %v %v", path, version, s, err)
+	s, err := readRaw(c, path, query)
+	if err != nil {
+		t.Fatalf("read %s version %d via %s: %v", path, version, c.Address(), err)
 	}
 	return s
+}
+
+// readRaw reads like Logical().ReadWithData but keeps what a 404 says: the
+// api client turns every 404 into (nil, nil), which would hide whether
+// Vault's router or the plugin answered.
+func readRaw(c *api.Client, path string, query map[string][]string) (*api.Secret, error) {
+	resp, err := c.Logical().ReadRawWithData(path, query)
+	if resp != nil {
+		defer resp.Body.Close()
+	}
+	if err != nil {
+		return nil, err
+	}
+	s, err := api.ParseSecret(resp.Body)
+	if err != nil {
+		return nil, fmt.Errorf("status %d: %v", resp.StatusCode, err)
+	}
+	if resp.StatusCode != 200 || s == nil {
+		return nil, fmt.Errorf("status %d, not a secret", resp.StatusCode)
+	}
+	return s, nil
 }
 
 // history returns a secret's rotation history, newest first.

@@ -98,7 +98,7 @@ func run(m *testing.M) int {
 		code = 1
 	}
 	if code != 0 {
-		fmt.Fprintf(os.Stderr, "--- last lines of the Vault log:\n%s", tailFile(vaultLog, 60))
+		fmt.Fprintf(os.Stderr, "--- last lines of the shared Vault's log, trace lines left out:\n%s", tailFile(vaultLog, 20, "[TRACE]"))
 	}
 	return code
 }
