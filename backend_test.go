@@ -266,3 +266,25 @@ func TestPaths_HaveHelpAndOpenAPIAttributes(t *testing.T) {
 		}
 	}
 }
+
+// Every sub-path of a secret answers a missing secret the same way: a 404
+// whose message names the secret, never an empty 200 or a bare 404.
+func TestSubPathsOfMissingSecretAre404NamingIt(t *testing.T) {
+	env := newTestEnv(t)
+	for _, p := range []string{
+		"smtp/tenant-1/absent/history",
+		sshPath + "/history",
+		sshPath + "/authorized_keys",
+		dkimPath + "/history",
+		dkimPath + "/dns",
+	} {
+		resp, err := env.do(logical.ReadOperation, p, nil)
+		if code := statusOf(logical.ReadOperation, resp, err); code != 404 {
+			t.Fatalf("read %s: status %d, want 404", p, code)
+		}
+		secret := strings.TrimSuffix(p, p[strings.LastIndex(p, "/"):])
+		if err == nil || !strings.Contains(err.Error(), secret) {
+			t.Fatalf("read %s: error %v does not name %s", p, err, secret)
+		}
+	}
+}

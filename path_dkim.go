@@ -85,36 +85,13 @@ func pathDKIM(b *backend, k *secretKind) []*framework.Path {
 	}
 }
 
-// dkimEntryHandler serves a sub-path of an existing DKIM secret, loaded with
-// its grace periods as the clock has them.
-type dkimEntryHandler func(e *secretEntry, ref secretRef, d *framework.FieldData) (*logical.Response, error)
-
-// onDKIMEntry resolves the request's domain and loads its secret for fn; a
-// missing secret is a 404 naming the path.
-func (b *backend) onDKIMEntry(k *secretKind, fn dkimEntryHandler) framework.OperationFunc {
-	return func(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
-		ref, err := refFrom(k, d)
-		if err != nil {
-			return nil, err
-		}
-		e, err := loadDerived(ctx, req.Storage, ref, b.now())
-		if err != nil {
-			return nil, err
-		}
-		if e == nil {
-			return nil, notFound("no %s at %s", k.Title, ref.path())
-		}
-		return fn(e, ref, d)
-	}
-}
-
 // dkimSubPath builds a {tenant}/{domain}/{suffix} path with one operation.
 // None of them writes storage, so none is forwarded to the active node.
-func dkimSubPath(b *backend, k *secretKind, suffix string, op logical.Operation, fn dkimEntryHandler,
+func dkimSubPath(b *backend, k *secretKind, suffix string, op logical.Operation, fn entryHandler,
 	extra map[string]*framework.FieldSchema, synopsis, description string) *framework.Path {
 	p := secretSubPath(k, suffix, extra)
 	p.Operations = map[logical.Operation]framework.OperationHandler{
-		op: &framework.PathOperation{Callback: b.handle(b.onDKIMEntry(k, fn)), Summary: synopsis},
+		op: &framework.PathOperation{Callback: b.handle(b.onEntry(k, fn)), Summary: synopsis},
 	}
 	p.HelpSynopsis, p.HelpDescription = synopsis, strings.TrimSpace(description)
 	return p

@@ -368,19 +368,12 @@ func pathSSHAuthorizedKeys(b *backend, k *secretKind) *framework.Path {
 	return p
 }
 
+// readAuthorizedKeys answers from the clock, not from what the scheduler
+// has persisted: onEntry ends grace periods that are over.
 func (b *backend) readAuthorizedKeys(k *secretKind) framework.OperationFunc {
-	return func(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
-		ref, err := refFrom(k, d)
-		if err != nil {
-			return nil, err
-		}
-		// Validity follows the clock, not what the scheduler has persisted.
-		e, err := loadDerived(ctx, req.Storage, ref, b.now())
-		if err != nil || e == nil {
-			return nil, err
-		}
+	return b.onEntry(k, func(e *secretEntry, _ secretRef, _ *framework.FieldData) (*logical.Response, error) {
 		return authorizedKeysResponse(e)
-	}
+	})
 }
 
 // authorizedKeysResponse lists the active key and any key still in its grace

@@ -385,23 +385,38 @@ func secretSubPath(k *secretKind, suffix string, extra map[string]*framework.Fie
 	}
 }
 
+// entryHandler serves a sub-path of an existing secret, loaded with its
+// grace periods as the clock has them.
+type entryHandler func(e *secretEntry, ref secretRef, d *framework.FieldData) (*logical.Response, error)
+
+// onEntry resolves the request's tenant and name and loads the secret for
+// fn; a missing secret is a 404 naming the path.
+func (b *backend) onEntry(k *secretKind, fn entryHandler) framework.OperationFunc {
+	return func(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+		ref, err := refFrom(k, d)
+		if err != nil {
+			return nil, err
+		}
+		e, err := loadDerived(ctx, req.Storage, ref, b.now())
+		if err != nil {
+			return nil, err
+		}
+		if e == nil {
+			return nil, notFound("no %s at %s", k.Title, ref.path())
+		}
+		return fn(e, ref, d)
+	}
+}
+
 func pathHistory(b *backend, k *secretKind) *framework.Path {
 	p := secretSubPath(k, "history", nil)
 	p.Operations = map[logical.Operation]framework.OperationHandler{
 		logical.ReadOperation: &framework.PathOperation{
-			Callback: b.handle(func(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
-				ref, err := refFrom(k, d)
-				if err != nil {
-					return nil, err
-				}
-				e, err := loadDerived(ctx, req.Storage, ref, b.now())
-				if err != nil || e == nil {
-					return nil, err
-				}
+			Callback: b.handle(b.onEntry(k, func(e *secretEntry, _ secretRef, _ *framework.FieldData) (*logical.Response, error) {
 				return &logical.Response{Data: map[string]interface{}{
 					"history": e.historyView(), "versions": e.versionsView(), "current_version": e.CurrentVersion,
 				}}, nil
-			}),
+			})),
 			Summary: "Read the rotation history of a " + k.Title + ", newest first.",
 		},
 	}
