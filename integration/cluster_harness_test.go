@@ -246,7 +246,7 @@ func (c *cluster) waitMountServed(t *testing.T, nodes []*clusterNode) {
 	for _, n := range nodes {
 		var seen []string
 		err := poll(electionLimit, func() error {
-			_, err := readRaw(n.client, mount+"/config", nil)
+			_, err := readRaw(n.client.Logical(), mount+"/config", nil)
 			if err != nil && len(seen) < 5 {
 				seen = append(seen, err.Error())
 			}

@@ -339,32 +339,11 @@ func readSecret(t *testing.T, c *api.Client, path string, version int) *api.Secr
 	if version != 0 {
 		query = map[string][]string{"version": {strconv.Itoa(version)}}
 	}
-	s, err := readRaw(c, path, query)
+	s, err := readRaw(c.Logical(), path, query)
 	if err != nil {
 		t.Fatalf("read %s version %d via %s: %v", path, version, c.Address(), err)
 	}
 	return s
-}
-
-// readRaw reads like Logical().ReadWithData but keeps what a 404 says: the
-// api client turns every 404 into (nil, nil), which would hide whether
-// Vault's router or the plugin answered.
-func readRaw(c *api.Client, path string, query map[string][]string) (*api.Secret, error) {
-	resp, err := c.Logical().ReadRawWithData(path, query)
-	if resp != nil {
-		defer resp.Body.Close()
-	}
-	if err != nil {
-		return nil, err
-	}
-	s, err := api.ParseSecret(resp.Body)
-	if err != nil {
-		return nil, fmt.Errorf("status %d: %v", resp.StatusCode, err)
-	}
-	if resp.StatusCode != 200 || s == nil {
-		return nil, fmt.Errorf("status %d, not a secret", resp.StatusCode)
-	}
-	return s, nil
 }
 
 // history returns a secret's rotation history, newest first.

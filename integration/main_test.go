@@ -360,6 +360,27 @@ func statusCode(err error) int {
 	return 0
 }
 
+// readRaw reads like Logical().ReadWithData but keeps what a 404 says: the
+// api client turns every 404 into (nil, nil). Any answer but a 200 is an
+// error carrying the status (see statusCode) and Vault's error text.
+func readRaw(l *api.Logical, path string, query map[string][]string) (*api.Secret, error) {
+	resp, err := l.ReadRawWithData(path, query)
+	if resp != nil {
+		defer resp.Body.Close()
+	}
+	if err != nil {
+		return nil, err
+	}
+	s, err := api.ParseSecret(resp.Body)
+	if err != nil {
+		return nil, fmt.Errorf("status %d: %v", resp.StatusCode, err)
+	}
+	if resp.StatusCode != 200 || s == nil {
+		return nil, fmt.Errorf("status %d, not a secret", resp.StatusCode)
+	}
+	return s, nil
+}
+
 func binary(env string, build func() (string, error)) (string, error) {
 	if p := os.Getenv(env); p != "" {
 		return filepath.Abs(p)
