@@ -2,26 +2,23 @@ package penguinmails
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"regexp"
 	"runtime/debug"
 	"strings"
 
+	"github.com/penguinmails/vault-plugin-penguinmails/internal/inputerr"
+
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
 )
 
-// inputError is a request the user must fix: Vault answers it with a 400 and
+// badInput is a request the user must fix: Vault answers it with a 400 and
 // the message, which names the field and the rule. Messages never carry
 // secret values.
-type inputError struct{ msg string }
-
-func (e *inputError) Error() string { return e.msg }
-
 func badInput(format string, args ...interface{}) error {
-	return &inputError{msg: fmt.Sprintf(format, args...)}
+	return inputerr.New(format, args...)
 }
 
 // notFound answers 404 with a message, for operations on a missing secret
@@ -42,9 +39,8 @@ func (b *backend) handle(fn framework.OperationFunc) framework.OperationFunc {
 			}
 		}()
 		resp, err = fn(ctx, req, d)
-		var ie *inputError
-		if errors.As(err, &ie) {
-			return logical.ErrorResponse(ie.msg), nil
+		if ie, ok := inputerr.As(err); ok {
+			return logical.ErrorResponse(ie.Error()), nil
 		}
 		return resp, err
 	}
@@ -64,13 +60,7 @@ func validateIdentifier(field, value string) error {
 
 // quoteShort quotes a user-supplied, non-secret value for an error message,
 // cut short so that a huge input cannot make a huge response.
-func quoteShort(s string) string {
-	const max = 64
-	if len(s) > max {
-		return fmt.Sprintf("%q...", s[:max])
-	}
-	return fmt.Sprintf("%q", s)
-}
+func quoteShort(s string) string { return inputerr.Quote(s) }
 
 // hostnameRe accepts a DNS name made of letters, digits and hyphens.
 var hostnameLabelRe = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$`)
