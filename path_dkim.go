@@ -209,12 +209,12 @@ func writeDKIM(_ context.Context, b *backend, req *logical.Request, d *framework
 
 // generateDKIMVersion makes a rotated version: a new key of the secret's
 // key_type under a new generated selector.
-func generateDKIMVersion(_ context.Context, b *backend, e *secretEntry, _ *engineConfig) (interface{}, error) {
+func generateDKIMVersion(_ context.Context, b *backend, e *secretEntry, _ *engineConfig, now time.Time) (interface{}, error) {
 	settings, err := dkimSettingsOf(e)
 	if err != nil {
 		return nil, err
 	}
-	m, err := newDKIMMaterial(b, e, settings, "", b.now())
+	m, err := newDKIMMaterial(b, e, settings, "", now)
 	if err != nil {
 		return nil, err
 	}

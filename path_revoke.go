@@ -36,8 +36,9 @@ func (b *backend) revokeOne(k *secretKind) framework.OperationFunc {
 		}
 		var revoked []int
 		e, err := b.modifyStored(ctx, req.Storage, k, ref.tenant, ref.name, func(e *secretEntry, _ *engineConfig, now time.Time) error {
-			revoked = e.revokeLive(k, r, now)
-			return nil
+			var err error
+			revoked, err = e.revokeLive(k, r, now)
+			return err
 		})
 		if err != nil {
 			return nil, err
@@ -60,7 +61,7 @@ func (b *backend) revokeOne(k *secretKind) framework.OperationFunc {
 // revokeLive revokes every version that is active or in its grace period and
 // records the revocation. It returns the revoked version numbers; when there
 // were none it changes nothing.
-func (e *secretEntry) revokeLive(k *secretKind, r rotation, now time.Time) []int {
+func (e *secretEntry) revokeLive(k *secretKind, r rotation, now time.Time) ([]int, error) {
 	revoked := []int{}
 	for i := range e.Versions {
 		v := &e.Versions[i]
@@ -71,15 +72,20 @@ func (e *secretEntry) revokeLive(k *secretKind, r rotation, now time.Time) []int
 		// The grace period no longer applies; left set, it would also keep
 		// the version from being trimmed.
 		v.GraceUntil = time.Time{}
+		if k.onRevoke != nil {
+			if err := k.onRevoke(v); err != nil {
+				return nil, err
+			}
+		}
 		revoked = append(revoked, v.Version)
 	}
 	if len(revoked) == 0 {
-		return revoked
+		return revoked, nil
 	}
 	e.UpdatedTime = now
 	e.record(historyEntry{
 		Time: now, Operation: "revoke", Trigger: r.Trigger, Reason: r.Reason, IncidentID: r.IncidentID,
 		Actor: r.Actor, Result: "success", FromVersion: e.CurrentVersion, ToVersion: e.CurrentVersion,
 	})
-	return revoked
+	return revoked, nil
 }

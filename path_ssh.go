@@ -179,7 +179,7 @@ func importSSHKey(pemText string, d *framework.FieldData, comment string) (sshMa
 }
 
 // generateSSHVersion makes a rotated version: a new key of the current type.
-func generateSSHVersion(_ context.Context, b *backend, e *secretEntry, _ *engineConfig) (interface{}, error) {
+func generateSSHVersion(_ context.Context, b *backend, e *secretEntry, _ *engineConfig, _ time.Time) (interface{}, error) {
 	cur, err := sshMaterialOf(e.current())
 	if err != nil {
 		return nil, err

@@ -32,8 +32,17 @@ type secretKind struct {
 	// and any extra sub-paths; list, rotate and history paths are shared.
 	paths func(b *backend, k *secretKind) []*framework.Path
 	// generate returns the material of the next version when rotating. It
-	// sees the current entry so that it can keep what must stay the same.
-	generate func(ctx context.Context, b *backend, e *secretEntry, cfg *engineConfig) (interface{}, error)
+	// sees the current entry so that it can keep what must stay the same,
+	// and now, the rotation's own time. It must not change e: a rotation
+	// that fails after it leaves the entry as it was.
+	generate func(ctx context.Context, b *backend, e *secretEntry, cfg *engineConfig, now time.Time) (interface{}, error)
+	// onNewVersion, when set, runs after a new version v was added to e, for
+	// what the type keeps about every version it ever had (DKIM: the
+	// selectors, which are never reused).
+	onNewVersion func(e *secretEntry, v *secretVersion) error
+	// onRevoke, when set, strips what a revoked version must not keep (a
+	// private key) from its material.
+	onRevoke func(v *secretVersion) error
 	// graceStatus is the status of a superseded version during its grace
 	// period; afterGrace is its status once the grace has ended. Types
 	// without a grace period leave graceStatus empty.
@@ -195,7 +204,7 @@ type rotation struct {
 // rotateEntry makes the next version of e with newly generated material and
 // records it. The caller holds the secret's lock and saves the entry.
 func (b *backend) rotateEntry(ctx context.Context, e *secretEntry, kind *secretKind, cfg *engineConfig, r rotation, now time.Time) error {
-	material, err := kind.generate(ctx, b, e, cfg)
+	material, err := kind.generate(ctx, b, e, cfg, now)
 	if err != nil {
 		return err
 	}

@@ -150,6 +150,11 @@ func (e *secretEntry) addVersion(material interface{}, by actor, now time.Time, 
 		Material:    raw,
 	})
 	e.UpdatedTime = now
+	if kind.onNewVersion != nil {
+		if err := kind.onNewVersion(e, &e.Versions[len(e.Versions)-1]); err != nil {
+			return err
+		}
+	}
 	e.trimVersions(e.effectiveMaxVersions(cfg), now)
 	return nil
 }
