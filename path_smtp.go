@@ -50,7 +50,21 @@ func smtpKind() *secretKind {
 		policy:   func(c *engineConfig) typePolicy { return c.SMTP },
 		paths:    pathSMTP,
 		generate: generateSMTPVersion,
+		// A revoked password (rotate with revoke_previous) is destroyed:
+		// version=N of it reads as revoked, without a password.
+		onRevoke: destroySMTPPassword,
 	}
+}
+
+func destroySMTPPassword(v *secretVersion) error {
+	var m smtpMaterial
+	if err := decodeMaterial(v, &m); err != nil {
+		return err
+	}
+	m.Password = ""
+	var err error
+	v.Material, err = json.Marshal(m)
+	return err
 }
 
 func pathSMTP(b *backend, k *secretKind) []*framework.Path {
@@ -203,7 +217,7 @@ func viewSMTP(e *secretEntry, v *secretVersion, withSecrets bool) (map[string]in
 		"webmail_url":        s.WebmailURL,
 		"password_generated": m.Generated,
 	}
-	if withSecrets {
+	if withSecrets && v.Status != statusRevoked {
 		out["password"] = m.Password
 	}
 	return out, nil

@@ -37,7 +37,23 @@ func sshKind() *secretKind {
 		graceStatus: statusGrace,
 		afterGrace:  statusExpired,
 		revocable:   true,
+		// A key that is no longer valid anywhere has no use for its private
+		// half: it goes from storage (and from every later snapshot) at once.
+		onRevoke:   destroySSHPrivateKey,
+		onGraceEnd: destroySSHPrivateKey,
 	}
+}
+
+// destroySSHPrivateKey removes the private key from a version's material,
+// keeping the public key and fingerprint for the history and reads.
+func destroySSHPrivateKey(v *secretVersion) error {
+	m, err := sshMaterialOf(v)
+	if err != nil {
+		return err
+	}
+	m.PrivateKey = ""
+	v.Material, err = json.Marshal(m)
+	return err
 }
 
 func pathSSH(b *backend, k *secretKind) []*framework.Path {

@@ -170,7 +170,7 @@ func checkPublicKeyMatches(authorizedLine string, key crypto.Signer) error {
 // OpenSSH format, unencrypted: storage is seal-wrapped, and a download
 // encrypts it with the passphrase asked for then.
 type sshMaterial struct {
-	PrivateKey  string `json:"private_key"`
+	PrivateKey  string `json:"private_key,omitempty"`
 	PublicKey   string `json:"public_key"`
 	Fingerprint string `json:"fingerprint"`
 	KeyType     string `json:"key_type"`
