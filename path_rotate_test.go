@@ -3,6 +3,7 @@ package penguinmails
 import (
 	"context"
 	"encoding/json"
+	"os"
 	"reflect"
 	"strings"
 	"testing"
@@ -173,8 +174,10 @@ func TestSSH_PrivateKeysLeaveStorageWhenNoLongerValid(t *testing.T) {
 	env := newTestEnv(t)
 	env.ok(logical.UpdateOperation, sshPath, nil)
 	env.ok(logical.UpdateOperation, sshPath+"/rotate", nil)
-	if env.storedSSHKey(1).PrivateKey == "" {
-		t.Fatal("a key in grace lost its private key")
+	// Only the current key is ever downloadable: a replaced one keeps its
+	// public key for authorized_keys during the grace period, nothing more.
+	if env.storedSSHKey(1).PrivateKey != "" || env.storedSSHKey(1).PublicKey == "" {
+		t.Fatal("a replaced key keeps its private key in storage")
 	}
 	env.clock.Advance(25 * time.Hour)
 	env.tick()
@@ -192,4 +195,87 @@ func TestSSH_PrivateKeysLeaveStorageWhenNoLongerValid(t *testing.T) {
 	if raw := env.storedEntry("ssh", "tenant-1", "admin"); strings.Contains(string(raw.Versions[len(raw.Versions)-1].Material), "PRIVATE KEY") {
 		t.Fatal("a revoked key keeps its private key in storage")
 	}
+}
+
+// TestSaveSecret_LargestEntryFitsTheBound builds the largest entry the
+// request bounds allow: max_versions at its limit, every version an imported
+// RSA-8192 key inside its grace period (only the current one keeps its
+// private key: see destroyReplacedSSHPrivateKeys),
+// the longest tenant and name, a full history of rows with the longest
+// reason and incident_id. It must stay under maxEntryBytes, so the size guard
+// can never block a revoke (which only shrinks an entry).
+func TestSaveSecret_LargestEntryFitsTheBound(t *testing.T) {
+	env := newTestEnv(t)
+	pemText, err := os.ReadFile("testdata/rsa8192")
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := parseSSHPrivateKey(string(pemText), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	long := func(n int) string { return "t" + strings.Repeat("x", n-1) }
+	kind := sshKind()
+	cfg := defaultConfig()
+	cfg.MaxVersions = maxVersionsLimit
+	cfg.SSH.GracePeriod = maxGracePeriod
+	now := env.clock.Now()
+	e := &secretEntry{Kind: "ssh", Tenant: long(128), Name: long(128), CreatedTime: now,
+		Settings: json.RawMessage(`{"one_time_download":true,"download_count":999999,"last_downloaded":"2026-11-01T09:00:00Z","last_downloaded_by":{"display_name":"` + long(256) + `","entity_id":"` + long(36) + `"}}`)}
+	by := actor{DisplayName: long(256), EntityID: long(36)}
+	for i := 0; i < maxVersionsLimit+5; i++ {
+		m, err := newSSHMaterial(key, sshKeyComment(e, e.CurrentVersion+1), true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.Downloads = 999999
+		r := rotation{Trigger: triggerEvent, Reason: long(maxReasonLen), IncidentID: long(maxIncidentIDLen), Actor: by}
+		if err := e.rotateTo(m, kind, cfg, r, now); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(e.Versions) != maxVersionsLimit || len(e.History) != historyLimit {
+		t.Fatalf("built %d versions and %d history rows, want %d and %d", len(e.Versions), len(e.History), maxVersionsLimit, historyLimit)
+	}
+	for _, v := range e.Versions[:len(e.Versions)-1] {
+		if v.Status != statusGrace {
+			t.Fatalf("version %d is %s: the worst case keeps every version in authorized_keys", v.Version, v.Status)
+		}
+	}
+	if err := saveSecret(context.Background(), env.storage, e); err != nil {
+		t.Fatalf("the largest allowed entry is refused: %v", err)
+	}
+	raw, _ := env.storage.Get(context.Background(), e.storageKey())
+	t.Logf("largest entry: %d bytes, bound %d bytes (%.0f%%)", len(raw.Value), maxEntryBytes, 100*float64(len(raw.Value))/maxEntryBytes)
+	if _, err := e.revokeLive(kind, rotation{Trigger: triggerEvent, Reason: long(maxReasonLen), Actor: by}, now); err != nil {
+		t.Fatal(err)
+	}
+	if err := saveSecret(context.Background(), env.storage, e); err != nil {
+		t.Fatalf("revoking the largest entry is refused: %v", err)
+	}
+}
+
+func TestDurations_HaveUpperBounds(t *testing.T) {
+	env := newTestEnv(t)
+	env.ok(logical.UpdateOperation, smtpPath, smtpInput())
+	const tooLong = 290 * 365 * 24 * 3600
+	for _, tc := range []struct {
+		path, field string
+		secs        int
+		bound       string
+	}{
+		{"config", "ssh_grace_period", tooLong, "30 days"},
+		{"config", "dkim_grace_period", 31 * 24 * 3600, "30 days"},
+		{"config", "smtp_rotation_period", 3651 * 24 * 3600, "3650 days"},
+		{"config", "ssh_alert_threshold", tooLong, "3650 days"},
+		{smtpPath, "rotation_period", 3651 * 24 * 3600, "3650 days"},
+	} {
+		msg := env.badRequest(logical.UpdateOperation, tc.path, map[string]interface{}{tc.field: tc.secs})
+		if !strings.Contains(msg, tc.field) || !strings.Contains(msg, tc.bound) {
+			t.Errorf("%s %s=%d refused with %q, want the field and %s", tc.path, tc.field, tc.secs, msg, tc.bound)
+		}
+	}
+	// The bounds themselves are accepted.
+	env.ok(logical.UpdateOperation, "config", map[string]interface{}{"ssh_grace_period": "720h", "smtp_rotation_period": "87600h"})
+	env.ok(logical.UpdateOperation, smtpPath, map[string]interface{}{"rotation_period": "87600h"})
 }

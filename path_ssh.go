@@ -37,18 +37,36 @@ func sshKind() *secretKind {
 		graceStatus: statusGrace,
 		afterGrace:  statusExpired,
 		revocable:   true,
-		// A key that is no longer valid anywhere has no use for its private
-		// half: it goes from storage (and from every later snapshot) at once.
-		onRevoke:   destroySSHPrivateKey,
-		onGraceEnd: destroySSHPrivateKey,
+		// Only the current version's private key is ever served, so a
+		// replaced key loses its private half as soon as it is replaced,
+		// and a revoked or expired one at the latest then (entries stored
+		// before this rule): it leaves storage and every later snapshot.
+		onNewVersion: destroyReplacedSSHPrivateKeys,
+		onRevoke:     destroySSHPrivateKey,
+		onGraceEnd:   destroySSHPrivateKey,
 	}
+}
+
+// destroyReplacedSSHPrivateKeys runs when v became current: every other
+// version keeps its public key (authorized_keys during the grace period)
+// but not its private key. This also keeps an entry of 100 RSA-8192
+// versions far below maxEntryBytes.
+func destroyReplacedSSHPrivateKeys(e *secretEntry, v *secretVersion) error {
+	for i := range e.Versions {
+		if old := &e.Versions[i]; old.Version != v.Version {
+			if err := destroySSHPrivateKey(old); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // destroySSHPrivateKey removes the private key from a version's material,
 // keeping the public key and fingerprint for the history and reads.
 func destroySSHPrivateKey(v *secretVersion) error {
 	m, err := sshMaterialOf(v)
-	if err != nil {
+	if err != nil || m.PrivateKey == "" {
 		return err
 	}
 	m.PrivateKey = ""

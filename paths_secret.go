@@ -96,7 +96,7 @@ func commonSecretFields(k *secretKind) map[string]*framework.FieldSchema {
 		"version": {Type: framework.TypeInt, Query: true,
 			Description: "On read: the version to return. 0 or unset means the current version."},
 		"rotation_period": {Type: framework.TypeDurationSecond,
-			Description: "This secret's rotation period; 0 or unset uses the type default from config."},
+			Description: "This secret's rotation period, at most 3650d (10 years); 0 or unset uses the type default from config."},
 		"auto_rotate": {Type: framework.TypeBool,
 			Description: "Rotate automatically when next_rotation passes (checked every minute on the active node)."},
 		"max_versions": {Type: framework.TypeInt,
@@ -273,11 +273,10 @@ type commonSettings struct {
 func commonSettingsFrom(d *framework.FieldData) (commonSettings, error) {
 	var s commonSettings
 	if v, ok := d.GetOk("rotation_period"); ok {
-		secs := v.(int)
-		if secs < 0 {
-			return s, badInput("rotation_period must not be negative (got %ds)", secs)
+		p, err := checkDuration("rotation_period", v.(int), maxRotationPeriod)
+		if err != nil {
+			return s, err
 		}
-		p := time.Duration(secs) * time.Second
 		s.rotationPeriod = &p
 	}
 	if v, ok := d.GetOk("auto_rotate"); ok {
