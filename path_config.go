@@ -52,6 +52,9 @@ func defaultConfig() *engineConfig {
 // one storage entry, which must stay small.
 const maxVersionsLimit = 100
 
+// maxPolicyNameLen bounds password_policy, a Vault policy name.
+const maxPolicyNameLen = 128
+
 // Upper bounds of durations. A longer rotation period is no rotation at all
 // (use 0 to turn scheduled rotation off); a longer grace keeps a replaced key
 // valid long past any overlap a deployment needs. Alert thresholds are also
@@ -112,7 +115,7 @@ func pathConfig(b *backend) *framework.Path {
 		},
 		"password_policy": {
 			Type:        framework.TypeString,
-			Description: "Name of a Vault password policy used to generate SMTP passwords. Empty: a built-in generator (44 random base62 characters).",
+			Description: "Name of a Vault password policy used to generate SMTP passwords (at most 128 characters). Empty: a built-in generator (44 random base62 characters).",
 		},
 	}
 	for _, s := range durationSettings() {
@@ -213,9 +216,12 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 	}
 	if v, ok := d.GetOk("password_policy"); ok {
 		next.PasswordPolicy = strings.TrimSpace(v.(string))
+		if len(next.PasswordPolicy) > maxPolicyNameLen {
+			return nil, badInput("password_policy is too long: at most %d characters", maxPolicyNameLen)
+		}
 		if next.PasswordPolicy != "" {
 			if _, err := b.System().GeneratePasswordFromPolicy(ctx, next.PasswordPolicy); err != nil {
-				return nil, badInput("password_policy %q cannot generate a password: %v", next.PasswordPolicy, err)
+				return nil, badInput("password_policy %s cannot generate a password: %v", quoteShort(next.PasswordPolicy), err)
 			}
 		}
 	}

@@ -88,7 +88,8 @@ func pathSSH(b *backend, k *secretKind) []*framework.Path {
 		"public_key": {Type: framework.TypeString,
 			Description: "Optional authorized_keys line of the imported key; the import is refused when it does not match private_key."},
 		"one_time_download": {Type: framework.TypeBool,
-			Description: "Allow one download of each key version's private key; after that only a rotation yields a downloadable key."},
+			Description: "Allow one download of each key version's private key; after that only a rotation yields a downloadable key. " +
+				"A version downloaded while this is on stays locked when it is switched off."},
 	}
 	return []*framework.Path{
 		secretPath(b, k, fields, writeSSH, viewSSH, "Generate, import, read and delete an SSH key pair.", sshHelp),
@@ -287,32 +288,30 @@ func downloadRefusal(e *secretEntry, cur *secretVersion, m sshMaterial, s sshSet
 	switch {
 	case cur.Status != statusActive:
 		return fmt.Sprintf("%s is %s: no key of it is valid; rotate it to get a new key", path, cur.Status)
-	case s.OneTimeDownload && m.Downloads > 0:
-		return fmt.Sprintf("the private key of %s version %d was already downloaded and one_time_download is set; rotate it to get a downloadable key", path, cur.Version)
+	case m.OneTimeLocked || (s.OneTimeDownload && m.Downloads > 0):
+		return fmt.Sprintf("the private key of %s version %d was already downloaded under one_time_download; rotate it to get a downloadable key", path, cur.Version)
 	}
 	return ""
 }
 
+// pathSSHPrivate is the one way to export a private key: update (POST or
+// PUT) on .../private, so that exporting is one capability of its own. A
+// download writes storage (the count and the history), which is another
+// reason it is no read. The passphrase travels only in the body.
 func pathSSHPrivate(b *backend, k *secretKind) *framework.Path {
-	// A download writes storage (the count and the history), so both
-	// operations run on the active node.
-	op := func(summary string) *framework.PathOperation {
-		return &framework.PathOperation{
-			Callback:                    b.handle(b.downloadSSHKey(k)),
-			Summary:                     summary,
-			ForwardPerformanceStandby:   true,
-			ForwardPerformanceSecondary: true,
-		}
-	}
 	p := secretSubPath(k, "private", map[string]*framework.FieldSchema{
-		"passphrase": {Type: framework.TypeString, Query: true,
-			Description:  "Encrypt the returned private key with this passphrase (OpenSSH format, bcrypt KDF). Empty: unencrypted.",
+		"passphrase": {Type: framework.TypeString,
+			Description:  fmt.Sprintf("Encrypt the returned private key with this passphrase (OpenSSH format, bcrypt KDF; at most %d characters). Empty: unencrypted. Request body only.", maxPassphraseLen),
 			DisplayAttrs: &framework.DisplayAttributes{Name: "Passphrase", Sensitive: true}},
 	})
 	p.DisplayAttrs.OperationSuffix = k.Name + "_private_key"
 	p.Operations = map[logical.Operation]framework.OperationHandler{
-		logical.ReadOperation:   op("Download the current private key (counted and recorded)."),
-		logical.UpdateOperation: op("Download the current private key; the passphrase travels in the body instead of the URL."),
+		logical.UpdateOperation: &framework.PathOperation{
+			Callback:                    b.handle(b.downloadSSHKey(k)),
+			Summary:                     "Download the current private key (counted and recorded). Needs update on this path.",
+			ForwardPerformanceStandby:   true,
+			ForwardPerformanceSecondary: true,
+		},
 	}
 	p.HelpSynopsis = "Download the current SSH private key; every download is counted and recorded."
 	p.HelpDescription = strings.TrimSpace(sshPrivateHelp)
@@ -338,8 +337,11 @@ func (b *backend) downloadSSHKey(k *secretKind) framework.OperationFunc {
 			out, err = recordDownload(e, passphrase, actorOf(req), now)
 			return err
 		})
-		if err != nil || e == nil {
-			return nil, err // a missing secret reads as 404, like any read
+		if err != nil {
+			return nil, err
+		}
+		if e == nil {
+			return nil, notFound("no %s at %s", k.Title, ref.path())
 		}
 		b.emit(ctx, "download", e, "version", fmt.Sprint(e.CurrentVersion))
 		return &logical.Response{Data: out}, nil
@@ -366,6 +368,9 @@ func recordDownload(e *secretEntry, passphrase string, by actor, now time.Time) 
 		return nil, err
 	}
 	m.Downloads++
+	// Downloaded under one_time_download: this version stays locked even if
+	// the flag is switched off later; only a new version is downloadable.
+	m.OneTimeLocked = m.OneTimeLocked || s.OneTimeDownload
 	s.DownloadCount++
 	s.LastDownloaded, s.LastDownloadedBy = now, by
 	if cur.Material, err = json.Marshal(m); err != nil {
@@ -449,7 +454,7 @@ expires.
   vault write penguinmails/ssh/tenant-1/admin private_key=@id_ed25519 \
       passphrase=... public_key=@id_ed25519.pub
   vault read penguinmails/ssh/tenant-1/admin
-  vault read -field=private_key penguinmails/ssh/tenant-1/admin/private
+  vault write -field=private_key penguinmails/ssh/tenant-1/admin/private
   vault read -field=authorized_keys penguinmails/ssh/tenant-1/admin/authorized_keys
   vault write penguinmails/ssh/tenant-1/admin/rotate reason="quarterly"
   vault write penguinmails/ssh/tenant-1/admin/revoke reason="laptop lost" incident_id=INC-1
@@ -463,7 +468,9 @@ grace, expired, revoked), the rotation metadata, download_count and
 last_downloaded. It never returns the private key: that is only served by
 the counted download at .../private.
 
-Set one_time_download=true to allow one download per key version.
+Set one_time_download=true to allow one download per key version. A
+version downloaded while it is on stays locked even after it is switched
+off; only a new version (rotate) is downloadable again.
 `
 
 const sshPrivateHelp = `
@@ -474,10 +481,14 @@ to the history, before the key is returned.
 
 A revoked key cannot be downloaded. With one_time_download set, each key
 version can be downloaded once; after that only a rotation yields a
-downloadable key. Both refusals answer 409.
+downloadable key, even if one_time_download is switched off. Both refusals
+answer 409.
 
-Prefer "vault write .../private passphrase=..." to keep the passphrase out of
-the request URL.
+Exporting is one capability: "update" on this path (vault write, POST or
+PUT). A read is not an operation of it. The passphrase is taken from the
+request body only:
+
+  vault write -field=private_key penguinmails/ssh/tenant-1/admin/private passphrase=...
 `
 
 const sshAuthorizedKeysHelp = `

@@ -180,6 +180,9 @@ type sshMaterial struct {
 	// Downloads counts downloads of this version's private key; it is what
 	// one_time_download limits.
 	Downloads int `json:"downloads,omitempty"`
+	// OneTimeLocked is set by a download made while one_time_download was
+	// on; switching the flag off does not unlock the version.
+	OneTimeLocked bool `json:"one_time_locked,omitempty"`
 }
 
 // newSSHMaterial encodes key as one version's material.
