@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/penguinmails/vault-plugin-penguinmails/internal/sshkey"
 )
 
 // storedEntry reads a secret's raw storage entry, as a snapshot would hold it.
@@ -210,7 +212,7 @@ func TestSaveSecret_LargestEntryFitsTheBound(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	key, err := parseSSHPrivateKey(string(pemText), "")
+	key, err := sshkey.ParsePrivate(string(pemText), "")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,6 +9,8 @@ import (
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/penguinmails/vault-plugin-penguinmails/internal/sshkey"
 )
 
 // statusGrace is a replaced SSH key that stays in authorized_keys until its
@@ -77,7 +79,7 @@ func destroySSHPrivateKey(v *secretVersion) error {
 func pathSSH(b *backend, k *secretKind) []*framework.Path {
 	fields := map[string]*framework.FieldSchema{
 		"key_type": {Type: framework.TypeString,
-			Description: "Key to generate: " + strings.Join(sshKeyTypes, ", ") + " (default " + sshDefaultKeyType +
+			Description: "Key to generate: " + strings.Join(sshkey.Types(), ", ") + " (default " + sshkey.DefaultType +
 				"). On an existing key, a different key_type generates a new version of that type now."},
 		"private_key": {Type: framework.TypeString,
 			Description:  "Import this private key (OpenSSH, or PEM: PKCS#1, PKCS#8, SEC 1) instead of generating one. On an existing key it becomes the next version.",
@@ -154,10 +156,10 @@ func (b *backend) sshKeyFromRequest(d *framework.FieldData, e *secretEntry) (*ss
 			return nil, badInput("%s is only used together with private_key", f)
 		}
 	}
-	keyType, asked := sshDefaultKeyType, false
+	keyType, asked := sshkey.DefaultType, false
 	if v, ok := d.GetOk("key_type"); ok {
 		keyType, asked = strings.ToLower(strings.TrimSpace(v.(string))), true
-		if err := validateSSHKeyType(keyType); err != nil {
+		if err := sshkey.ValidateType(keyType); err != nil {
 			return nil, err
 		}
 	}
@@ -169,7 +171,7 @@ func (b *backend) sshKeyFromRequest(d *framework.FieldData, e *secretEntry) (*ss
 			return nil, err
 		}
 	}
-	key, err := generateSSHKey(keyType, b.GetRandomReader())
+	key, err := sshkey.Generate(keyType, b.GetRandomReader())
 	if err != nil {
 		return nil, fmt.Errorf("generating a %s key: %w", keyType, err)
 	}
@@ -194,12 +196,12 @@ func importSSHKey(pemText string, d *framework.FieldData, comment string) (sshMa
 	if len(passphrase) > maxPassphraseLen {
 		return sshMaterial{}, badInput("passphrase is too long: at most %d characters", maxPassphraseLen)
 	}
-	key, err := parseSSHPrivateKey(pemText, passphrase)
+	key, err := sshkey.ParsePrivate(pemText, passphrase)
 	if err != nil {
 		return sshMaterial{}, err
 	}
 	if pub, ok := d.GetOk("public_key"); ok {
-		if err := checkPublicKeyMatches(pub.(string), key); err != nil {
+		if err := sshkey.CheckPublicMatches(pub.(string), key); err != nil {
 			return sshMaterial{}, err
 		}
 	}
@@ -219,7 +221,7 @@ func generateSSHVersion(_ context.Context, b *backend, e *secretEntry, _ *engine
 	if err != nil {
 		return nil, err
 	}
-	key, err := generateSSHKey(cur.KeyType, b.GetRandomReader())
+	key, err := sshkey.Generate(cur.KeyType, b.GetRandomReader())
 	if err != nil {
 		return nil, err
 	}
