@@ -67,7 +67,8 @@ func TestRotate_RevokePreviousEndsEveryValidSSHKeyAtOnce(t *testing.T) {
 		revoke["from_version"] != 1 || revoke["to_version"] != 2 {
 		t.Fatalf("revocation row %v", revoke)
 	}
-	if rotate["operation"] != "rotate" || rotate["trigger"] != triggerEvent || rotate["incident_id"] != "INC-7" || rotate["to_version"] != 3 {
+	if rotate["operation"] != "rotate" || rotate["trigger"] != triggerEvent || rotate["incident_id"] != "INC-7" ||
+		rotate["to_version"] != 3 || rotate["revoke_previous"] != true {
 		t.Fatalf("rotation row %v", rotate)
 	}
 	// Without the flag a rotation revokes nothing and says so.

@@ -230,7 +230,7 @@ func (e *secretEntry) rotateTo(material interface{}, kind *secretKind, cfg *engi
 	e.record(historyEntry{
 		Time: now, Operation: "rotate", Trigger: r.Trigger, Reason: r.Reason,
 		IncidentID: r.IncidentID, Actor: r.Actor, Result: "success",
-		FromVersion: from, ToVersion: e.CurrentVersion,
+		FromVersion: from, ToVersion: e.CurrentVersion, RevokePrevious: r.RevokePrevious,
 	})
 	if !r.RevokePrevious {
 		return nil

@@ -80,6 +80,9 @@ type historyEntry struct {
 	FromVersion int       `json:"from_version"`
 	ToVersion   int       `json:"to_version"`
 	Error       string    `json:"error,omitempty"`
+	// RevokePrevious marks an incident rotation that revoked every version
+	// valid before it (the revoke row that follows lists them).
+	RevokePrevious bool `json:"revoke_previous,omitempty"`
 }
 
 // secretEntry is the stored form of one secret of any type.
@@ -240,16 +243,17 @@ func (e *secretEntry) historyView() []interface{} {
 	for i := len(e.History) - 1; i >= 0; i-- { // newest first
 		h := e.History[i]
 		out = append(out, map[string]interface{}{
-			"time":         formatTime(h.Time),
-			"operation":    h.Operation,
-			"trigger":      h.Trigger,
-			"reason":       h.Reason,
-			"incident_id":  h.IncidentID,
-			"actor":        h.Actor.view(),
-			"result":       h.Result,
-			"from_version": h.FromVersion,
-			"to_version":   h.ToVersion,
-			"error":        h.Error,
+			"time":            formatTime(h.Time),
+			"operation":       h.Operation,
+			"trigger":         h.Trigger,
+			"reason":          h.Reason,
+			"incident_id":     h.IncidentID,
+			"actor":           h.Actor.view(),
+			"result":          h.Result,
+			"from_version":    h.FromVersion,
+			"to_version":      h.ToVersion,
+			"error":           h.Error,
+			"revoke_previous": h.RevokePrevious,
 		})
 	}
 	return out
