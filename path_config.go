@@ -52,11 +52,44 @@ func defaultConfig() *engineConfig {
 // one storage entry, which must stay small.
 const maxVersionsLimit = 100
 
+// maxPolicyNameLen bounds password_policy, a Vault policy name.
+const maxPolicyNameLen = 128
+
+// Upper bounds of durations. A longer rotation period is no rotation at all
+// (use 0 to turn scheduled rotation off); a longer grace keeps a replaced key
+// valid long past any overlap a deployment needs. Alert thresholds are also
+// bounded by their type's period (validatePolicies).
+const (
+	maxRotationPeriod = 3650 * day // 10 years
+	maxGracePeriod    = 30 * day
+)
+
 // durationSetting binds one config field to the policy value it sets.
 type durationSetting struct {
 	field string
 	ptr   func(*engineConfig) *time.Duration
 	help  string
+}
+
+// max is the setting's upper bound: grace periods have their own.
+func (s durationSetting) max() time.Duration {
+	if strings.HasSuffix(s.field, "_grace_period") {
+		return maxGracePeriod
+	}
+	return maxRotationPeriod
+}
+
+// checkDuration refuses a negative duration or one above max, naming the
+// field and the bound.
+func checkDuration(field string, secs int, max time.Duration) (time.Duration, error) {
+	if secs < 0 {
+		return 0, badInput("%s must not be negative (got %ds)", field, secs)
+	}
+	d := time.Duration(secs) * time.Second
+	if int64(secs) > int64(max/time.Second) {
+		return 0, badInput("%s must be at most %s (%ds, %d days); got %ds", field, max, int64(max/time.Second), int64(max/day), secs)
+	}
+	return d, nil
 }
 
 func durationSettings() []durationSetting {
@@ -82,7 +115,7 @@ func pathConfig(b *backend) *framework.Path {
 		},
 		"password_policy": {
 			Type:        framework.TypeString,
-			Description: "Name of a Vault password policy used to generate SMTP passwords. Empty: a built-in generator (44 random base62 characters).",
+			Description: "Name of a Vault password policy used to generate SMTP passwords (at most 128 characters). Empty: a built-in generator (44 random base62 characters).",
 		},
 	}
 	for _, s := range durationSettings() {
@@ -167,11 +200,11 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 	next := *current
 	for _, s := range durationSettings() {
 		if v, ok := d.GetOk(s.field); ok {
-			secs := v.(int)
-			if secs < 0 {
-				return nil, badInput("%s must not be negative (got %ds)", s.field, secs)
+			dur, err := checkDuration(s.field, v.(int), s.max())
+			if err != nil {
+				return nil, err
 			}
-			*s.ptr(&next) = time.Duration(secs) * time.Second
+			*s.ptr(&next) = dur
 		}
 	}
 	if v, ok := d.GetOk("max_versions"); ok {
@@ -183,9 +216,12 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 	}
 	if v, ok := d.GetOk("password_policy"); ok {
 		next.PasswordPolicy = strings.TrimSpace(v.(string))
+		if len(next.PasswordPolicy) > maxPolicyNameLen {
+			return nil, badInput("password_policy is too long: at most %d characters", maxPolicyNameLen)
+		}
 		if next.PasswordPolicy != "" {
 			if _, err := b.System().GeneratePasswordFromPolicy(ctx, next.PasswordPolicy); err != nil {
-				return nil, badInput("password_policy %q cannot generate a password: %v", next.PasswordPolicy, err)
+				return nil, badInput("password_policy %s cannot generate a password: %v", quoteShort(next.PasswordPolicy), err)
 			}
 		}
 	}
@@ -237,7 +273,8 @@ Durations accept seconds or a unit: 30d, 720h, 2592000.
   max_versions                                       5
   password_policy                                    "" (built-in generator)
 
-A rotation period of 0 turns scheduled rotation off for that type. An alert
-threshold may not be longer than its period. A secret's rotation_status is
+A rotation period of 0 turns scheduled rotation off for that type. Rotation
+periods and alert thresholds are at most 3650d (10 years), grace periods at
+most 30d. An alert threshold may not be longer than its period. A secret's rotation_status is
 due_soon inside the alert threshold and overdue once next_rotation has passed.
 `

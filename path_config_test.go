@@ -56,6 +56,7 @@ func TestConfig_RejectsNonsense(t *testing.T) {
 		"max_versions zero":      {map[string]interface{}{"max_versions": 0}, []string{"max_versions", "between 1 and"}},
 		"max_versions huge":      {map[string]interface{}{"max_versions": 1000}, []string{"max_versions"}},
 		"duration garbage":       {map[string]interface{}{"smtp_rotation_period": "soon"}, []string{"smtp_rotation_period"}},
+		"policy name too long":   {map[string]interface{}{"password_policy": strings.Repeat("p", 129)}, []string{"password_policy", "128"}},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {

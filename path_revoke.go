@@ -62,15 +62,35 @@ func (b *backend) revokeOne(k *secretKind) framework.OperationFunc {
 // records the revocation. It returns the revoked version numbers; when there
 // were none it changes nothing.
 func (e *secretEntry) revokeLive(k *secretKind, r rotation, now time.Time) ([]int, error) {
+	return e.revokeVersions(k, e.liveVersions(k), r, now)
+}
+
+// liveVersions lists the versions that are valid now: active, or inside
+// their grace period.
+func (e *secretEntry) liveVersions(k *secretKind) []int {
+	live := []int{}
+	for _, v := range e.Versions {
+		if v.Status == statusActive || (k.graceStatus != "" && v.Status == k.graceStatus) {
+			live = append(live, v.Version)
+		}
+	}
+	return live
+}
+
+// revokeVersions revokes the listed versions that are still kept, through
+// the type's onRevoke (which destroys private material), and records one
+// revocation. It is the one revocation of the revoke path and of a rotation
+// with revoke_previous.
+func (e *secretEntry) revokeVersions(k *secretKind, versions []int, r rotation, now time.Time) ([]int, error) {
 	revoked := []int{}
-	for i := range e.Versions {
-		v := &e.Versions[i]
-		if v.Status != statusActive && (k.graceStatus == "" || v.Status != k.graceStatus) {
-			continue
+	for _, n := range versions {
+		v := e.version(n)
+		if v == nil {
+			continue // trimmed by the rotation that asked for this
 		}
 		v.Status, v.StatusTime = statusRevoked, now
 		// The grace period no longer applies; left set, it would also keep
-		// the version from being trimmed.
+		// the version scheduled.
 		v.GraceUntil = time.Time{}
 		if k.onRevoke != nil {
 			if err := k.onRevoke(v); err != nil {
@@ -85,7 +105,7 @@ func (e *secretEntry) revokeLive(k *secretKind, r rotation, now time.Time) ([]in
 	e.UpdatedTime = now
 	e.record(historyEntry{
 		Time: now, Operation: "revoke", Trigger: r.Trigger, Reason: r.Reason, IncidentID: r.IncidentID,
-		Actor: r.Actor, Result: "success", FromVersion: e.CurrentVersion, ToVersion: e.CurrentVersion,
+		Actor: r.Actor, Result: "success", FromVersion: revoked[0], ToVersion: revoked[len(revoked)-1],
 	})
 	return revoked, nil
 }

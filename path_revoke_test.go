@@ -33,7 +33,7 @@ func TestRevoke_RevokesActiveAndGraceVersionsUntilRotate(t *testing.T) {
 	if ak["authorized_keys"] != "" || len(ak["keys"].([]interface{})) != 0 {
 		t.Fatalf("authorized_keys after revoke: %v", ak)
 	}
-	if msg := env.refused(logical.ReadOperation, sshPath+"/private", nil, 409); !strings.Contains(msg, "revoked") {
+	if msg := env.refused(logical.UpdateOperation, sshPath+"/private", nil, 409); !strings.Contains(msg, "revoked") {
 		t.Fatalf("download after revoke refused with %q", msg)
 	}
 

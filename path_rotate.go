@@ -42,16 +42,31 @@ func rotationFrom(req *logical.Request, d *framework.FieldData) (rotation, error
 	if r.IncidentID != "" {
 		r.Trigger = triggerEvent
 	}
+	// Only the rotate paths have the field; elsewhere GetOk reports it unset.
+	if v, ok := d.GetOk("revoke_previous"); ok {
+		r.RevokePrevious = v.(bool)
+	}
 	return r, nil
 }
 
+// revokePreviousField is taken by every path that rotates on request.
+func revokePreviousField() *framework.FieldSchema {
+	return &framework.FieldSchema{Type: framework.TypeBool,
+		Description: "Incident rotation: revoke every version that was valid before this rotation (the replaced one and any " +
+			"still in its grace period) at once, in the same change. SSH keys leave authorized_keys, private keys and " +
+			"passwords of those versions are destroyed, DKIM selectors move to the records to revoke. Default false."}
+}
+
 func pathRotateSecret(b *backend, k *secretKind) *framework.Path {
-	return secretActionPath(b, k, "rotate", b.rotateOne(k),
+	p := secretActionPath(b, k, "rotate", b.rotateOne(k),
 		"Rotate a "+k.Title+" now: generate a new version and make it current.",
 		"Rotate a "+k.Title+" now.",
 		"Generates new secret material and stores it as the next version. The previous version "+
 			"stays readable with version=N until max_versions pushes it out. The rotation is recorded in the "+
-			"history with the reason, the incident_id and who asked for it.")
+			"history with the reason, the incident_id and who asked for it. With revoke_previous=true every "+
+			"version that was valid before is revoked in the same change, and the history records that too.")
+	p.Fields["revoke_previous"] = revokePreviousField()
+	return p
 }
 
 // secretActionPath builds {type}/{tenant}/{name}/{action}: an update that
@@ -103,14 +118,25 @@ func (b *backend) rotateOne(k *secretKind) framework.OperationFunc {
 		data := rotationView(e, k.policy(cfg), b.now())
 		data["version"] = e.CurrentVersion
 		data["previous_version"] = e.CurrentVersion - 1
+		data["revoked_versions"] = revokedBy(e, r)
 		return &logical.Response{Data: data}, nil
 	}
+}
+
+// revokedBy lists the versions a rotation with revoke_previous revoked: the
+// ones revoked at its own time. Without revoke_previous it is empty.
+func revokedBy(e *secretEntry, r rotation) []int {
+	if !r.RevokePrevious {
+		return []int{}
+	}
+	return e.revokedAt(e.LastRotated)
 }
 
 // pathRotateTenant rotates every secret of one tenant, for incident response.
 func pathRotateTenant(b *backend) *framework.Path {
 	fields := rotationFields()
 	fields["tenant"] = tenantField()
+	fields["revoke_previous"] = revokePreviousField()
 	fields["types"] = &framework.FieldSchema{Type: framework.TypeCommaStringSlice,
 		Description: "Secret types to rotate (for example smtp,ssh). Empty: every type."}
 	return &framework.Path{
@@ -147,6 +173,7 @@ func (b *backend) rotateTenant(ctx context.Context, req *logical.Request, d *fra
 	}
 	rotated := []string{}
 	failed := map[string]interface{}{}
+	revoked := map[string]interface{}{}
 	for _, k := range kinds {
 		names, err := listChildren(ctx, req.Storage, secretsStoragePrefix+k.Name+"/"+tenant+"/")
 		if err != nil {
@@ -160,12 +187,16 @@ func (b *backend) rotateTenant(ctx context.Context, req *logical.Request, d *fra
 				failed[path] = err.Error()
 			case e != nil:
 				rotated = append(rotated, fmt.Sprintf("%s (version %d)", path, e.CurrentVersion))
+				if r.RevokePrevious {
+					revoked[path] = revokedBy(e, r)
+				}
 			}
 		}
 	}
 	resp := &logical.Response{Data: map[string]interface{}{
 		"tenant": tenant, "rotated": rotated, "failed": failed,
 		"rotated_count": len(rotated), "failed_count": len(failed),
+		"revoked_versions": revoked,
 	}}
 	if len(failed) > 0 {
 		resp.AddWarning(fmt.Sprintf("%d secret(s) failed to rotate; see failed", len(failed)))

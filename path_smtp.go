@@ -25,6 +25,7 @@ const (
 	generatedPasswordLength = 44
 	maxUsernameLen          = 320
 	maxPasswordLen          = 1024
+	maxWebmailURLLen        = 2048
 )
 
 // smtpSettings apply to every version of an SMTP credential: changing them
@@ -50,7 +51,21 @@ func smtpKind() *secretKind {
 		policy:   func(c *engineConfig) typePolicy { return c.SMTP },
 		paths:    pathSMTP,
 		generate: generateSMTPVersion,
+		// A revoked password (rotate with revoke_previous) is destroyed:
+		// version=N of it reads as revoked, without a password.
+		onRevoke: destroySMTPPassword,
 	}
+}
+
+func destroySMTPPassword(v *secretVersion) error {
+	var m smtpMaterial
+	if err := decodeMaterial(v, &m); err != nil {
+		return err
+	}
+	m.Password = ""
+	var err error
+	v.Material, err = json.Marshal(m)
+	return err
 }
 
 func pathSMTP(b *backend, k *secretKind) []*framework.Path {
@@ -69,7 +84,7 @@ func pathSMTP(b *backend, k *secretKind) []*framework.Path {
 			Description:   "Transport security: none, starttls or tls (default starttls).",
 			AllowedValues: []interface{}{"none", "starttls", "tls"}},
 		"webmail_url": {Type: framework.TypeString,
-			Description: "Optional webmail address (http or https URL)."},
+			Description: fmt.Sprintf("Optional webmail address (http or https URL, at most %d characters).", maxWebmailURLLen)},
 	}
 	return []*framework.Path{
 		secretPath(b, k, fields, writeSMTP, viewSMTP, "Create, read, update and delete an SMTP credential.", smtpHelp),
@@ -123,9 +138,14 @@ func writeSMTP(ctx context.Context, b *backend, req *logical.Request, d *framewo
 		return err
 	}
 	if v, ok := d.GetOk("password"); ok {
-		next.Password, next.Generated = v.(string), false
-		if next.Password == "" || len(next.Password) > maxPasswordLen {
+		pw := v.(string)
+		if pw == "" || len(pw) > maxPasswordLen {
 			return badInput("password must be 1 to %d characters; leave it out to have one generated", maxPasswordLen)
+		}
+		// The credential decides whether this is a change: writing back the
+		// password in force (generated or not) is none.
+		if pw != next.Password {
+			next.Password, next.Generated = pw, false
 		}
 	}
 
@@ -203,7 +223,7 @@ func viewSMTP(e *secretEntry, v *secretVersion, withSecrets bool) (map[string]in
 		"webmail_url":        s.WebmailURL,
 		"password_generated": m.Generated,
 	}
-	if withSecrets {
+	if withSecrets && v.Status != statusRevoked {
 		out["password"] = m.Password
 	}
 	return out, nil
@@ -227,6 +247,9 @@ func validateUsername(u string) error {
 func validateWebmailURL(raw string) error {
 	if raw == "" {
 		return nil
+	}
+	if len(raw) > maxWebmailURLLen {
+		return badInput("webmail_url is too long: at most %d characters", maxWebmailURLLen)
 	}
 	u, err := url.Parse(raw)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {

@@ -142,6 +142,7 @@ func TestSMTP_RejectsBadInputAndStoresNothing(t *testing.T) {
 		{"missing username", "smtp/t1/m1", nil, "username", []string{"username is required"}},
 		{"bad host", "smtp/t1/m1", map[string]interface{}{"host": "smtp example.com"}, "", []string{"host"}},
 		{"bad webmail", "smtp/t1/m1", map[string]interface{}{"webmail_url": "ftp://x"}, "", []string{"webmail_url", "http"}},
+		{"webmail too long", "smtp/t1/m1", map[string]interface{}{"webmail_url": "https://mail.example.com/" + strings.Repeat("a", 2048)}, "", []string{"webmail_url", "2048"}},
 		{"empty password", "smtp/t1/m1", map[string]interface{}{"password": ""}, "", []string{"password"}},
 		{"dot-dot tenant", "smtp/../x/m1", nil, "", []string{"tenant", `".."`}},
 		{"tenant with dot-dot inside", "smtp/a..b/m1", nil, "", []string{"tenant", "^[A-Za-z0-9]"}},
@@ -183,6 +184,20 @@ func TestSMTP_BadUpdateLeavesSecretUnchanged(t *testing.T) {
 	after, _ := env.storage.Get(context.Background(), secretStorageKey("smtp", "t1", "m1"))
 	if string(before.Value) != string(after.Value) {
 		t.Fatal("a refused update changed the stored secret")
+	}
+}
+
+// Writing back the generated password is no change: the credential decides,
+// not whether Vault or the caller chose it.
+func TestSMTP_SamePasswordOverAGeneratedOneMakesNoVersion(t *testing.T) {
+	env := newTestEnv(t)
+	in := smtpInput()
+	delete(in, "password")
+	env.ok(logical.UpdateOperation, smtpPath, in)
+	pw := env.ok(logical.ReadOperation, smtpPath, nil)["password"].(string)
+	env.ok(logical.UpdateOperation, smtpPath, map[string]interface{}{"password": pw})
+	if got := env.ok(logical.ReadOperation, smtpPath, nil); got["version"] != 1 || got["password_generated"] != true {
+		t.Fatalf("writing back the generated password: version %v, password_generated %v", got["version"], got["password_generated"])
 	}
 }
 

@@ -9,6 +9,8 @@ import (
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/penguinmails/vault-plugin-penguinmails/internal/sshkey"
 )
 
 // statusGrace is a replaced SSH key that stays in authorized_keys until its
@@ -37,13 +39,47 @@ func sshKind() *secretKind {
 		graceStatus: statusGrace,
 		afterGrace:  statusExpired,
 		revocable:   true,
+		// Only the current version's private key is ever served, so a
+		// replaced key loses its private half as soon as it is replaced,
+		// and a revoked or expired one at the latest then (entries stored
+		// before this rule): it leaves storage and every later snapshot.
+		onNewVersion: destroyReplacedSSHPrivateKeys,
+		onRevoke:     destroySSHPrivateKey,
+		onGraceEnd:   destroySSHPrivateKey,
 	}
+}
+
+// destroyReplacedSSHPrivateKeys runs when v became current: every other
+// version keeps its public key (authorized_keys during the grace period)
+// but not its private key. This also keeps an entry of 100 RSA-8192
+// versions far below maxEntryBytes.
+func destroyReplacedSSHPrivateKeys(e *secretEntry, v *secretVersion) error {
+	for i := range e.Versions {
+		if old := &e.Versions[i]; old.Version != v.Version {
+			if err := destroySSHPrivateKey(old); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// destroySSHPrivateKey removes the private key from a version's material,
+// keeping the public key and fingerprint for the history and reads.
+func destroySSHPrivateKey(v *secretVersion) error {
+	m, err := sshMaterialOf(v)
+	if err != nil || m.PrivateKey == "" {
+		return err
+	}
+	m.PrivateKey = ""
+	v.Material, err = json.Marshal(m)
+	return err
 }
 
 func pathSSH(b *backend, k *secretKind) []*framework.Path {
 	fields := map[string]*framework.FieldSchema{
 		"key_type": {Type: framework.TypeString,
-			Description: "Key to generate: " + strings.Join(sshKeyTypes, ", ") + " (default " + sshDefaultKeyType +
+			Description: "Key to generate: " + strings.Join(sshkey.Types(), ", ") + " (default " + sshkey.DefaultType +
 				"). On an existing key, a different key_type generates a new version of that type now."},
 		"private_key": {Type: framework.TypeString,
 			Description:  "Import this private key (OpenSSH, or PEM: PKCS#1, PKCS#8, SEC 1) instead of generating one. On an existing key it becomes the next version.",
@@ -54,7 +90,8 @@ func pathSSH(b *backend, k *secretKind) []*framework.Path {
 		"public_key": {Type: framework.TypeString,
 			Description: "Optional authorized_keys line of the imported key; the import is refused when it does not match private_key."},
 		"one_time_download": {Type: framework.TypeBool,
-			Description: "Allow one download of each key version's private key; after that only a rotation yields a downloadable key."},
+			Description: "Allow one download of each key version's private key; after that only a rotation yields a downloadable key. " +
+				"A version downloaded while this is on stays locked when it is switched off."},
 	}
 	return []*framework.Path{
 		secretPath(b, k, fields, writeSSH, viewSSH, "Generate, import, read and delete an SSH key pair.", sshHelp),
@@ -119,10 +156,10 @@ func (b *backend) sshKeyFromRequest(d *framework.FieldData, e *secretEntry) (*ss
 			return nil, badInput("%s is only used together with private_key", f)
 		}
 	}
-	keyType, asked := sshDefaultKeyType, false
+	keyType, asked := sshkey.DefaultType, false
 	if v, ok := d.GetOk("key_type"); ok {
 		keyType, asked = strings.ToLower(strings.TrimSpace(v.(string))), true
-		if err := validateSSHKeyType(keyType); err != nil {
+		if err := sshkey.ValidateType(keyType); err != nil {
 			return nil, err
 		}
 	}
@@ -134,7 +171,7 @@ func (b *backend) sshKeyFromRequest(d *framework.FieldData, e *secretEntry) (*ss
 			return nil, err
 		}
 	}
-	key, err := generateSSHKey(keyType, b.GetRandomReader())
+	key, err := sshkey.Generate(keyType, b.GetRandomReader())
 	if err != nil {
 		return nil, fmt.Errorf("generating a %s key: %w", keyType, err)
 	}
@@ -159,12 +196,12 @@ func importSSHKey(pemText string, d *framework.FieldData, comment string) (sshMa
 	if len(passphrase) > maxPassphraseLen {
 		return sshMaterial{}, badInput("passphrase is too long: at most %d characters", maxPassphraseLen)
 	}
-	key, err := parseSSHPrivateKey(pemText, passphrase)
+	key, err := sshkey.ParsePrivate(pemText, passphrase)
 	if err != nil {
 		return sshMaterial{}, err
 	}
 	if pub, ok := d.GetOk("public_key"); ok {
-		if err := checkPublicKeyMatches(pub.(string), key); err != nil {
+		if err := sshkey.CheckPublicMatches(pub.(string), key); err != nil {
 			return sshMaterial{}, err
 		}
 	}
@@ -184,7 +221,7 @@ func generateSSHVersion(_ context.Context, b *backend, e *secretEntry, _ *engine
 	if err != nil {
 		return nil, err
 	}
-	key, err := generateSSHKey(cur.KeyType, b.GetRandomReader())
+	key, err := sshkey.Generate(cur.KeyType, b.GetRandomReader())
 	if err != nil {
 		return nil, err
 	}
@@ -253,32 +290,30 @@ func downloadRefusal(e *secretEntry, cur *secretVersion, m sshMaterial, s sshSet
 	switch {
 	case cur.Status != statusActive:
 		return fmt.Sprintf("%s is %s: no key of it is valid; rotate it to get a new key", path, cur.Status)
-	case s.OneTimeDownload && m.Downloads > 0:
-		return fmt.Sprintf("the private key of %s version %d was already downloaded and one_time_download is set; rotate it to get a downloadable key", path, cur.Version)
+	case m.OneTimeLocked || (s.OneTimeDownload && m.Downloads > 0):
+		return fmt.Sprintf("the private key of %s version %d was already downloaded under one_time_download; rotate it to get a downloadable key", path, cur.Version)
 	}
 	return ""
 }
 
+// pathSSHPrivate is the one way to export a private key: update (POST or
+// PUT) on .../private, so that exporting is one capability of its own. A
+// download writes storage (the count and the history), which is another
+// reason it is no read. The passphrase travels only in the body.
 func pathSSHPrivate(b *backend, k *secretKind) *framework.Path {
-	// A download writes storage (the count and the history), so both
-	// operations run on the active node.
-	op := func(summary string) *framework.PathOperation {
-		return &framework.PathOperation{
-			Callback:                    b.handle(b.downloadSSHKey(k)),
-			Summary:                     summary,
-			ForwardPerformanceStandby:   true,
-			ForwardPerformanceSecondary: true,
-		}
-	}
 	p := secretSubPath(k, "private", map[string]*framework.FieldSchema{
-		"passphrase": {Type: framework.TypeString, Query: true,
-			Description:  "Encrypt the returned private key with this passphrase (OpenSSH format, bcrypt KDF). Empty: unencrypted.",
+		"passphrase": {Type: framework.TypeString,
+			Description:  fmt.Sprintf("Encrypt the returned private key with this passphrase (OpenSSH format, bcrypt KDF; at most %d characters). Empty: unencrypted. Request body only.", maxPassphraseLen),
 			DisplayAttrs: &framework.DisplayAttributes{Name: "Passphrase", Sensitive: true}},
 	})
 	p.DisplayAttrs.OperationSuffix = k.Name + "_private_key"
 	p.Operations = map[logical.Operation]framework.OperationHandler{
-		logical.ReadOperation:   op("Download the current private key (counted and recorded)."),
-		logical.UpdateOperation: op("Download the current private key; the passphrase travels in the body instead of the URL."),
+		logical.UpdateOperation: &framework.PathOperation{
+			Callback:                    b.handle(b.downloadSSHKey(k)),
+			Summary:                     "Download the current private key (counted and recorded). Needs update on this path.",
+			ForwardPerformanceStandby:   true,
+			ForwardPerformanceSecondary: true,
+		},
 	}
 	p.HelpSynopsis = "Download the current SSH private key; every download is counted and recorded."
 	p.HelpDescription = strings.TrimSpace(sshPrivateHelp)
@@ -304,8 +339,11 @@ func (b *backend) downloadSSHKey(k *secretKind) framework.OperationFunc {
 			out, err = recordDownload(e, passphrase, actorOf(req), now)
 			return err
 		})
-		if err != nil || e == nil {
-			return nil, err // a missing secret reads as 404, like any read
+		if err != nil {
+			return nil, err
+		}
+		if e == nil {
+			return nil, notFound("no %s at %s", k.Title, ref.path())
 		}
 		b.emit(ctx, "download", e, "version", fmt.Sprint(e.CurrentVersion))
 		return &logical.Response{Data: out}, nil
@@ -332,6 +370,9 @@ func recordDownload(e *secretEntry, passphrase string, by actor, now time.Time) 
 		return nil, err
 	}
 	m.Downloads++
+	// Downloaded under one_time_download: this version stays locked even if
+	// the flag is switched off later; only a new version is downloadable.
+	m.OneTimeLocked = m.OneTimeLocked || s.OneTimeDownload
 	s.DownloadCount++
 	s.LastDownloaded, s.LastDownloadedBy = now, by
 	if cur.Material, err = json.Marshal(m); err != nil {
@@ -415,7 +456,7 @@ expires.
   vault write penguinmails/ssh/tenant-1/admin private_key=@id_ed25519 \
       passphrase=... public_key=@id_ed25519.pub
   vault read penguinmails/ssh/tenant-1/admin
-  vault read -field=private_key penguinmails/ssh/tenant-1/admin/private
+  vault write -field=private_key penguinmails/ssh/tenant-1/admin/private
   vault read -field=authorized_keys penguinmails/ssh/tenant-1/admin/authorized_keys
   vault write penguinmails/ssh/tenant-1/admin/rotate reason="quarterly"
   vault write penguinmails/ssh/tenant-1/admin/revoke reason="laptop lost" incident_id=INC-1
@@ -429,7 +470,9 @@ grace, expired, revoked), the rotation metadata, download_count and
 last_downloaded. It never returns the private key: that is only served by
 the counted download at .../private.
 
-Set one_time_download=true to allow one download per key version.
+Set one_time_download=true to allow one download per key version. A
+version downloaded while it is on stays locked even after it is switched
+off; only a new version (rotate) is downloadable again.
 `
 
 const sshPrivateHelp = `
@@ -440,10 +483,14 @@ to the history, before the key is returned.
 
 A revoked key cannot be downloaded. With one_time_download set, each key
 version can be downloaded once; after that only a rotation yields a
-downloadable key. Both refusals answer 409.
+downloadable key, even if one_time_download is switched off. Both refusals
+answer 409.
 
-Prefer "vault write .../private passphrase=..." to keep the passphrase out of
-the request URL.
+Exporting is one capability: "update" on this path (vault write, POST or
+PUT). A read is not an operation of it. The passphrase is taken from the
+request body only:
+
+  vault write -field=private_key penguinmails/ssh/tenant-1/admin/private passphrase=...
 `
 
 const sshAuthorizedKeysHelp = `

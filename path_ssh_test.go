@@ -25,7 +25,7 @@ func (env *testEnv) download(path, passphrase string) map[string]interface{} {
 	if passphrase != "" {
 		data = map[string]interface{}{"passphrase": passphrase}
 	}
-	return env.ok(logical.ReadOperation, path+"/private", data)
+	return env.ok(logical.UpdateOperation, path+"/private", data)
 }
 
 // refused runs a request that must fail with the given HTTP status and
@@ -350,12 +350,47 @@ func TestSSH_DownloadsAreCountedAndRecorded(t *testing.T) {
 
 	// A download is a write: it must reach the active node.
 	p := env.b.Route(sshPath + "/private")
-	if props := p.Operations[logical.ReadOperation].Properties(); !props.ForwardPerformanceStandby || !props.ForwardPerformanceSecondary {
-		t.Fatal("the private-key read does not forward to the active node")
+	if props := p.Operations[logical.UpdateOperation].Properties(); !props.ForwardPerformanceStandby || !props.ForwardPerformanceSecondary {
+		t.Fatal("the private-key download does not forward to the active node")
 	}
-	if resp, err := env.do(logical.ReadOperation, "ssh/tenant-1/missing/private", nil); resp != nil || err != nil {
-		t.Fatalf("download of a missing key: %v, %v (want a 404)", resp, err)
+	msg := env.refused(logical.UpdateOperation, "ssh/tenant-1/missing/private", nil, 404)
+	if !strings.Contains(msg, "ssh/tenant-1/missing") {
+		t.Fatalf("download of a missing key answered %q, want the path named", msg)
 	}
+}
+
+// Export is one capability: update on .../private. A read is no operation
+// of the path (Vault answers 405), so read-only policies grant no download.
+func TestSSH_PrivateKeyIsUpdateOnly(t *testing.T) {
+	env := newTestEnv(t)
+	env.ok(logical.UpdateOperation, sshPath, nil)
+	env.refused(logical.ReadOperation, sshPath+"/private", nil, 405)
+	if p := env.b.Route(sshPath + "/private"); p.Fields["passphrase"].Query {
+		t.Fatal("passphrase is still a query parameter")
+	}
+	if env.download(sshPath, "")["version"] != 1 {
+		t.Fatal("download by update failed")
+	}
+}
+
+// One download of a version while one_time_download was on locks that
+// version for good; switching the flag off does not unlock it, only a new
+// version is downloadable again.
+func TestSSH_OneTimeDownloadCannotBeSwitchedOffToDownloadAgain(t *testing.T) {
+	env := newTestEnv(t)
+	env.ok(logical.UpdateOperation, sshPath, map[string]interface{}{"one_time_download": true})
+	env.download(sshPath, "")
+	env.ok(logical.UpdateOperation, sshPath, map[string]interface{}{"one_time_download": false})
+	msg := env.refused(logical.UpdateOperation, sshPath+"/private", nil, 409)
+	if !strings.Contains(msg, "one_time_download") || !strings.Contains(msg, "rotate") {
+		t.Fatalf("download after switching the flag off refused with %q", msg)
+	}
+	if got := env.ok(logical.ReadOperation, sshPath, nil); got["private_key_downloadable"] != false {
+		t.Fatal("read says the locked version is downloadable")
+	}
+	env.ok(logical.UpdateOperation, sshPath+"/rotate", nil)
+	env.download(sshPath, "")
+	env.download(sshPath, "") // flag off, version 2 never locked
 }
 
 func TestSSH_OneTimeDownload(t *testing.T) {
@@ -364,7 +399,7 @@ func TestSSH_OneTimeDownload(t *testing.T) {
 	env.download(sshPath, "")
 	before, _ := env.storage.Get(context.Background(), secretStorageKey("ssh", "tenant-1", "admin"))
 
-	msg := env.refused(logical.ReadOperation, sshPath+"/private", nil, 409)
+	msg := env.refused(logical.UpdateOperation, sshPath+"/private", nil, 409)
 	if !strings.Contains(msg, "already downloaded") || !strings.Contains(msg, "rotate") {
 		t.Fatalf("second download refused with %q", msg)
 	}
@@ -380,7 +415,7 @@ func TestSSH_OneTimeDownload(t *testing.T) {
 	if got := env.download(sshPath, ""); got["version"] != 2 || got["version_download_count"] != 1 {
 		t.Fatalf("download after rotation: %v", got)
 	}
-	env.refused(logical.ReadOperation, sshPath+"/private", nil, 409)
+	env.refused(logical.UpdateOperation, sshPath+"/private", nil, 409)
 }
 
 func TestSSH_AuthorizedKeysFollowGraceFromConfig(t *testing.T) {

@@ -52,19 +52,31 @@ func refFrom(k *secretKind, d *framework.FieldData) (secretRef, error) {
 	return ref, err
 }
 
-// loadDerived loads a secret and ends, on this copy only, the grace periods
-// the clock has passed, so that what a read shows follows the clock even
-// before the scheduler has persisted the change. A missing secret is nil.
-// Writers pass the one now their whole change uses.
-func loadDerived(ctx context.Context, s logical.Storage, ref secretRef, now time.Time) (*secretEntry, error) {
+// loadDerived loads a secret and derives, on this copy only, what the clock
+// and the config imply, so that what a read shows follows them even before
+// the scheduler or the next write has persisted the change. A missing
+// secret is nil. Writers pass the one now their whole change uses.
+func loadDerived(ctx context.Context, s logical.Storage, ref secretRef, cfg *engineConfig, now time.Time) (*secretEntry, error) {
 	e, err := loadSecret(ctx, s, ref.kind.Name, ref.tenant, ref.name)
 	if err != nil || e == nil {
 		return nil, err
 	}
-	if _, err := ref.kind.endGraces(e, now); err != nil {
+	if _, err := e.derive(ref.kind, cfg, now); err != nil {
 		return nil, err
 	}
 	return e, nil
+}
+
+// derive ends the grace periods the clock has passed and drops the versions
+// beyond the effective max_versions (lowered since the entry was written).
+// It reports whether e changed, so the scheduler knows to persist it.
+func (e *secretEntry) derive(kind *secretKind, cfg *engineConfig, now time.Time) (bool, error) {
+	ended, err := kind.endGraces(e, now)
+	if err != nil {
+		return ended, err
+	}
+	trimmed := e.trimVersions(e.effectiveMaxVersions(cfg))
+	return ended || trimmed, nil
 }
 
 // writeFunc applies a create or update to e. On create e has no versions yet
@@ -84,7 +96,7 @@ func commonSecretFields(k *secretKind) map[string]*framework.FieldSchema {
 		"version": {Type: framework.TypeInt, Query: true,
 			Description: "On read: the version to return. 0 or unset means the current version."},
 		"rotation_period": {Type: framework.TypeDurationSecond,
-			Description: "This secret's rotation period; 0 or unset uses the type default from config."},
+			Description: "This secret's rotation period, at most 3650d (10 years); 0 or unset uses the type default from config."},
 		"auto_rotate": {Type: framework.TypeBool,
 			Description: "Rotate automatically when next_rotation passes (checked every minute on the active node)."},
 		"max_versions": {Type: framework.TypeInt,
@@ -152,7 +164,7 @@ func (b *backend) secretReader(k *secretKind, view viewFunc) framework.Operation
 			return nil, err
 		}
 		now := b.now()
-		e, err := loadDerived(ctx, req.Storage, ref, now)
+		e, err := loadDerived(ctx, req.Storage, ref, cfg, now)
 		if err != nil || e == nil {
 			return nil, err
 		}
@@ -213,7 +225,7 @@ func (b *backend) secretWriter(k *secretKind, write writeFunc, view viewFunc) fr
 			return nil, err
 		}
 		now := b.now()
-		e, err := loadDerived(ctx, req.Storage, ref, now)
+		e, err := loadDerived(ctx, req.Storage, ref, cfg, now)
 		if err != nil {
 			return nil, err
 		}
@@ -226,13 +238,17 @@ func (b *backend) secretWriter(k *secretKind, write writeFunc, view viewFunc) fr
 		if err != nil {
 			return nil, err
 		}
+		// The settings apply before the type's write, so that a max_versions
+		// sent with new material bounds the trim that material causes. A
+		// failed write saves nothing, settings included.
+		settings.apply(e, now)
 		if err := write(ctx, b, req, d, e, cfg, now); err != nil {
 			return nil, err
 		}
 		if e.current() == nil {
 			return nil, fmt.Errorf("%s write produced no version", k.Name)
 		}
-		settings.apply(e, now)
+		e.trimVersions(e.effectiveMaxVersions(cfg)) // a settings-only write may lower it
 		if e.LastRotated.Equal(now) {
 			// The write replaced the material (a new password or key): like
 			// a rotation, it ends a run of failed scheduled rotations.
@@ -257,11 +273,10 @@ type commonSettings struct {
 func commonSettingsFrom(d *framework.FieldData) (commonSettings, error) {
 	var s commonSettings
 	if v, ok := d.GetOk("rotation_period"); ok {
-		secs := v.(int)
-		if secs < 0 {
-			return s, badInput("rotation_period must not be negative (got %ds)", secs)
+		p, err := checkDuration("rotation_period", v.(int), maxRotationPeriod)
+		if err != nil {
+			return s, err
 		}
-		p := time.Duration(secs) * time.Second
 		s.rotationPeriod = &p
 	}
 	if v, ok := d.GetOk("auto_rotate"); ok {
@@ -397,7 +412,11 @@ func (b *backend) onEntry(k *secretKind, fn entryHandler) framework.OperationFun
 		if err != nil {
 			return nil, err
 		}
-		e, err := loadDerived(ctx, req.Storage, ref, b.now())
+		cfg, err := b.config(ctx, req.Storage)
+		if err != nil {
+			return nil, err
+		}
+		e, err := loadDerived(ctx, req.Storage, ref, cfg, b.now())
 		if err != nil {
 			return nil, err
 		}

@@ -199,6 +199,9 @@ type rotation struct {
 	Reason     string
 	IncidentID string
 	Actor      actor
+	// RevokePrevious revokes, in the same change, every version that was
+	// valid before the rotation (the superseded one and any in grace).
+	RevokePrevious bool
 }
 
 // rotateEntry makes the next version of e with newly generated material and
@@ -216,6 +219,9 @@ func (b *backend) rotateEntry(ctx context.Context, e *secretEntry, kind *secretK
 // (a DKIM key_type or selector) use it directly.
 func (e *secretEntry) rotateTo(material interface{}, kind *secretKind, cfg *engineConfig, r rotation, now time.Time) error {
 	from := e.CurrentVersion
+	// Taken before the new version supersedes the current one, which may
+	// expire it at once (SMTP) or move it into grace (SSH, DKIM).
+	live := e.liveVersions(kind)
 	if err := e.addVersion(material, r.Actor, now, kind, cfg); err != nil {
 		return err
 	}
@@ -224,9 +230,25 @@ func (e *secretEntry) rotateTo(material interface{}, kind *secretKind, cfg *engi
 	e.record(historyEntry{
 		Time: now, Operation: "rotate", Trigger: r.Trigger, Reason: r.Reason,
 		IncidentID: r.IncidentID, Actor: r.Actor, Result: "success",
-		FromVersion: from, ToVersion: e.CurrentVersion,
+		FromVersion: from, ToVersion: e.CurrentVersion, RevokePrevious: r.RevokePrevious,
 	})
-	return nil
+	if !r.RevokePrevious {
+		return nil
+	}
+	_, err := e.revokeVersions(kind, live, r, now)
+	return err
+}
+
+// revokedAt lists the versions revoked at now, oldest first: what a
+// rotation with revoke_previous (or a revoke) has just revoked.
+func (e *secretEntry) revokedAt(now time.Time) []int {
+	out := []int{}
+	for _, v := range e.Versions {
+		if v.Status == statusRevoked && v.StatusTime.Equal(now) {
+			out = append(out, v.Version)
+		}
+	}
+	return out
 }
 
 // rotateStored loads, rotates and saves one secret under its lock. It returns
@@ -245,6 +267,9 @@ func (b *backend) rotateStored(ctx context.Context, s logical.Storage, kind *sec
 	}
 	if e != nil {
 		b.emit(ctx, "rotate", e, "trigger", r.Trigger, "version", fmt.Sprint(e.CurrentVersion))
+		if r.RevokePrevious {
+			b.emit(ctx, "revoke", e, "trigger", r.Trigger, "version", fmt.Sprint(e.CurrentVersion))
+		}
 	}
 	return e, nil
 }

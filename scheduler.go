@@ -134,6 +134,11 @@ func (b *backend) loadSchedule(ctx context.Context, s logical.Storage, cfg *engi
 				b.sched.set(key, time.Time{})
 				return nil
 			}
+			// A config change (a lower max_versions) resets the index, so
+			// this scan is where the versions it hides leave storage.
+			if err := b.persistDerived(ctx, s, e, kind, cfg); err != nil {
+				return err
+			}
 			b.reschedule(e, kind, cfg, time.Time{})
 			return nil
 		})
@@ -171,7 +176,7 @@ func (b *backend) maintain(ctx context.Context, s logical.Storage, key string, c
 		return nil
 	}
 	now := b.now()
-	changed, err := kind.endGraces(e, now)
+	changed, err := e.derive(kind, cfg, now)
 	if err != nil {
 		return err
 	}
@@ -188,7 +193,7 @@ func (b *backend) maintain(ctx context.Context, s logical.Storage, key string, c
 			if e, err = loadSecret(ctx, s, kind.Name, parts[1], parts[2]); err != nil || e == nil {
 				return err
 			}
-			if _, err := kind.endGraces(e, now); err != nil {
+			if _, err := e.derive(kind, cfg, now); err != nil {
 				return err
 			}
 			e.noteRotationFailure(r, now, rotErr)
@@ -205,6 +210,16 @@ func (b *backend) maintain(ctx context.Context, s logical.Storage, key string, c
 	}
 	b.reschedule(e, kind, cfg, now)
 	return nil
+}
+
+// persistDerived saves what derive changes on a stored entry (ended grace
+// periods, versions beyond max_versions). The caller holds the lock.
+func (b *backend) persistDerived(ctx context.Context, s logical.Storage, e *secretEntry, kind *secretKind, cfg *engineConfig) error {
+	changed, err := e.derive(kind, cfg, b.now())
+	if err != nil || !changed {
+		return err
+	}
+	return saveSecret(ctx, s, e)
 }
 
 // walkSecrets calls fn for every stored secret of one type, of one tenant

@@ -80,6 +80,9 @@ type historyEntry struct {
 	FromVersion int       `json:"from_version"`
 	ToVersion   int       `json:"to_version"`
 	Error       string    `json:"error,omitempty"`
+	// RevokePrevious marks an incident rotation that revoked every version
+	// valid before it (the revoke row that follows lists them).
+	RevokePrevious bool `json:"revoke_previous,omitempty"`
 }
 
 // secretEntry is the stored form of one secret of any type.
@@ -129,7 +132,7 @@ func (e *secretEntry) version(n int) *secretVersion {
 // addVersion appends a new active version built from material. The previous
 // version is handed to the type's supersede rule (expired at once, or kept
 // valid through a grace period), and versions beyond maxVersions are dropped
-// oldest first, except ones still inside a grace period.
+// oldest first, even ones still inside a grace period (see trimVersions).
 func (e *secretEntry) addVersion(material interface{}, by actor, now time.Time, kind *secretKind, cfg *engineConfig) error {
 	raw, err := json.Marshal(material)
 	if err != nil {
@@ -155,20 +158,25 @@ func (e *secretEntry) addVersion(material interface{}, by actor, now time.Time, 
 			return err
 		}
 	}
-	e.trimVersions(e.effectiveMaxVersions(cfg), now)
+	e.trimVersions(e.effectiveMaxVersions(cfg))
 	return nil
 }
 
-// trimVersions keeps at most max versions; a version whose grace has not ended
-// is kept even then, because dropping it would cut the overlap short.
-func (e *secretEntry) trimVersions(max int, now time.Time) {
-	for len(e.Versions) > max {
-		oldest := e.Versions[0]
-		if oldest.Version == e.CurrentVersion || oldest.GraceUntil.After(now) {
-			return
-		}
-		e.Versions = e.Versions[1:]
+// trimVersions keeps at most max versions, dropping the oldest first. The
+// cap is hard: a version still inside its grace period is dropped too, which
+// ends its overlap early. Keeping it instead would let rotations inside the
+// grace window grow the entry (and authorized_keys) without bound. The
+// current version is never dropped. It reports whether anything was dropped.
+func (e *secretEntry) trimVersions(max int) bool {
+	if max < 1 {
+		max = 1
 	}
+	over := len(e.Versions) - max
+	if over <= 0 {
+		return false
+	}
+	e.Versions = append([]secretVersion(nil), e.Versions[over:]...)
+	return true
 }
 
 func (e *secretEntry) effectiveMaxVersions(cfg *engineConfig) int {
@@ -235,16 +243,17 @@ func (e *secretEntry) historyView() []interface{} {
 	for i := len(e.History) - 1; i >= 0; i-- { // newest first
 		h := e.History[i]
 		out = append(out, map[string]interface{}{
-			"time":         formatTime(h.Time),
-			"operation":    h.Operation,
-			"trigger":      h.Trigger,
-			"reason":       h.Reason,
-			"incident_id":  h.IncidentID,
-			"actor":        h.Actor.view(),
-			"result":       h.Result,
-			"from_version": h.FromVersion,
-			"to_version":   h.ToVersion,
-			"error":        h.Error,
+			"time":            formatTime(h.Time),
+			"operation":       h.Operation,
+			"trigger":         h.Trigger,
+			"reason":          h.Reason,
+			"incident_id":     h.IncidentID,
+			"actor":           h.Actor.view(),
+			"result":          h.Result,
+			"from_version":    h.FromVersion,
+			"to_version":      h.ToVersion,
+			"error":           h.Error,
+			"revoke_previous": h.RevokePrevious,
 		})
 	}
 	return out
@@ -271,10 +280,26 @@ func loadSecret(ctx context.Context, s logical.Storage, kind, tenant, name strin
 	return &e, nil
 }
 
+// maxEntryBytes bounds the encoded size of one secret's storage entry, well
+// under the 1 MiB that Raft accepts for one entry (max_entry_size), leaving
+// room for the barrier's encryption and seal wrapping. The other bounds
+// (max_versions <= 100, key and text field lengths, historyLimit, private
+// keys destroyed once a version is revoked or expired) keep every entry a
+// request can build below it (TestSaveSecret_LargestEntryFitsTheBound);
+// the guard is the backstop for anything those bounds missed.
+const maxEntryBytes = 768 * 1024
+
+// saveSecret writes e in one Put. An entry above maxEntryBytes is refused
+// with a 413 and nothing is written: past Raft's limit every later write
+// to the secret, revoke included, would fail.
 func saveSecret(ctx context.Context, s logical.Storage, e *secretEntry) error {
 	entry, err := logical.StorageEntryJSON(e.storageKey(), e)
 	if err != nil {
 		return err
+	}
+	if n := len(entry.Value); n > maxEntryBytes {
+		return logical.CodedError(413, fmt.Sprintf("%s/%s/%s would take %d bytes in storage, more than the %d-byte bound of one secret; "+
+			"lower its max_versions and retry", e.Kind, e.Tenant, e.Name, n, maxEntryBytes))
 	}
 	return s.Put(ctx, entry)
 }
@@ -308,7 +333,7 @@ func (b *backend) modifyStored(ctx context.Context, s logical.Storage, kind *sec
 		return nil, err
 	}
 	now := b.now()
-	e, err := loadDerived(ctx, s, secretRef{kind: kind, tenant: tenant, name: name}, now)
+	e, err := loadDerived(ctx, s, secretRef{kind: kind, tenant: tenant, name: name}, cfg, now)
 	if err != nil || e == nil {
 		return nil, err
 	}

@@ -295,3 +295,42 @@ func TestOpenAPI_DescribesEveryPath(t *testing.T) {
 		t.Fatalf("OpenAPI has %d penguinmails paths", found)
 	}
 }
+
+// TestSMTP_IncidentRotationAndLoweredMaxVersions: an incident rotation
+// destroys the password it replaces; after config max_versions=1 the older
+// versions answer 404 at once.
+func TestSMTP_IncidentRotationAndLoweredMaxVersions(t *testing.T) {
+	l := client.Logical()
+	const path = mount + "/smtp/tenant-maxv/mail-1"
+	t.Cleanup(func() {
+		_, _ = l.Delete(path)
+		_, _ = l.Write(mount+"/config", map[string]interface{}{"max_versions": 5})
+	})
+	rememberSecret("first-Password-1")
+	rememberSecret("second-Password-2")
+	if _, err := l.Write(path, map[string]interface{}{"username": "a@example.com", "host": "smtp.example.com", "password": "first-Password-1"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Write(path, map[string]interface{}{"password": "second-Password-2"}); err != nil {
+		t.Fatal(err)
+	}
+	rot, err := l.Write(path+"/rotate", map[string]interface{}{"revoke_previous": true, "incident_id": "INC-2026-078"})
+	if err != nil || fmt.Sprint(rot.Data["revoked_versions"]) != "[2]" {
+		t.Fatalf("incident rotation: %v %v", rot, err)
+	}
+	v2, err := readRaw(l, path, map[string][]string{"version": {"2"}})
+	if err != nil || v2.Data["status"] != "revoked" || v2.Data["password"] != nil {
+		t.Fatalf("version 2 after the incident rotation: %v, status %v, has password %v", err, v2.Data["status"], v2.Data["password"] != nil)
+	}
+	if s, err := readRaw(l, path, map[string][]string{"version": {"1"}}); err != nil || s.Data["password"] != "first-Password-1" {
+		t.Fatalf("version 1 before lowering max_versions: %v", err)
+	}
+	if _, err := l.Write(mount+"/config", map[string]interface{}{"max_versions": 1}); err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range []string{"1", "2"} {
+		if _, err := readRaw(l, path, map[string][]string{"version": {v}}); statusCode(err) != 404 {
+			t.Fatalf("version %s after max_versions=1: %v, want 404", v, err)
+		}
+	}
+}

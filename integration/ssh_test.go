@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/hashicorp/vault/api"
 	"golang.org/x/crypto/ssh"
 
 	"github.com/penguinmails/vault-plugin-penguinmails/internal/sshcheck"
@@ -86,7 +87,7 @@ func TestSSH_UserFlowThroughCLI(t *testing.T) {
 		t.Fatalf("first read: %v", v1)
 	}
 
-	checkPublicOf(t, vaultCLI(t, "read", "-field=private_key", path+"/private"), "", pub1)
+	checkPublicOf(t, vaultCLI(t, "write", "-f", "-field=private_key", path+"/private"), "", pub1)
 	rememberSecret("cli-Passphrase-1")
 	checkPublicOf(t, vaultCLI(t, "write", "-field=private_key", path+"/private", "passphrase=cli-Passphrase-1"), "cli-Passphrase-1", pub1)
 	counted := cliData(t, "read", path)
@@ -115,7 +116,7 @@ func TestSSH_UserFlowThroughCLI(t *testing.T) {
 	if keys := cliData(t, "read", path+"/authorized_keys"); keys["authorized_keys"] != "" || len(keys["keys"].([]interface{})) != 0 {
 		t.Fatalf("authorized_keys after revoke: %v", keys)
 	}
-	if out := vaultCLIFails(t, "read", path+"/private"); !strings.Contains(out, "Code: 409") || !strings.Contains(out, "revoked") {
+	if out := vaultCLIFails(t, "write", "-f", path+"/private"); !strings.Contains(out, "Code: 409") || !strings.Contains(out, "revoked") {
 		t.Fatalf("download after revoke:\n%s", out)
 	}
 	first := cliData(t, "read", path+"/history")["history"].([]interface{})[0].(map[string]interface{})
@@ -158,9 +159,8 @@ func TestSSH_GoClient(t *testing.T) {
 		if s.Data["key_type"] != kt.name || fmt.Sprint(s.Data["key_bits"]) != fmt.Sprint(kt.bits) || s.Data["fingerprint"] != keygenFP(t, pub) {
 			t.Fatalf("%s: read %v %v %v", kt.name, s.Data["key_type"], s.Data["key_bits"], s.Data["fingerprint"])
 		}
-		// GET with the passphrase as a query parameter.
 		rememberSecret("go-Passphrase-1")
-		dl, err := l.ReadWithData(path+"/private", map[string][]string{"passphrase": {"go-Passphrase-1"}})
+		dl, err := l.Write(path+"/private", map[string]interface{}{"passphrase": "go-Passphrase-1"})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -182,23 +182,23 @@ func TestSSH_GoClient(t *testing.T) {
 	if s.Data["key_type"] != "rsa-3072" || s.Data["imported"] != true || s.Data["fingerprint"] != keygenFP(t, pub) {
 		t.Fatalf("imported key: %v %v %v", s.Data["key_type"], s.Data["imported"], s.Data["fingerprint"])
 	}
-	dl, err := l.Read(path + "/private")
+	dl, err := l.Write(path+"/private", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	checkPublicOf(t, dl.Data["private_key"].(string), "", pub)
-	if _, err := l.Read(path + "/private"); statusCode(err) != 409 || !strings.Contains(err.Error(), "one_time_download") {
+	if _, err := l.Write(path+"/private", nil); statusCode(err) != 409 || !strings.Contains(err.Error(), "one_time_download") {
 		t.Fatalf("second one-time download: %v, want 409", err)
 	}
 	if _, err := l.Write(path+"/rotate", map[string]interface{}{"reason": "new download"}); err != nil {
 		t.Fatal(err)
 	}
-	dl, err = l.Read(path + "/private")
+	dl, err = l.Write(path+"/private", nil)
 	if err != nil || fmt.Sprint(dl.Data["version"]) != "2" || dl.Data["key_type"] != "rsa-3072" {
 		t.Fatalf("download after rotation: %v %v", dl, err)
 	}
 	rememberKey(dl.Data["private_key"].(string))
-	if _, err := l.Read(path + "/private"); statusCode(err) != 409 {
+	if _, err := l.Write(path+"/private", nil); statusCode(err) != 409 {
 		t.Fatalf("second download of version 2: %v, want 409", err)
 	}
 
@@ -249,5 +249,92 @@ func TestSSH_BadImportsAre400AndStoreNothing(t *testing.T) {
 	}
 	if s, err := client.Logical().List(mount + "/ssh/tenant-bad"); err != nil || s != nil {
 		t.Fatalf("refused imports stored something: %v %v", s, err)
+	}
+}
+
+// TestSSH_IncidentRotationAndExportCapability: revoke_previous takes every
+// old key out of authorized_keys at once; export is an update on .../private
+// (a GET is 405); a passphrase in the query string of the POST never reaches
+// the engine (the key comes back unencrypted).
+func TestSSH_IncidentRotationAndExportCapability(t *testing.T) {
+	l := client.Logical()
+	const path = mount + "/ssh/tenant-inc/admin"
+	if _, err := l.Write(path, map[string]interface{}{"key_type": "ed25519"}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _, _ = l.Delete(path) })
+	if _, err := l.Write(path+"/rotate", nil); err != nil { // version 1 in grace
+		t.Fatal(err)
+	}
+	rot, err := l.Write(path+"/rotate", map[string]interface{}{"revoke_previous": true, "incident_id": "INC-2026-077", "reason": "key leaked"})
+	if err != nil || fmt.Sprint(rot.Data["revoked_versions"]) != "[1 2]" {
+		t.Fatalf("incident rotation: %v %v", rot, err)
+	}
+	ak, err := l.Read(path + "/authorized_keys")
+	if err != nil || len(ak.Data["keys"].([]interface{})) != 1 || strings.Count(ak.Data["authorized_keys"].(string), "\n") != 1 {
+		t.Fatalf("authorized_keys after the incident rotation: %v %v", ak, err)
+	}
+	hist, err := l.Read(path + "/history")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h := hist.Data["history"].([]interface{})[0].(map[string]interface{}); h["operation"] != "revoke" || h["trigger"] != "event" || h["incident_id"] != "INC-2026-077" {
+		t.Fatalf("history after the incident rotation: %v", h)
+	}
+
+	if _, err := readRaw(l, path+"/private", nil); statusCode(err) != 405 {
+		t.Fatalf("GET .../private: %v, want 405", err)
+	}
+	out := vaultCLIFails(t, "read", path+"/private")
+	if !strings.Contains(out, "Code: 405") {
+		t.Fatalf("vault read .../private:\n%s", out)
+	}
+
+	rememberSecret("query-Passphrase-9")
+	req := client.NewRequest("POST", "/v1/"+path+"/private")
+	req.Params.Set("passphrase", "query-Passphrase-9")
+	resp, err := client.RawRequest(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	dl, err := api.ParseSecret(resp.Body)
+	if err != nil || dl == nil {
+		t.Fatalf("POST with a query passphrase: %v %v", dl, err)
+	}
+	if dl.Data["encrypted"] != false || !strings.Contains(dl.Data["private_key"].(string), "OPENSSH PRIVATE KEY") {
+		t.Fatalf("the query passphrase reached the engine: encrypted %v", dl.Data["encrypted"])
+	}
+	rememberKey(dl.Data["private_key"].(string))
+	if _, err := l.Write(mount+"/ssh/tenant-inc/absent/private", nil); statusCode(err) != 404 || !strings.Contains(err.Error(), "ssh/tenant-inc/absent") {
+		t.Fatalf("download of a missing key: %v, want a 404 naming it", err)
+	}
+}
+
+// TestBounds_DurationsAndTextAre400 sends values beyond the documented
+// bounds through the real server.
+func TestBounds_DurationsAndTextAre400(t *testing.T) {
+	l := client.Logical()
+	cases := []struct {
+		path  string
+		in    map[string]interface{}
+		field string
+	}{
+		{mount + "/config", map[string]interface{}{"ssh_grace_period": "2540400h"}, "ssh_grace_period"},
+		{mount + "/config", map[string]interface{}{"dkim_rotation_period": "3651d"}, "dkim_rotation_period"},
+		{mount + "/ssh/tenant-bounds/k1", map[string]interface{}{"rotation_period": "3651d"}, "rotation_period"},
+		{mount + "/smtp/tenant-bounds/m1", map[string]interface{}{"username": "a@example.com", "host": "smtp.example.com",
+			"webmail_url": "https://mail.example.com/" + strings.Repeat("a", 2048)}, "webmail_url"},
+	}
+	for _, tc := range cases {
+		_, err := l.Write(tc.path, tc.in)
+		if statusCode(err) != 400 || !strings.Contains(err.Error(), tc.field) {
+			t.Errorf("%s %s: %v, want a 400 naming the field", tc.path, tc.field, err)
+		}
+	}
+	for _, kind := range []string{"ssh", "smtp"} {
+		if s, err := l.List(mount + "/" + kind + "/tenant-bounds"); err != nil || s != nil {
+			t.Fatalf("refused writes stored %s secrets: %v %v", kind, s, err)
+		}
 	}
 }
