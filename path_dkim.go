@@ -515,7 +515,9 @@ func dkimPrivate(e *secretEntry, ref secretRef, d *framework.FieldData) (*logica
 
 const dkimHelp = `
 The DKIM signing key of one domain. The secret's name is the domain
-(d=), lowercased; a Unicode name is stored as IDNA punycode.
+(d=) in its one spelling: lowercase, no trailing dot, a Unicode name as its
+IDNA punycode. Another spelling is a 400 naming the canonical path. A domain
+belongs to one tenant across the mount (see dkim-domains/{domain}).
 
   vault write -f penguinmails/dkim/tenant-1/example.com
   vault write penguinmails/dkim/tenant-1/example.com key_type=ed25519 selector=mail1
@@ -541,7 +543,9 @@ key_type or selector on an existing key is a rotation too.
 const dkimDNSHelp = `
 Lists the DNS TXT records of the domain's keys. "publish" holds the active
 key and the retiring ones (keep them in DNS until their grace_until has
-passed); "remove" holds retired keys whose records can be deleted.
+passed); "revoke" holds revoked keys, whose record must read "v=DKIM1; p="
+(an empty p= means revoked, RFC 6376 3.6.1); "remove" holds retired keys
+whose records can be deleted.
 Each record has name, type, value and txt_strings (value cut into strings of
 at most 255 bytes, for DNS servers that need it).
 `
@@ -560,6 +564,11 @@ update on this path and deny {domain}/private.
 const dkimPrivateHelp = `
 Returns a version's private key in PKCS#8 PEM (private_key) for MTAs that
 sign themselves (OpenDKIM, Postfix, KumoMTA), with its selector and record
-name. A key created with exportable=false is refused, whatever the policy.
-A retired version has no private key any more (404).
+name. Exporting is an update (POST/PUT); a read is no operation here.
+
+  vault write -f -field=private_key penguinmails/dkim/tenant-1/example.com/private
+
+A key created with exportable=false is refused, whatever the policy. A
+retired version has no private key any more (404); a revoked one neither
+(409, rotate for a new key).
 `

@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -1002,5 +1003,38 @@ func BenchmarkDKIMSignLarge8MiB(b *testing.B) {
 		if err != nil || resp.IsError() {
 			b.Fatalf("sign: %v %v", resp, err)
 		}
+	}
+}
+
+// A selector may be given again only dkimSelectorQuarantine after its key
+// left DNS; entries written before the bounded list keep theirs refused.
+func TestDKIM_SelectorReuseWaitsForTheQuarantine(t *testing.T) {
+	env := newTestEnv(t)
+	env.ok(logical.UpdateOperation, "config", map[string]interface{}{"dkim_grace_period": 0})
+	env.ok(logical.UpdateOperation, dkimPath, map[string]interface{}{"key_type": "ed25519", "selector": "mail1", "max_versions": 1})
+	env.ok(logical.UpdateOperation, dkimPath+"/rotate", nil) // mail1 retired now, and trimmed
+	env.clock.Advance(dkimSelectorQuarantine - time.Minute)
+	if msg := env.badRequest(logical.UpdateOperation, dkimPath, map[string]interface{}{"selector": "mail1"}); !strings.Contains(msg, "30 days") {
+		t.Fatalf("reuse inside the quarantine: %q", msg)
+	}
+	env.clock.Advance(time.Minute)
+	env.ok(logical.UpdateOperation, dkimPath, map[string]interface{}{"selector": "mail1"})
+
+	// A legacy list is honoured, then folded into the bounded one.
+	e, err := loadSecret(context.Background(), env.storage, "dkim", "tenant-1", "example.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, _ := dkimSettingsOf(e)
+	s.Selectors, s.LegacyUsed = nil, []string{"old1"}
+	e.Settings, _ = json.Marshal(s)
+	if err := saveSecret(context.Background(), env.storage, e); err != nil {
+		t.Fatal(err)
+	}
+	env.badRequest(logical.UpdateOperation, dkimPath, map[string]interface{}{"selector": "old1"})
+	env.ok(logical.UpdateOperation, dkimPath+"/rotate", nil)
+	settings := env.storedDKIMSettings("tenant-1", "example.com")
+	if _, legacy := settings["used_selectors"]; legacy || !strings.Contains(fmt.Sprint(settings["selectors"]), "old1") {
+		t.Fatalf("settings after a rotation: %v", settings)
 	}
 }
