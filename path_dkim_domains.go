@@ -101,7 +101,9 @@ func dkimHolders(ctx context.Context, s logical.Storage, domain string) ([]strin
 func (o *domainOwners) guard(p *framework.Path, b *backend) {
 	write := p.Operations[logical.UpdateOperation].(*framework.PathOperation)
 	next := write.Callback
-	write.Callback = func(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	// b.handle again around the whole: the claim code must not panic the
+	// plugin process either.
+	write.Callback = b.handle(func(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 		tenant, domain := d.Get("tenant").(string), d.Get("name").(string)
 		if validateIdentifier("tenant", tenant) != nil || checkDKIMDomain(tenant, domain) != nil {
 			return next(ctx, req, d) // reports the bad segment
@@ -111,10 +113,10 @@ func (o *domainOwners) guard(p *framework.Path, b *backend) {
 			return nil, err // a 409 or a storage error
 		}
 		return next(ctx, req, d)
-	}
+	})
 	del := p.Operations[logical.DeleteOperation].(*framework.PathOperation)
 	nextDel := del.Callback
-	del.Callback = func(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	del.Callback = b.handle(func(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 		domain := d.Get("name").(string)
 		defer o.lock(domain)()
 		resp, err := nextDel(ctx, req, d)
@@ -123,7 +125,7 @@ func (o *domainOwners) guard(p *framework.Path, b *backend) {
 		}
 		_, err = o.settle(ctx, b, req.Storage, domain)
 		return resp, err
-	}
+	})
 }
 
 // admit lets tenant write its secret for domain: the domain is unclaimed

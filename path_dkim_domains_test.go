@@ -302,3 +302,38 @@ func TestDKIMDomains_ReleaseOnlyAStaleClaim(t *testing.T) {
 		t.Fatalf("claim %+v", c)
 	}
 }
+
+// Creates racing for one domain from many tenants: one wins, the rest get
+// a 409, and only the winner's secret is stored.
+func TestDKIMDomains_ConcurrentCreatesLeaveOneOwner(t *testing.T) {
+	env := newTestEnv(t)
+	const tenants = 8
+	codes := make([]int, tenants)
+	var wg sync.WaitGroup
+	for i := 0; i < tenants; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			resp, err := env.do(logical.UpdateOperation, "dkim/tenant-"+string(rune('a'+i))+"/race.example", map[string]interface{}{"key_type": "ed25519"})
+			codes[i] = statusOf(logical.UpdateOperation, resp, err)
+		}(i)
+	}
+	wg.Wait()
+	won := 0
+	for _, c := range codes {
+		switch c {
+		case 200:
+			won++
+		case 409:
+		default:
+			t.Fatalf("status %d among %v", c, codes)
+		}
+	}
+	holders, err := dkimHolders(context.Background(), env.storage, "race.example")
+	if won != 1 || len(holders) != 1 || env.claimOf("race.example").Tenant != holders[0] {
+		t.Fatalf("%d creates won, holders %v, claim %+v", won, holders, env.claimOf("race.example"))
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+}
