@@ -43,11 +43,13 @@ type engineConfig struct {
 // platform's 90-day recommendation until one is set.
 func defaultConfig() *engineConfig {
 	return &engineConfig{
-		SMTP:                    typePolicy{RotationPeriod: 30 * day, AlertThreshold: 7 * day},
-		SSH:                     typePolicy{RotationPeriod: 90 * day, AlertThreshold: 14 * day, GracePeriod: 24 * time.Hour},
-		APIKey:                  typePolicy{RotationPeriod: 90 * day, AlertThreshold: 7 * day},
-		DKIM:                    typePolicy{RotationPeriod: 365 * day, AlertThreshold: 30 * day, GracePeriod: 48 * time.Hour},
-		MaxVersions:             5,
+		SMTP:        typePolicy{RotationPeriod: 30 * day, AlertThreshold: 7 * day},
+		SSH:         typePolicy{RotationPeriod: 90 * day, AlertThreshold: 14 * day, GracePeriod: 24 * time.Hour},
+		APIKey:      typePolicy{RotationPeriod: 90 * day, AlertThreshold: 7 * day},
+		DKIM:        typePolicy{RotationPeriod: 365 * day, AlertThreshold: 30 * day, GracePeriod: 48 * time.Hour},
+		MaxVersions: 5,
+
+		// 4 MiB: far above real mail, far below the plugin's memory.
 		DKIMSignMaxMessageBytes: 4 << 20,
 	}
 }
