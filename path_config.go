@@ -32,6 +32,9 @@ type engineConfig struct {
 	DKIM           typePolicy `json:"dkim"`
 	MaxVersions    int        `json:"max_versions"`
 	PasswordPolicy string     `json:"password_policy"`
+	// DKIMSignMaxMessageBytes bounds the decoded message of one DKIM sign:
+	// one plugin process serves every mount and tenant.
+	DKIMSignMaxMessageBytes int `json:"dkim_sign_max_message_bytes,omitempty"`
 }
 
 // defaultConfig carries the periods of the feature document: SSH 90 days with
@@ -45,8 +48,18 @@ func defaultConfig() *engineConfig {
 		APIKey:      typePolicy{RotationPeriod: 90 * day, AlertThreshold: 7 * day},
 		DKIM:        typePolicy{RotationPeriod: 365 * day, AlertThreshold: 30 * day, GracePeriod: 48 * time.Hour},
 		MaxVersions: 5,
+
+		// 4 MiB: far above real mail, far below the plugin's memory.
+		DKIMSignMaxMessageBytes: 4 << 20,
 	}
 }
+
+// Bounds of dkim_sign_max_message_bytes: below 1 KiB no real message fits,
+// above 64 MiB one request could exhaust the plugin's memory.
+const (
+	minDKIMSignBytes = 1 << 10
+	maxDKIMSignBytes = 64 << 20
+)
 
 // maxVersionsLimit bounds max_versions: every version lives in the secret's
 // one storage entry, which must stay small.
@@ -117,6 +130,11 @@ func pathConfig(b *backend) *framework.Path {
 			Type:        framework.TypeString,
 			Description: "Name of a Vault password policy used to generate SMTP passwords (at most 128 characters). Empty: a built-in generator (44 random base62 characters).",
 		},
+		"dkim_sign_max_message_bytes": {
+			Type: framework.TypeInt,
+			Description: fmt.Sprintf("Largest message (decoded) that dkim/.../sign accepts; larger is a 413 (default 4 MiB, %d to %d).",
+				minDKIMSignBytes, maxDKIMSignBytes),
+		},
 	}
 	for _, s := range durationSettings() {
 		fields[s.field] = &framework.FieldSchema{Type: framework.TypeDurationSecond, Description: s.help}
@@ -179,6 +197,8 @@ func (b *backend) pathConfigRead(ctx context.Context, req *logical.Request, _ *f
 	data := map[string]interface{}{
 		"max_versions":    cfg.MaxVersions,
 		"password_policy": cfg.PasswordPolicy,
+
+		"dkim_sign_max_message_bytes": cfg.DKIMSignMaxMessageBytes,
 	}
 	for _, s := range durationSettings() {
 		data[s.field] = int64(*s.ptr(cfg) / time.Second)
@@ -213,6 +233,13 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 			return nil, badInput("max_versions must be between 1 and %d (got %d)", maxVersionsLimit, n)
 		}
 		next.MaxVersions = n
+	}
+	if v, ok := d.GetOk("dkim_sign_max_message_bytes"); ok {
+		n := v.(int)
+		if n < minDKIMSignBytes || n > maxDKIMSignBytes {
+			return nil, badInput("dkim_sign_max_message_bytes must be between %d and %d (got %d)", minDKIMSignBytes, maxDKIMSignBytes, n)
+		}
+		next.DKIMSignMaxMessageBytes = n
 	}
 	if v, ok := d.GetOk("password_policy"); ok {
 		next.PasswordPolicy = strings.TrimSpace(v.(string))
@@ -272,6 +299,7 @@ Durations accept seconds or a unit: 30d, 720h, 2592000.
   dkim_grace_period                                  48h
   max_versions                                       5
   password_policy                                    "" (built-in generator)
+  dkim_sign_max_message_bytes                        4194304 (4 MiB)
 
 A rotation period of 0 turns scheduled rotation off for that type. Rotation
 periods and alert thresholds are at most 3650d (10 years), grace periods at

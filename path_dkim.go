@@ -2,7 +2,6 @@ package penguinmails
 
 import (
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -11,6 +10,8 @@ import (
 	"github.com/emersion/go-msgauth/dkim"
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/penguinmails/vault-plugin-penguinmails/internal/dkimkey"
 )
 
 // DKIM version statuses: a replaced key stays published (retiring) through
@@ -20,19 +21,6 @@ const (
 	dkimStatusRetiring = "retiring"
 	dkimStatusRetired  = "retired"
 )
-
-// dkimSettings apply to the whole secret.
-type dkimSettings struct {
-	// KeyType is the type of the current key and of the keys rotation makes.
-	KeyType string `json:"key_type"`
-	// Exportable false is for ever: such a key can sign but never be read.
-	Exportable     bool   `json:"exportable"`
-	SelectorPrefix string `json:"selector_prefix"`
-	// UsedSelectors are the selectors of every key this secret has had, also
-	// of versions max_versions has dropped: a selector is never reused, since
-	// DNS caches and mail in transit may still tie it to the old key.
-	UsedSelectors []string `json:"used_selectors,omitempty"`
-}
 
 // dkimMaterial is one key version. Each version has its own selector, so
 // the old and the new key can be published side by side.
@@ -45,48 +33,61 @@ type dkimMaterial struct {
 }
 
 func dkimKind() *secretKind {
+	owners := newDomainOwners() // per mount: each backend makes its own kinds
 	return &secretKind{
-		Name:          "dkim",
-		Title:         "DKIM key",
-		policy:        func(c *engineConfig) typePolicy { return c.DKIM },
-		paths:         pathDKIM,
-		generate:      generateDKIMVersion,
-		graceStatus:   dkimStatusRetiring,
-		afterGrace:    dkimStatusRetired,
-		onGraceEnd:    destroyDKIMPrivateKey,
-		normalizeName: normalizeDomain,
-		nameRule:      "The signing domain (d=), for example example.com. It " + dkimDomainRule + ".",
+		Name:   "dkim",
+		Title:  "DKIM key",
+		policy: func(c *engineConfig) typePolicy { return c.DKIM },
+		paths: func(b *backend, k *secretKind) []*framework.Path {
+			return pathDKIM(b, k, owners)
+		},
+		generate:     generateDKIMVersion,
+		onNewVersion: noteDKIMVersion,
+		graceStatus:  dkimStatusRetiring,
+		afterGrace:   dkimStatusRetired,
+		onGraceEnd:   destroyDKIMPrivateKey,
+		// A revoked key loses its private part at once; dns lists it under
+		// revoke, and sign and private refuse it.
+		revocable:         true,
+		onRevoke:          destroyDKIMPrivateKey,
+		checkNameSpelling: checkDKIMDomain,
+		nameRule:          "The signing domain (d=), for example example.com. It " + dkimkey.DomainRule + ".",
 	}
 }
 
-func pathDKIM(b *backend, k *secretKind) []*framework.Path {
+func pathDKIM(b *backend, k *secretKind, owners *domainOwners) []*framework.Path {
 	fields := map[string]*framework.FieldSchema{
 		"key_type": {Type: framework.TypeString,
 			Description: "Key algorithm: rsa-2048 (default), rsa-3072, rsa-4096 or ed25519 (RFC 8463). RSA below 2048 bits is refused. " +
 				"On an existing key, a different key_type makes a new key with a new selector (the old one retires after the grace period)."},
 		"selector": {Type: framework.TypeString,
-			Description: "Selector of the new key, one DNS label, unique within the domain. Left out, one is made from selector_prefix and the month (pm202611, pm202611-2, ...). " +
+			Description: "Selector of the new key, one DNS label in lowercase, unique within the domain. Left out, one is made from selector_prefix and the month (pm202611, pm202611-2, ...). " +
 				"On an existing key, a different selector makes a new key."},
 		"selector_prefix": {Type: framework.TypeString,
-			Description: fmt.Sprintf("Prefix of generated selectors (default %q), 1-%d lowercase letters, digits or hyphens.", dkimDefaultSelectorPrefix, maxSelectorPrefix)},
+			Description: fmt.Sprintf("Prefix of generated selectors (default %q), %s.", dkimDefaultSelectorPrefix, dkimkey.SelectorPrefixRule)},
 		"exportable": {Type: framework.TypeBool, Default: true,
-			Description: "Whether the private key can be read at {domain}/private (default true). Once false it can never be turned on again; the key can still sign."},
+			Description: "Whether the private key can be exported at {domain}/private (default true). Once false it can never be turned on again; the key can still sign."},
 	}
-	return []*framework.Path{
-		secretPath(b, k, fields, writeDKIM, viewDKIM, "Create, read, update and delete the DKIM key of a domain.", dkimHelp),
+	secret := secretPath(b, k, fields, owners.writeDKIM, viewDKIM, "Create, read, update and delete the DKIM key of a domain.", dkimHelp)
+	owners.guard(secret, b)
+	private := dkimSubPath(b, k, "private", logical.UpdateOperation, dkimPrivate, map[string]*framework.FieldSchema{
+		"version": {Type: framework.TypeInt,
+			Description: "Version whose private key to return; 0 or unset means the active one."},
+	}, "Export a DKIM private key (PEM) for MTAs that sign by themselves.", dkimPrivateHelp)
+	// Exporting writes nothing, but it is an update (D3: one capability);
+	// the active node answers it like every other update.
+	forwardToActive(private)
+	return append([]*framework.Path{
+		secret,
 		dkimSubPath(b, k, "dns", logical.ReadOperation, dkimDNS, nil,
-			"DNS records of a domain's DKIM keys: to publish now, and safe to remove.", dkimDNSHelp),
-		dkimSubPath(b, k, "sign", logical.UpdateOperation, dkimSign, dkimSignFields(),
-			"Sign a message with the domain's active DKIM key and return the DKIM-Signature header.", dkimSignHelp),
-		dkimSubPath(b, k, "private", logical.ReadOperation, dkimPrivate, map[string]*framework.FieldSchema{
-			"version": {Type: framework.TypeInt, Query: true,
-				Description: "Version whose private key to return; 0 or unset means the active one."},
-		}, "Export a DKIM private key (PEM) for MTAs that sign by themselves.", dkimPrivateHelp),
-	}
+			"DNS records of a domain's DKIM keys: to publish now, to remove, and to revoke.", dkimDNSHelp),
+		dkimSignPath(b, k),
+		private,
+	}, owners.paths(b, k)...)
 }
 
 // dkimSubPath builds a {tenant}/{domain}/{suffix} path with one operation.
-// None of them writes storage, so none is forwarded to the active node.
+// None of them writes storage.
 func dkimSubPath(b *backend, k *secretKind, suffix string, op logical.Operation, fn entryHandler,
 	extra map[string]*framework.FieldSchema, synopsis, description string) *framework.Path {
 	p := secretSubPath(k, suffix, extra)
@@ -97,14 +98,44 @@ func dkimSubPath(b *backend, k *secretKind, suffix string, op logical.Operation,
 	return p
 }
 
+func forwardToActive(p *framework.Path) {
+	for _, h := range p.Operations {
+		if op, ok := h.(*framework.PathOperation); ok {
+			op.ForwardPerformanceStandby, op.ForwardPerformanceSecondary = true, true
+		}
+	}
+}
+
 // dkimSignPattern is the sign path's pattern; the forwarding test lists it
 // among the update operations that write nothing.
 var dkimSignPattern = secretSubPattern("dkim", "sign")
 
+// dkimSignPath is {domain}/sign. The message size is checked against the
+// config before the secret is read or anything is decoded.
+func dkimSignPath(b *backend, k *secretKind) *framework.Path {
+	p := dkimSubPath(b, k, "sign", logical.UpdateOperation, nil, dkimSignFields(),
+		"Sign a message with the domain's active DKIM key and return the DKIM-Signature header.", dkimSignHelp)
+	p.Operations[logical.UpdateOperation].(*framework.PathOperation).Callback = b.handle(
+		func(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+			cfg, err := b.config(ctx, req.Storage)
+			if err != nil {
+				return nil, err
+			}
+			encoded, opts, err := dkimSignInput(d, cfg.DKIMSignMaxMessageBytes)
+			if err != nil {
+				return nil, err
+			}
+			return b.onEntry(k, func(e *secretEntry, ref secretRef, _ *framework.FieldData) (*logical.Response, error) {
+				return dkimSign(e, ref, encoded, opts)
+			})(ctx, req, d)
+		})
+	return p
+}
+
 // dkimSettingsOf decodes a secret's settings, or returns the defaults for a
 // secret being created.
 func dkimSettingsOf(e *secretEntry) (dkimSettings, error) {
-	s := dkimSettings{KeyType: dkimDefaultKeyType, Exportable: true, SelectorPrefix: dkimDefaultSelectorPrefix}
+	s := dkimSettings{KeyType: dkimkey.DefaultKeyType, Exportable: true, SelectorPrefix: dkimDefaultSelectorPrefix}
 	if len(e.Settings) == 0 {
 		return s, nil
 	}
@@ -124,7 +155,7 @@ type dkimChange struct {
 
 // dkimChangeFrom validates every field of a write against the current
 // secret. cur is the active version's material (zero when creating).
-func dkimChangeFrom(d *framework.FieldData, e *secretEntry, cur dkimMaterial) (dkimChange, error) {
+func dkimChangeFrom(d *framework.FieldData, e *secretEntry, cur dkimMaterial, now time.Time) (dkimChange, error) {
 	creating := e.current() == nil
 	settings, err := dkimSettingsOf(e)
 	if err != nil {
@@ -132,17 +163,18 @@ func dkimChangeFrom(d *framework.FieldData, e *secretEntry, cur dkimMaterial) (d
 	}
 	c := dkimChange{settings: settings, newKey: creating}
 	if v, ok := d.GetOk("key_type"); ok {
-		t, err := parseDKIMKeyType(v.(string))
+		t, err := dkimkey.ParseKeyType(v.(string))
 		if err != nil {
 			return c, err
 		}
-		c.newKey = c.newKey || t.name != cur.KeyType
-		c.settings.KeyType = t.name
+		c.newKey = c.newKey || t.Name != cur.KeyType
+		c.settings.KeyType = t.Name
 	}
 	if v, ok := d.GetOk("selector_prefix"); ok {
-		if c.settings.SelectorPrefix, err = validateSelectorPrefix(v.(string)); err != nil {
+		if err := dkimkey.CheckSelectorPrefix(v.(string)); err != nil {
 			return c, err
 		}
+		c.settings.SelectorPrefix = v.(string)
 	}
 	if v, ok := d.GetOk("exportable"); ok {
 		if v.(bool) && !settings.Exportable && !creating {
@@ -151,8 +183,8 @@ func dkimChangeFrom(d *framework.FieldData, e *secretEntry, cur dkimMaterial) (d
 		c.settings.Exportable = v.(bool)
 	}
 	if v, ok := d.GetOk("selector"); ok {
-		s, err := validateSelector("selector", v.(string))
-		if err != nil {
+		s := v.(string)
+		if err := dkimkey.CheckSelector("selector", s); err != nil {
 			return c, err
 		}
 		if s == cur.Selector && !c.newKey {
@@ -161,8 +193,9 @@ func dkimChangeFrom(d *framework.FieldData, e *secretEntry, cur dkimMaterial) (d
 		if n := versionWithSelector(e, s); n > 0 {
 			return c, badInput("invalid selector %q: version %d of %s already uses it; selectors are unique per domain", s, n, e.Name)
 		}
-		if selectorUsed(settings, s) {
-			return c, badInput("invalid selector %q: an earlier version of %s used it; selectors are unique per domain", s, e.Name)
+		if settings.taken(e).at(s, now) {
+			return c, badInput("invalid selector %q: an earlier key of %s used it less than %d days ago; selectors are unique per domain",
+				s, e.Name, int(dkimSelectorQuarantine/day))
 		}
 		c.selector, c.newKey = s, true
 	}
@@ -170,8 +203,9 @@ func dkimChangeFrom(d *framework.FieldData, e *secretEntry, cur dkimMaterial) (d
 }
 
 // writeDKIM creates a key, or updates settings; a new key_type or selector
-// on an existing secret makes a new key, recorded as a rotation.
-func writeDKIM(_ context.Context, b *backend, req *logical.Request, d *framework.FieldData, e *secretEntry, cfg *engineConfig, now time.Time) error {
+// on an existing secret makes a new key, recorded as a rotation. The domain
+// is claimed for the tenant first (domainOwners.writeDKIM).
+func writeDKIM(b *backend, req *logical.Request, d *framework.FieldData, e *secretEntry, cfg *engineConfig, now time.Time) error {
 	creating := e.current() == nil
 	var cur dkimMaterial
 	if !creating {
@@ -179,7 +213,7 @@ func writeDKIM(_ context.Context, b *backend, req *logical.Request, d *framework
 			return err
 		}
 	}
-	c, err := dkimChangeFrom(d, e, cur)
+	c, err := dkimChangeFrom(d, e, cur, now)
 	if err != nil {
 		return err
 	}
@@ -188,13 +222,13 @@ func writeDKIM(_ context.Context, b *backend, req *logical.Request, d *framework
 		if material, err = newDKIMMaterial(b, e, c.settings, c.selector, now); err != nil {
 			return err
 		}
-		rememberSelectors(&c.settings, e, material.Selector)
 	}
 	raw, err := json.Marshal(c.settings)
 	if err != nil {
 		return err
 	}
 	// Everything is validated and generated: only now is the entry changed.
+	// The new version's selector is recorded by noteDKIMVersion.
 	e.Settings = raw
 	switch {
 	case creating:
@@ -208,73 +242,35 @@ func writeDKIM(_ context.Context, b *backend, req *logical.Request, d *framework
 }
 
 // generateDKIMVersion makes a rotated version: a new key of the secret's
-// key_type under a new generated selector.
+// key_type under a new generated selector for the month of now. It leaves
+// e alone; noteDKIMVersion records the selector when the version is added.
 func generateDKIMVersion(_ context.Context, b *backend, e *secretEntry, _ *engineConfig, now time.Time) (interface{}, error) {
 	settings, err := dkimSettingsOf(e)
 	if err != nil {
 		return nil, err
 	}
-	m, err := newDKIMMaterial(b, e, settings, "", now)
-	if err != nil {
-		return nil, err
-	}
-	// The caller saves e only when the rotation succeeds.
-	rememberSelectors(&settings, e, m.Selector)
-	raw, err := json.Marshal(settings)
-	if err != nil {
-		return nil, err
-	}
-	e.Settings = raw
-	return m, nil
-}
-
-// selectorUsed reports whether a version of the secret, kept or dropped, had
-// selector.
-func selectorUsed(s dkimSettings, selector string) bool {
-	for _, u := range s.UsedSelectors {
-		if u == selector {
-			return true
-		}
-	}
-	return false
-}
-
-// rememberSelectors adds the kept versions' selectors and the new one to
-// s.UsedSelectors (entries written before it existed have none).
-func rememberSelectors(s *dkimSettings, e *secretEntry, selector string) {
-	add := func(sel string) {
-		if sel != "" && !selectorUsed(*s, sel) {
-			s.UsedSelectors = append(s.UsedSelectors, sel)
-		}
-	}
-	for i := range e.Versions {
-		var m dkimMaterial
-		if decodeMaterial(&e.Versions[i], &m) == nil {
-			add(m.Selector)
-		}
-	}
-	add(selector)
+	return newDKIMMaterial(b, e, settings, "", now)
 }
 
 // newDKIMMaterial generates a key under selector, or under a generated one
 // when selector is empty.
 func newDKIMMaterial(b *backend, e *secretEntry, s dkimSettings, selector string, now time.Time) (dkimMaterial, error) {
-	t, err := parseDKIMKeyType(s.KeyType)
+	t, err := dkimkey.ParseKeyType(s.KeyType)
 	if err != nil {
 		return dkimMaterial{}, err
 	}
 	if selector == "" {
-		selector = nextSelector(s.SelectorPrefix, now, func(c string) bool { return versionWithSelector(e, c) > 0 || selectorUsed(s, c) })
+		selector = nextSelector(s, now, s.taken(e))
 	}
-	if n := len(dkimRecordName(selector, e.Name)); n > maxDNSName {
+	if n := len(dkimkey.RecordName(selector, e.Name)); n > dkimkey.MaxName {
 		return dkimMaterial{}, badInput("invalid domain %s with selector %q: the record name {selector}._domainkey.{domain} would be %d characters, DNS allows %d",
-			quoteShort(e.Name), selector, n, maxDNSName)
+			quoteShort(e.Name), selector, n, dkimkey.MaxName)
 	}
-	pair, err := generateDKIMKey(b.GetRandomReader(), t)
+	pair, err := dkimkey.Generate(b.GetRandomReader(), t)
 	if err != nil {
 		return dkimMaterial{}, err
 	}
-	return dkimMaterial{Selector: selector, KeyType: t.name, PublicKey: pair.publicB64, PrivateKey: pair.privatePEM}, nil
+	return dkimMaterial{Selector: selector, KeyType: t.Name, PublicKey: pair.PublicB64, PrivateKey: pair.PrivatePEM}, nil
 }
 
 // versionWithSelector returns the kept version that uses selector, or 0.
@@ -288,8 +284,9 @@ func versionWithSelector(e *secretEntry, selector string) int {
 	return 0
 }
 
-// destroyDKIMPrivateKey is the onGraceEnd hook: a retired key keeps its
-// public part (history, DNS clean-up) and loses its private key.
+// destroyDKIMPrivateKey is the onGraceEnd and onRevoke hook: a retired or
+// revoked key keeps its public part (history, DNS clean-up) and loses its
+// private key.
 func destroyDKIMPrivateKey(v *secretVersion) error {
 	var m dkimMaterial
 	if err := decodeMaterial(v, &m); err != nil {
@@ -304,18 +301,22 @@ func destroyDKIMPrivateKey(v *secretVersion) error {
 	return nil
 }
 
-// dkimRecord is the DNS view of one version's key.
+// dkimRecord is the DNS view of one version's key. A revoked key's record
+// keeps its name and says it is revoked: an empty p= (RFC 6376 3.6.1).
 func dkimRecord(domain string, v *secretVersion, m dkimMaterial) map[string]interface{} {
-	value := dkimTXTValue(m.KeyType, m.PublicKey)
+	value := dkimkey.TXTValue(m.KeyType, m.PublicKey)
+	if v.Status == statusRevoked {
+		value = dkimkey.RevokedTXTValue
+	}
 	rec := map[string]interface{}{
 		"version":     v.Version,
 		"status":      v.Status,
 		"selector":    m.Selector,
 		"key_type":    m.KeyType,
-		"name":        dkimRecordName(m.Selector, domain),
+		"name":        dkimkey.RecordName(m.Selector, domain),
 		"type":        "TXT",
 		"value":       value,
-		"txt_strings": splitTXT(value),
+		"txt_strings": dkimkey.SplitTXT(value),
 	}
 	if !v.GraceUntil.IsZero() {
 		rec["grace_until"] = formatTime(v.GraceUntil)
@@ -341,16 +342,16 @@ func viewDKIM(e *secretEntry, v *secretVersion, _ bool) (map[string]interface{},
 	if err != nil {
 		return nil, err
 	}
-	value := dkimTXTValue(m.KeyType, m.PublicKey)
+	value := dkimkey.TXTValue(m.KeyType, m.PublicKey)
 	out := map[string]interface{}{
 		"domain":          e.Name,
 		"selector":        m.Selector,
 		"active_selector": active.Selector,
 		"key_type":        m.KeyType,
 		"public_key":      m.PublicKey,
-		"record_name":     dkimRecordName(m.Selector, e.Name),
+		"record_name":     dkimkey.RecordName(m.Selector, e.Name),
 		"txt_value":       value,
-		"txt_strings":     splitTXT(value),
+		"txt_strings":     dkimkey.SplitTXT(value),
 		"exportable":      settings.Exportable,
 		"selector_prefix": settings.SelectorPrefix,
 		"has_private_key": m.PrivateKey != "",
@@ -358,7 +359,7 @@ func viewDKIM(e *secretEntry, v *secretVersion, _ bool) (map[string]interface{},
 		// version's selector and record.
 		"versions": versions,
 	}
-	if u := unicodeDomain(e.Name); u != "" {
+	if u := dkimkey.UnicodeDomain(e.Name); u != "" {
 		out["domain_unicode"] = u
 	}
 	return out, nil
@@ -375,135 +376,104 @@ func dkimVersionsView(e *secretEntry) (map[string]interface{}, error) {
 		item := out[fmt.Sprint(v.Version)].(map[string]interface{})
 		item["selector"] = m.Selector
 		item["key_type"] = m.KeyType
-		item["record_name"] = dkimRecordName(m.Selector, e.Name)
+		item["record_name"] = dkimkey.RecordName(m.Selector, e.Name)
 		item["has_private_key"] = m.PrivateKey != ""
 	}
 	return out, nil
 }
 
-// dkimDNS answers {domain}/dns: the records of the active and retiring keys
-// (publish) and of the retired ones still kept (remove), newest first.
+// dkimDNS answers {domain}/dns, newest first: the records of the active and
+// retiring keys (publish), of the revoked ones, whose record must say so
+// (revoke), and of the retired ones still kept (remove).
 func dkimDNS(e *secretEntry, _ secretRef, _ *framework.FieldData) (*logical.Response, error) {
-	publish, remove := []interface{}{}, []interface{}{}
+	publish, revoke, remove := []interface{}{}, []interface{}{}, []interface{}{}
 	for i := len(e.Versions) - 1; i >= 0; i-- {
 		v := &e.Versions[i]
 		var m dkimMaterial
 		if err := decodeMaterial(v, &m); err != nil {
 			return nil, err
 		}
-		if v.Status == statusActive || v.Status == dkimStatusRetiring {
-			publish = append(publish, dkimRecord(e.Name, v, m))
-		} else {
-			remove = append(remove, dkimRecord(e.Name, v, m))
+		rec := dkimRecord(e.Name, v, m)
+		switch v.Status {
+		case statusActive, dkimStatusRetiring:
+			publish = append(publish, rec)
+		case statusRevoked:
+			revoke = append(revoke, rec)
+		default:
+			remove = append(remove, rec)
 		}
 	}
 	return &logical.Response{Data: map[string]interface{}{
-		"domain": e.Name, "publish": publish, "remove": remove,
+		"domain": e.Name, "publish": publish, "revoke": revoke, "remove": remove,
 	}}, nil
 }
 
-// activeDKIMKey returns the active version and its material.
-func activeDKIMKey(e *secretEntry) (*secretVersion, dkimMaterial, error) {
-	var m dkimMaterial
-	v := e.current()
-	if v == nil {
-		return nil, m, fmt.Errorf("dkim/%s/%s has no current version", e.Tenant, e.Name)
+// refuseRevoked answers 409 for a revoked version: its private key was
+// destroyed, and only a rotation makes a key to sign with again.
+func refuseRevoked(ref secretRef, v *secretVersion, m dkimMaterial) error {
+	if v.Status != statusRevoked {
+		return nil
 	}
-	return v, m, decodeMaterial(v, &m)
+	return logical.CodedError(409, fmt.Sprintf("version %d (selector %s) of %s was revoked at %s and its private key destroyed; "+
+		"rotate to make a new key: vault write <mount>/%s/rotate reason=...",
+		v.Version, m.Selector, ref.path(), formatTime(v.StatusTime), ref.path()))
 }
-
-// dkimDefaultHeaders are signed when the request names none: the fields
-// RFC 6376 5.4.1 recommends. A name absent from the message is still listed
-// in h=, so that adding that field later breaks the signature.
-var dkimDefaultHeaders = []string{
-	"From", "Reply-To", "Subject", "Date", "To", "Cc", "Message-ID",
-	"In-Reply-To", "References", "MIME-Version", "Content-Type", "Content-Transfer-Encoding",
-}
-
-const dkimDefaultCanonicalization = "relaxed/relaxed"
 
 func dkimSignFields() map[string]*framework.FieldSchema {
 	return map[string]*framework.FieldSchema{
 		"message": {Type: framework.TypeString, Required: true,
-			Description: "The RFC 5322 message (header, empty line, body), base64-encoded (standard alphabet; line breaks are ignored)."},
+			Description: "The RFC 5322 message (header, empty line, body), base64-encoded (standard alphabet; whitespace is ignored). " +
+				"At most dkim_sign_max_message_bytes (config, default 4 MiB) once decoded; larger is a 413."},
 		"headers": {Type: framework.TypeCommaStringSlice,
-			Description: "Header fields to sign (h=); must include From. Default: " + strings.Join(dkimDefaultHeaders, ", ") + "."},
-		"canonicalization": {Type: framework.TypeString, Default: dkimDefaultCanonicalization,
+			Description: fmt.Sprintf("Header fields to sign (h=); must include From; at most %d. Each %s. Default: %s.",
+				dkimkey.MaxHeaders, dkimkey.HeaderNameRule, strings.Join(dkimkey.DefaultHeaders, ", "))},
+		"canonicalization": {Type: framework.TypeString, Default: dkimkey.DefaultCanonicalization,
 			Description: "header/body canonicalization (c=), each simple or relaxed (default relaxed/relaxed). One name alone sets the header algorithm; the body then uses simple (RFC 6376 3.5)."},
 	}
 }
 
-// dkimSignOptionsFrom validates a sign request. Domain, selector and key are
-// filled in from the stored secret by the caller.
-func dkimSignOptionsFrom(d *framework.FieldData) (*dkim.SignOptions, []byte, error) {
-	encoded := strings.Join(strings.Fields(d.Get("message").(string)), "")
-	if encoded == "" {
-		return nil, nil, badInput("message is required: the base64 of an RFC 5322 message")
-	}
-	msg, err := base64.StdEncoding.DecodeString(encoded)
+// dkimSignInput validates a sign request: the message's size against the
+// limit (counted on the base64, before anything is decoded; 413 above it),
+// the headers and the canonicalization. Domain, selector and key are filled
+// in from the stored secret by the caller.
+func dkimSignInput(d *framework.FieldData, limit int) (string, *dkim.SignOptions, error) {
+	encoded := d.Get("message").(string)
+	size, err := dkimkey.MessageSize(encoded)
 	if err != nil {
-		return nil, nil, badInput("invalid message: not standard base64 (%v)", err)
+		return "", nil, err
 	}
-	opts := &dkim.SignOptions{HeaderKeys: dkimDefaultHeaders}
-	if opts.HeaderCanonicalization, opts.BodyCanonicalization, err = parseCanonicalization(d.Get("canonicalization").(string)); err != nil {
-		return nil, nil, err
+	if size > limit {
+		return "", nil, logical.CodedError(413, fmt.Sprintf("message is %d bytes once decoded; dkim_sign_max_message_bytes (config) allows %d", size, limit))
 	}
+	var headers []string
 	if v, ok := d.GetOk("headers"); ok {
-		if opts.HeaderKeys, err = parseSignedHeaders(v.([]string)); err != nil {
-			return nil, nil, err
-		}
+		headers = v.([]string)
 	}
-	return opts, msg, nil
-}
-
-func parseCanonicalization(value string) (dkim.Canonicalization, dkim.Canonicalization, error) {
-	parts := strings.Split(strings.ToLower(strings.TrimSpace(value)), "/")
-	if len(parts) == 1 {
-		parts = append(parts, string(dkim.CanonicalizationSimple))
-	}
-	ok := func(s string) bool {
-		return s == string(dkim.CanonicalizationSimple) || s == string(dkim.CanonicalizationRelaxed)
-	}
-	if len(parts) != 2 || !ok(parts[0]) || !ok(parts[1]) {
-		return "", "", badInput("invalid canonicalization %s: must be header/body with each simple or relaxed, for example relaxed/relaxed", quoteShort(value))
-	}
-	return dkim.Canonicalization(parts[0]), dkim.Canonicalization(parts[1]), nil
-}
-
-func parseSignedHeaders(names []string) ([]string, error) {
-	out := make([]string, 0, len(names))
-	hasFrom := false
-	for _, n := range names {
-		n = strings.TrimSpace(n)
-		if !headerNameRe.MatchString(n) {
-			return nil, badInput("invalid headers entry %s: a header field name is printable ASCII without spaces or colons", quoteShort(n))
-		}
-		hasFrom = hasFrom || strings.EqualFold(n, "From")
-		out = append(out, n)
-	}
-	if !hasFrom {
-		return nil, badInput("invalid headers: From must be signed (RFC 6376 5.4)")
-	}
-	return out, nil
+	opts, err := dkimkey.SignOptions(headers, d.Get("canonicalization").(string))
+	return encoded, opts, err
 }
 
 // dkimSign answers {domain}/sign. It reads storage only: the signature is
 // made with the active key and nothing is recorded, so performance standbys
 // serve it themselves.
-func dkimSign(e *secretEntry, _ secretRef, d *framework.FieldData) (*logical.Response, error) {
-	opts, msg, err := dkimSignOptionsFrom(d)
+func dkimSign(e *secretEntry, ref secretRef, encoded string, opts *dkim.SignOptions) (*logical.Response, error) {
+	v := e.current()
+	var m dkimMaterial
+	if v == nil {
+		return nil, fmt.Errorf("%s has no current version", ref.path())
+	}
+	if err := decodeMaterial(v, &m); err != nil {
+		return nil, err
+	}
+	if err := refuseRevoked(ref, v, m); err != nil {
+		return nil, err
+	}
+	signer, err := dkimkey.ParsePrivateKey(m.PrivateKey)
 	if err != nil {
 		return nil, err
 	}
-	v, m, err := activeDKIMKey(e)
-	if err != nil {
-		return nil, err
-	}
-	if opts.Signer, err = parseDKIMPrivateKey(m.PrivateKey); err != nil {
-		return nil, err
-	}
-	opts.Domain, opts.Selector = e.Name, m.Selector
-	header, err := signDKIM(msg, opts)
+	opts.Signer, opts.Domain, opts.Selector = signer, e.Name, m.Selector
+	header, err := dkimkey.Sign(encoded, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -511,25 +481,6 @@ func dkimSign(e *secretEntry, _ secretRef, d *framework.FieldData) (*logical.Res
 		"dkim_signature": header, "domain": e.Name, "selector": m.Selector,
 		"version": v.Version, "key_type": m.KeyType,
 	}}, nil
-}
-
-// signDKIM returns the DKIM-Signature header field, folded and ending in
-// CRLF, ready to be put in front of the message as it is.
-func signDKIM(msg []byte, opts *dkim.SignOptions) (string, error) {
-	s, err := dkim.NewSigner(opts)
-	if err != nil {
-		return "", fmt.Errorf("dkim signer: %w", err)
-	}
-	_, werr := s.Write(msg)
-	// Close must run in every case; it reports what went wrong in the
-	// signer, which reads the header first: errors here are the message's.
-	if cerr := s.Close(); cerr != nil || werr != nil {
-		if cerr == nil {
-			cerr = werr
-		}
-		return "", badInput("invalid message: not an RFC 5322 message (header fields, an empty line, then the body): %v", cerr)
-	}
-	return s.Signature(), nil
 }
 
 // dkimPrivate answers {domain}/private with a version's PEM private key,
@@ -550,18 +501,23 @@ func dkimPrivate(e *secretEntry, ref secretRef, d *framework.FieldData) (*logica
 	if err := decodeMaterial(v, &m); err != nil {
 		return nil, err
 	}
+	if err := refuseRevoked(ref, v, m); err != nil {
+		return nil, err
+	}
 	if m.PrivateKey == "" {
 		return nil, notFound("version %d (selector %s) of %s has no private key: it was destroyed when its grace period ended", v.Version, m.Selector, ref.path())
 	}
 	return &logical.Response{Data: map[string]interface{}{
 		"private_key": m.PrivateKey, "domain": e.Name, "selector": m.Selector,
-		"key_type": m.KeyType, "version": v.Version, "record_name": dkimRecordName(m.Selector, e.Name),
+		"key_type": m.KeyType, "version": v.Version, "record_name": dkimkey.RecordName(m.Selector, e.Name),
 	}}, nil
 }
 
 const dkimHelp = `
 The DKIM signing key of one domain. The secret's name is the domain
-(d=), lowercased; a Unicode name is stored as IDNA punycode.
+(d=) in its one spelling: lowercase, no trailing dot, a Unicode name as its
+IDNA punycode. Another spelling is a 400 naming the canonical path. A domain
+belongs to one tenant across the mount (see dkim-domains/{domain}).
 
   vault write -f penguinmails/dkim/tenant-1/example.com
   vault write penguinmails/dkim/tenant-1/example.com key_type=ed25519 selector=mail1
@@ -587,7 +543,9 @@ key_type or selector on an existing key is a rotation too.
 const dkimDNSHelp = `
 Lists the DNS TXT records of the domain's keys. "publish" holds the active
 key and the retiring ones (keep them in DNS until their grace_until has
-passed); "remove" holds retired keys whose records can be deleted.
+passed); "revoke" holds revoked keys, whose record must read "v=DKIM1; p="
+(an empty p= means revoked, RFC 6376 3.6.1); "remove" holds retired keys
+whose records can be deleted.
 Each record has name, type, value and txt_strings (value cut into strings of
 at most 255 bytes, for DNS servers that need it).
 `
@@ -606,6 +564,11 @@ update on this path and deny {domain}/private.
 const dkimPrivateHelp = `
 Returns a version's private key in PKCS#8 PEM (private_key) for MTAs that
 sign themselves (OpenDKIM, Postfix, KumoMTA), with its selector and record
-name. A key created with exportable=false is refused, whatever the policy.
-A retired version has no private key any more (404).
+name. Exporting is an update (POST/PUT); a read is no operation here.
+
+  vault write -f -field=private_key penguinmails/dkim/tenant-1/example.com/private
+
+A key created with exportable=false is refused, whatever the policy. A
+retired version has no private key any more (404); a revoked one neither
+(409, rotate for a new key).
 `

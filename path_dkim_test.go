@@ -10,11 +10,13 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -118,7 +120,7 @@ func TestDKIM_WriteWithNoArgumentsGeneratesRSA2048(t *testing.T) {
 	if strings.Contains(string(raw), "PRIVATE KEY") {
 		t.Fatal("read returns the private key")
 	}
-	if keys := env.storedKeys(); !reflect.DeepEqual(keys, []string{"secrets/dkim/tenant-1/example.com"}) {
+	if keys := env.storedKeys(); !reflect.DeepEqual(keys, []string{"dkim-domains/example.com", "secrets/dkim/tenant-1/example.com"}) {
 		t.Fatalf("stored %v", keys)
 	}
 
@@ -260,7 +262,7 @@ func TestDKIM_PrivateKeyParsesAndMatchesPublishedKey(t *testing.T) {
 			env := newTestEnv(t)
 			env.ok(logical.UpdateOperation, dkimPath, map[string]interface{}{"key_type": keyType})
 			published := env.ok(logical.ReadOperation, dkimPath, nil)["public_key"].(string)
-			out := env.ok(logical.ReadOperation, dkimPath+"/private", nil)
+			out := env.ok(logical.UpdateOperation, dkimPath+"/private", nil)
 			pemText := out["private_key"].(string)
 			if out["selector"] != "pm202611" || out["key_type"] != keyType {
 				t.Fatalf("private answered %v / %v", out["selector"], out["key_type"])
@@ -306,7 +308,7 @@ func TestDKIM_PrivateKeyParsesAndMatchesPublishedKey(t *testing.T) {
 func TestDKIM_NonExportableKeyCanSignButNeverBeExported(t *testing.T) {
 	env := newTestEnv(t)
 	env.ok(logical.UpdateOperation, dkimPath, map[string]interface{}{"key_type": "ed25519", "exportable": false})
-	msg := env.badRequest(logical.ReadOperation, dkimPath+"/private", nil)
+	msg := env.badRequest(logical.UpdateOperation, dkimPath+"/private", nil)
 	if !strings.Contains(msg, "exportable=false") {
 		t.Fatalf("message %q", msg)
 	}
@@ -319,16 +321,16 @@ func TestDKIM_NonExportableKeyCanSignButNeverBeExported(t *testing.T) {
 	}
 	// Rotation keeps the setting: the new key is not exportable either.
 	env.ok(logical.UpdateOperation, dkimPath+"/rotate", map[string]interface{}{"reason": "test"})
-	env.badRequest(logical.ReadOperation, dkimPath+"/private", nil)
+	env.badRequest(logical.UpdateOperation, dkimPath+"/private", nil)
 	if got := env.ok(logical.ReadOperation, dkimPath, nil)["exportable"]; got != false {
 		t.Fatalf("exportable after rotation = %v", got)
 	}
 
 	// An exportable key can be made non-exportable, for good.
 	env.ok(logical.UpdateOperation, "dkim/tenant-1/example.org", map[string]interface{}{"key_type": "ed25519"})
-	env.ok(logical.ReadOperation, "dkim/tenant-1/example.org/private", nil)
+	env.ok(logical.UpdateOperation, "dkim/tenant-1/example.org/private", nil)
 	env.ok(logical.UpdateOperation, "dkim/tenant-1/example.org", map[string]interface{}{"exportable": false})
-	env.badRequest(logical.ReadOperation, "dkim/tenant-1/example.org/private", nil)
+	env.badRequest(logical.UpdateOperation, "dkim/tenant-1/example.org/private", nil)
 	if logs := env.logs.String(); strings.Contains(logs, "PRIVATE KEY") {
 		t.Fatal("a private key appears in the plugin log")
 	}
@@ -394,7 +396,7 @@ func TestDKIM_RotationGraceThenRetirement(t *testing.T) {
 	if _, m := env.storedDKIMVersion("tenant-1", "example.com", 1); m.PrivateKey == "" {
 		t.Fatal("the old private key was destroyed before the grace period ended")
 	}
-	env.ok(logical.ReadOperation, dkimPath+"/private", map[string]interface{}{"version": 1})
+	env.ok(logical.UpdateOperation, dkimPath+"/private", map[string]interface{}{"version": 1})
 
 	// After it: the old selector is no longer to publish, its private key
 	// is gone from storage, its public part stays.
@@ -422,8 +424,8 @@ func TestDKIM_RotationGraceThenRetirement(t *testing.T) {
 	if len(remove) != 1 || remove[0].(map[string]interface{})["name"] != "pm202611._domainkey.example.com" {
 		t.Fatalf("remove = %v", remove)
 	}
-	resp, err := env.do(logical.ReadOperation, dkimPath+"/private", map[string]interface{}{"version": 1})
-	if code := statusOf(logical.ReadOperation, resp, err); code != 404 {
+	resp, err := env.do(logical.UpdateOperation, dkimPath+"/private", map[string]interface{}{"version": 1})
+	if code := statusOf(logical.UpdateOperation, resp, err); code != 404 {
 		t.Fatalf("private of a retired version: status %d, want 404", code)
 	}
 	h := env.ok(logical.ReadOperation, dkimPath+"/history", nil)["history"].([]interface{})[0].(map[string]interface{})
@@ -441,8 +443,8 @@ func TestDKIM_ReadsFollowTheClockBeforeTheSchedulerRuns(t *testing.T) {
 	if v1["status"] != dkimStatusRetired || v1["has_private_key"] != false {
 		t.Fatalf("read after grace, before tick: %v", v1)
 	}
-	resp, err := env.do(logical.ReadOperation, dkimPath+"/private", map[string]interface{}{"version": 1})
-	if code := statusOf(logical.ReadOperation, resp, err); code != 404 {
+	resp, err := env.do(logical.UpdateOperation, dkimPath+"/private", map[string]interface{}{"version": 1})
+	if code := statusOf(logical.UpdateOperation, resp, err); code != 404 {
 		t.Fatalf("private of a version past its grace: status %d, want 404", code)
 	}
 }
@@ -548,26 +550,16 @@ func TestDKIM_BadUpdateLeavesKeyUnchanged(t *testing.T) {
 	}
 }
 
-func TestDKIM_DomainsAreNormalized(t *testing.T) {
+func TestDKIM_UnicodeDomainsLiveUnderTheirPunycode(t *testing.T) {
 	env := newTestEnv(t)
-	env.ok(logical.UpdateOperation, "dkim/tenant-1/Example.COM.", map[string]interface{}{"key_type": "ed25519"})
-	got := env.ok(logical.ReadOperation, dkimPath, nil)
-	if got["domain"] != "example.com" {
-		t.Fatalf("domain %v", got["domain"])
-	}
-	// The same domain in another case is the same secret (existence check).
-	env.ok(logical.UpdateOperation, "dkim/tenant-1/EXAMPLE.com", nil)
-	if v := env.ok(logical.ReadOperation, "dkim/tenant-1/EXAMPLE.com", nil)["version"]; v != 1 {
-		t.Fatalf("version %v", v)
-	}
-
-	env.ok(logical.UpdateOperation, "dkim/tenant-1/Bücher.example", map[string]interface{}{"key_type": "ed25519"})
+	env.ok(logical.UpdateOperation, dkimPath, map[string]interface{}{"key_type": "ed25519"})
+	env.ok(logical.UpdateOperation, "dkim/tenant-1/xn--bcher-kva.example", map[string]interface{}{"key_type": "ed25519"})
 	uni := env.ok(logical.ReadOperation, "dkim/tenant-1/xn--bcher-kva.example", nil)
 	if uni["domain"] != "xn--bcher-kva.example" || uni["domain_unicode"] != "bücher.example" ||
 		uni["record_name"] != "pm202611._domainkey.xn--bcher-kva.example" {
 		t.Fatalf("Unicode domain: %v / %v / %v", uni["domain"], uni["domain_unicode"], uni["record_name"])
 	}
-	signed := env.signVia("dkim/tenant-1/bücher.example", testMessage, nil)
+	signed := env.signVia("dkim/tenant-1/xn--bcher-kva.example", testMessage, nil)
 	if !strings.Contains(signed, "d=xn--bcher-kva.example;") {
 		t.Fatal("signature does not use the punycode domain")
 	}
@@ -579,7 +571,8 @@ func TestDKIM_DomainsAreNormalized(t *testing.T) {
 	if !reflect.DeepEqual(keys, []string{"example.com", "xn--bcher-kva.example"}) {
 		t.Fatalf("list = %v", keys)
 	}
-	env.ok(logical.DeleteOperation, "dkim/tenant-1/Bücher.example", nil)
+	env.badRequest(logical.DeleteOperation, "dkim/tenant-1/Bücher.example", nil)
+	env.ok(logical.DeleteOperation, "dkim/tenant-1/xn--bcher-kva.example", nil)
 	if keys := env.ok(logical.ListOperation, "dkim/tenant-1/", nil)["keys"]; !reflect.DeepEqual(keys, []string{"example.com"}) {
 		t.Fatalf("list after delete = %v", keys)
 	}
@@ -605,10 +598,10 @@ func TestDKIM_PrivateOfMissingKeyIs404(t *testing.T) {
 	if resp, err := env.do(logical.ReadOperation, dkimPath, nil); err != nil || resp != nil {
 		t.Fatalf("read of a missing key: %v, %v (want a bare 404)", resp, err)
 	}
-	for _, p := range []string{dkimPath + "/private", dkimPath + "/dns"} {
-		resp, err := env.do(logical.ReadOperation, p, nil)
-		if code := statusOf(logical.ReadOperation, resp, err); code != 404 {
-			t.Fatalf("read %s of a missing key: status %d (want 404)", p, code)
+	for p, op := range map[string]logical.Operation{dkimPath + "/private": logical.UpdateOperation, dkimPath + "/dns": logical.ReadOperation} {
+		resp, err := env.do(op, p, nil)
+		if code := statusOf(op, resp, err); code != 404 {
+			t.Fatalf("%s %s of a missing key: status %d (want 404)", op, p, code)
 		}
 	}
 	var coded logical.HTTPCodedError
@@ -656,5 +649,392 @@ func TestDKIM_SelectorsOfTrimmedVersionsAreNotReused(t *testing.T) {
 	msg := env.badRequest(logical.UpdateOperation, dkimPath, map[string]interface{}{"selector": "pm202611"})
 	if !strings.Contains(msg, "selector") {
 		t.Fatalf("reused selector of a dropped version: %q", msg)
+	}
+}
+
+// dkimSubPathRequests are every path under a DKIM secret with the operation
+// it serves, so that a rule can be checked on all of them.
+func dkimSubPathRequests(secret string) map[string]logical.Operation {
+	return map[string]logical.Operation{
+		secret:               logical.ReadOperation,
+		secret + "/dns":      logical.ReadOperation,
+		secret + "/sign":     logical.UpdateOperation,
+		secret + "/private":  logical.UpdateOperation,
+		secret + "/rotate":   logical.UpdateOperation,
+		secret + "/history":  logical.ReadOperation,
+		secret + "/revoke":   logical.UpdateOperation,
+		secret + "/bogus":    logical.ReadOperation,
+		secret + "/a/b/c/d":  logical.UpdateOperation,
+		secret + "/../bank2": logical.ReadOperation,
+	}
+}
+
+// Finding 1: a DKIM domain has one accepted spelling; the others are a 400
+// naming the canonical path, on every sub-path, never a silent alias.
+func TestDKIM_NonCanonicalSpellingsAre400NamingTheCanonicalPath(t *testing.T) {
+	env := newTestEnv(t)
+	env.ok(logical.UpdateOperation, "dkim/tenant-1/bank.com", map[string]interface{}{"key_type": "ed25519"})
+	env.ok(logical.UpdateOperation, "dkim/tenant-1/xn--bcher-kva.example", map[string]interface{}{"key_type": "ed25519"})
+	before := env.storageSnapshot()
+	good := base64.StdEncoding.EncodeToString([]byte(testMessage))
+	for spelling, canonical := range map[string]string{
+		"BANK.COM":                     "dkim/tenant-1/bank.com",
+		"Bank.com":                     "dkim/tenant-1/bank.com",
+		"bank.com.":                    "dkim/tenant-1/bank.com",
+		"\uff42\uff41\uff4e\uff4b.com": "dkim/tenant-1/bank.com", // full-width
+		"bank\u3002com":                "dkim/tenant-1/bank.com", // ideographic full stop
+		"b\u00fccher.example":          "dkim/tenant-1/xn--bcher-kva.example",
+		"B\u00fccher.example":          "dkim/tenant-1/xn--bcher-kva.example",
+		"XN--BCHER-KVA.example":        "dkim/tenant-1/xn--bcher-kva.example",
+	} {
+		for path, op := range dkimSubPathRequests("dkim/tenant-1/" + spelling) {
+			if strings.HasSuffix(path, "/../bank2") {
+				continue // Vault resolves ".." before the engine sees it
+			}
+			t.Run(path, func(t *testing.T) {
+				in := map[string]interface{}{"message": good, "reason": "test"}
+				if op == logical.ReadOperation {
+					in = nil
+				}
+				resp, err := env.do(op, path, in)
+				if code := statusOf(op, resp, err); code != 400 {
+					t.Fatalf("status %d (%v, %v), want 400", code, resp, err)
+				}
+				if msg := resp.Error().Error(); !strings.Contains(msg, "use "+canonical) {
+					t.Fatalf("message %q does not name the canonical path %s", msg, canonical)
+				}
+			})
+		}
+	}
+	// A create under a non-canonical spelling stores nothing either.
+	env.badRequest(logical.UpdateOperation, "dkim/tenant-1/EXAMPLE.org", nil)
+	if after := env.storageSnapshot(); !reflect.DeepEqual(before, after) {
+		t.Fatal("a non-canonical spelling changed storage")
+	}
+}
+
+func TestDKIM_NonCanonicalSelectorIs400NamingTheCanonicalValue(t *testing.T) {
+	env := newTestEnv(t)
+	msg := env.badRequest(logical.UpdateOperation, dkimPath, map[string]interface{}{"key_type": "ed25519", "selector": "MAIL1"})
+	if !strings.Contains(msg, "selector") || !strings.Contains(msg, `"mail1"`) {
+		t.Fatalf("selector MAIL1: %q", msg)
+	}
+	if msg := env.badRequest(logical.UpdateOperation, dkimPath, map[string]interface{}{"selector": " mail1"}); !strings.Contains(msg, `"mail1"`) {
+		t.Fatalf("selector with a space: %q", msg)
+	}
+	if keys := env.storedKeys(); len(keys) != 0 {
+		t.Fatalf("stored %v", keys)
+	}
+	env.ok(logical.UpdateOperation, dkimPath, map[string]interface{}{"key_type": "ed25519", "selector": "mail1"})
+}
+
+// Finding 2: a revoked DKIM key loses its private key at once; dns lists
+// it under revoke with an empty p=, sign and private answer 409 until a
+// rotation makes a new key.
+func TestDKIM_RevokeDestroysKeysAndListsSelectorsUnderRevoke(t *testing.T) {
+	env := newTestEnv(t)
+	env.ok(logical.UpdateOperation, dkimPath, map[string]interface{}{"key_type": "ed25519"})
+	env.ok(logical.UpdateOperation, dkimPath+"/rotate", map[string]interface{}{"reason": "yearly"})
+	got := env.ok(logical.UpdateOperation, dkimPath+"/revoke", map[string]interface{}{"reason": "key leaked", "incident_id": "INC-9"})
+	if !reflect.DeepEqual(got["revoked_versions"], []int{1, 2}) {
+		t.Fatalf("revoke answered %v", got)
+	}
+	for v := 1; v <= 2; v++ {
+		if sv, m := env.storedDKIMVersion("tenant-1", "example.com", v); sv.Status != statusRevoked || m.PrivateKey != "" || m.PublicKey == "" {
+			t.Fatalf("stored version %d: status %q, private key present %v", v, sv.Status, m.PrivateKey != "")
+		}
+	}
+	dns := env.ok(logical.ReadOperation, dkimPath+"/dns", nil)
+	if publish := dns["publish"].([]interface{}); len(publish) != 0 {
+		t.Fatalf("publish after revoke: %v", publish)
+	}
+	revoke, _ := dns["revoke"].([]interface{})
+	if len(revoke) != 2 {
+		t.Fatalf("revoke list %v", dns["revoke"])
+	}
+	for i, sel := range []string{"pm202611-2", "pm202611"} {
+		rec := revoke[i].(map[string]interface{})
+		if rec["name"] != sel+"._domainkey.example.com" || rec["value"] != "v=DKIM1; p=" || rec["status"] != statusRevoked ||
+			!reflect.DeepEqual(rec["txt_strings"], []string{"v=DKIM1; p="}) {
+			t.Fatalf("revoke[%d] = %v", i, rec)
+		}
+	}
+	good := base64.StdEncoding.EncodeToString([]byte(testMessage))
+	if msg := env.refused(logical.UpdateOperation, dkimPath+"/sign", map[string]interface{}{"message": good}, 409); !strings.Contains(msg, "revoked") || !strings.Contains(msg, dkimPath+"/rotate") {
+		t.Fatalf("sign after revoke: %q", msg)
+	}
+	if msg := env.refused(logical.UpdateOperation, dkimPath+"/private", nil, 409); !strings.Contains(msg, "revoked") || !strings.Contains(msg, dkimPath+"/rotate") {
+		t.Fatalf("private after revoke: %q", msg)
+	}
+	if msg := env.refused(logical.UpdateOperation, dkimPath+"/private", map[string]interface{}{"version": 1}, 409); !strings.Contains(msg, "revoked") {
+		t.Fatalf("private of a revoked version: %q", msg)
+	}
+
+	// A rotation makes a usable key; the revoked ones stay under revoke.
+	env.ok(logical.UpdateOperation, dkimPath+"/rotate", map[string]interface{}{"reason": "after incident"})
+	records := env.publishedTXT(dkimPath)
+	if err := dkimcheck.Verify(records, env.signVia(dkimPath, testMessage, nil)); err != nil || len(records) != 1 {
+		t.Fatalf("after the rotation: %d records, %v", len(records), err)
+	}
+	if n := len(env.ok(logical.ReadOperation, dkimPath+"/dns", nil)["revoke"].([]interface{})); n != 2 {
+		t.Fatalf("revoke list after the rotation has %d records", n)
+	}
+	if logs := env.logs.String(); strings.Contains(logs, "PRIVATE KEY") {
+		t.Fatal("a private key appears in the plugin log")
+	}
+}
+
+// A version retired by the end of its grace stays under remove; only
+// revoked ones are under revoke.
+func TestDKIM_RetiredStaysUnderRemoveRevokedGoesUnderRevoke(t *testing.T) {
+	env := newTestEnv(t)
+	env.ok(logical.UpdateOperation, "config", map[string]interface{}{"dkim_grace_period": 0})
+	env.ok(logical.UpdateOperation, dkimPath, map[string]interface{}{"key_type": "ed25519"})
+	env.ok(logical.UpdateOperation, dkimPath+"/rotate", nil)
+	env.ok(logical.UpdateOperation, dkimPath+"/revoke", map[string]interface{}{"reason": "leak"})
+	dns := env.ok(logical.ReadOperation, dkimPath+"/dns", nil)
+	remove, _ := dns["remove"].([]interface{})
+	revoke, _ := dns["revoke"].([]interface{})
+	if len(remove) != 1 || remove[0].(map[string]interface{})["version"] != 1 || remove[0].(map[string]interface{})["status"] != dkimStatusRetired {
+		t.Fatalf("remove = %v", remove)
+	}
+	if len(revoke) != 1 || revoke[0].(map[string]interface{})["version"] != 2 {
+		t.Fatalf("revoke = %v", revoke)
+	}
+}
+
+// Finding 7: header names are RFC 7230 tokens, so no DKIM tag can be
+// injected through h=; their count and length are bounded.
+func TestDKIM_SignRefusesTagInjectionInHeaders(t *testing.T) {
+	env := newTestEnv(t)
+	env.ok(logical.UpdateOperation, dkimPath, map[string]interface{}{"key_type": "ed25519"})
+	good := base64.StdEncoding.EncodeToString([]byte(testMessage))
+	for name, headers := range map[string]interface{}{
+		"semicolon and equals": "From,Subject;d=evil.example;s=x",
+		"equals":               "From,x=y",
+		"semicolon":            "From,Subject;",
+		"quote":                "From,Sub\"ject",
+		"parenthesis":          "From,(x)",
+		"too many":             "From," + strings.Repeat("X-A,", 64) + "X-B",
+		"too long":             "From," + strings.Repeat("x", 129),
+	} {
+		t.Run(name, func(t *testing.T) {
+			msg := env.badRequest(logical.UpdateOperation, dkimPath+"/sign", map[string]interface{}{"message": good, "headers": headers})
+			if !strings.Contains(msg, "headers") {
+				t.Fatalf("message %q does not name headers", msg)
+			}
+			if name == "semicolon and equals" && !strings.Contains(msg, "RFC 7230") {
+				t.Fatalf("message %q does not give the rule", msg)
+			}
+		})
+	}
+	// Every token character is still accepted.
+	signed := env.signVia(dkimPath, testMessage, map[string]interface{}{"headers": "From,X-a!#$%&'*+-.^_`|~9"})
+	if err := dkimcheck.Verify(env.publishedTXT(dkimPath), signed); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Finding 6: sign refuses a message over dkim_sign_max_message_bytes with a
+// 413 naming the field and the limit.
+func TestDKIM_SignRefusesOversizeMessageWith413(t *testing.T) {
+	env := newTestEnv(t)
+	if got := env.ok(logical.ReadOperation, "config", nil)["dkim_sign_max_message_bytes"]; got != 4<<20 {
+		t.Fatalf("default dkim_sign_max_message_bytes = %v, want %d", got, 4<<20)
+	}
+	env.ok(logical.UpdateOperation, "config", map[string]interface{}{"dkim_sign_max_message_bytes": 2048})
+	env.ok(logical.UpdateOperation, dkimPath, map[string]interface{}{"key_type": "ed25519"})
+	body := strings.Repeat("x", 2048-len(testMessage))
+	exact := testMessage + body
+	env.signVia(dkimPath, exact, nil) // at the limit
+	over := base64.StdEncoding.EncodeToString([]byte(exact + "y"))
+	msg := env.refused(logical.UpdateOperation, dkimPath+"/sign", map[string]interface{}{"message": over}, 413)
+	if !strings.Contains(msg, "dkim_sign_max_message_bytes") || !strings.Contains(msg, "2048") {
+		t.Fatalf("oversize sign: %q", msg)
+	}
+	// Line breaks in the base64 do not count against the limit.
+	wrapped := base64.StdEncoding.EncodeToString([]byte(exact))
+	var folded strings.Builder
+	for i := 0; i < len(wrapped); i += 76 {
+		folded.WriteString(wrapped[i:min(i+76, len(wrapped))] + "\r\n")
+	}
+	env.ok(logical.UpdateOperation, dkimPath+"/sign", map[string]interface{}{"message": folded.String()})
+
+	for _, bad := range []int{0, 1023, 64<<20 + 1, -1} {
+		if msg := env.badRequest(logical.UpdateOperation, "config", map[string]interface{}{"dkim_sign_max_message_bytes": bad}); !strings.Contains(msg, "dkim_sign_max_message_bytes") {
+			t.Fatalf("config %d: %q", bad, msg)
+		}
+	}
+}
+
+// Finding 10 (D3): exporting is an update on private; a read is no
+// operation there.
+func TestDKIM_PrivateIsUpdateOnly(t *testing.T) {
+	env := newTestEnv(t)
+	env.ok(logical.UpdateOperation, dkimPath, map[string]interface{}{"key_type": "ed25519"})
+	if _, err := env.do(logical.ReadOperation, dkimPath+"/private", nil); !errors.Is(err, logical.ErrUnsupportedOperation) {
+		t.Fatalf("read of private: %v, want unsupported operation (405)", err)
+	}
+	if pemText := env.ok(logical.UpdateOperation, dkimPath+"/private", nil)["private_key"].(string); !strings.Contains(pemText, "PRIVATE KEY") {
+		t.Fatal("update of private gave no key")
+	}
+}
+
+// monthEndClock answers 2026-11-30 23:59:59 on its first reading and
+// 2026-12-01 on every later one, so a second reading during one request
+// shows as a December selector on a November version.
+type monthEndClock struct {
+	mu    sync.Mutex
+	reads int
+}
+
+func (c *monthEndClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.reads++
+	if c.reads == 1 {
+		return time.Date(2026, 11, 30, 23, 59, 59, 0, time.UTC)
+	}
+	return time.Date(2026, 12, 1, 0, 0, 1, 0, time.UTC)
+}
+
+func TestDKIM_SelectorMonthIsTheRotationsOwnTime(t *testing.T) {
+	for _, op := range []string{"create", "rotate"} {
+		t.Run(op, func(t *testing.T) {
+			env := newTestEnv(t)
+			if op == "rotate" {
+				env.ok(logical.UpdateOperation, dkimPath, map[string]interface{}{"key_type": "ed25519", "selector": "first"})
+			}
+			env.b.clock = (&monthEndClock{}).Now
+			if op == "rotate" {
+				env.ok(logical.UpdateOperation, dkimPath+"/rotate", nil)
+			} else {
+				env.ok(logical.UpdateOperation, dkimPath, map[string]interface{}{"key_type": "ed25519"})
+			}
+			env.b.clock = env.clock.Now
+			got := env.ok(logical.ReadOperation, dkimPath, nil)
+			if got["selector"] != "pm202611" || got["last_rotated"] != "2026-11-30T23:59:59Z" {
+				t.Fatalf("selector %v for a version made at %v", got["selector"], got["last_rotated"])
+			}
+		})
+	}
+}
+
+func TestDKIM_GenerateDoesNotChangeTheEntry(t *testing.T) {
+	env := newTestEnv(t)
+	env.ok(logical.UpdateOperation, dkimPath, map[string]interface{}{"key_type": "ed25519"})
+	e, err := loadSecret(context.Background(), env.storage, "dkim", "tenant-1", "example.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, _ := json.Marshal(e)
+	cfg, _ := env.b.config(context.Background(), env.storage)
+	if _, err := env.b.kinds["dkim"].generate(context.Background(), env.b, e, cfg, env.clock.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if after, _ := json.Marshal(e); !bytes.Equal(before, after) {
+		t.Fatalf("generate changed the entry:\n%s\n%s", before, after)
+	}
+}
+
+// storedDKIMSettings decodes a secret's settings straight from storage.
+func (env *testEnv) storedDKIMSettings(tenant, domain string) map[string]interface{} {
+	env.t.Helper()
+	raw, err := env.storage.Get(context.Background(), secretStorageKey("dkim", tenant, domain))
+	if err != nil || raw == nil {
+		env.t.Fatalf("reading storage: %v", err)
+	}
+	var e struct {
+		Settings map[string]interface{} `json:"settings"`
+	}
+	if err := json.Unmarshal(raw.Value, &e); err != nil {
+		env.t.Fatal(err)
+	}
+	return e.Settings
+}
+
+// rememberedSelectors counts the selectors a secret's settings keep.
+func rememberedSelectors(settings map[string]interface{}) int {
+	n := 0
+	for _, f := range []string{"used_selectors", "selectors"} {
+		if l, ok := settings[f].([]interface{}); ok {
+			n += len(l)
+		}
+	}
+	return n
+}
+
+// Finding 5: the remembered selectors are bounded, and a bounded list still
+// never lets a generated selector come back.
+func TestDKIM_RememberedSelectorsAreBounded(t *testing.T) {
+	env := newTestEnv(t)
+	env.ok(logical.UpdateOperation, "config", map[string]interface{}{"dkim_grace_period": 0})
+	env.ok(logical.UpdateOperation, dkimPath, map[string]interface{}{"key_type": "ed25519", "max_versions": 1})
+	const rotations = 1010
+	seen := map[string]bool{"pm202611": true}
+	for i := 0; i < rotations; i++ {
+		env.ok(logical.UpdateOperation, dkimPath+"/rotate", nil)
+		sel := env.ok(logical.ReadOperation, dkimPath, nil)["selector"].(string)
+		if seen[sel] {
+			t.Fatalf("rotation %d reused selector %s", i+1, sel)
+		}
+		seen[sel] = true
+	}
+	if n := rememberedSelectors(env.storedDKIMSettings("tenant-1", "example.com")); n > 1000 {
+		t.Fatalf("%d selectors remembered after %d rotations, bound is 1000", n, rotations)
+	}
+}
+
+// BenchmarkDKIMSignLarge8MiB measures what one sign of an 8 MiB message
+// allocates (run with -benchmem): the base64 is streamed into the signer,
+// so B/op stays near the size of the request itself.
+func BenchmarkDKIMSignLarge8MiB(b *testing.B) {
+	env := newTestEnv(&testing.T{})
+	env.ok(logical.UpdateOperation, "config", map[string]interface{}{"dkim_sign_max_message_bytes": 16 << 20})
+	env.ok(logical.UpdateOperation, dkimPath, map[string]interface{}{"key_type": "ed25519"})
+	line := strings.Repeat("0123456789abcdef", 4) + "\r\n"
+	msg := testMessage + strings.Repeat(line, (8<<20)/len(line))
+	in := map[string]interface{}{"message": base64.StdEncoding.EncodeToString([]byte(msg))}
+	b.ReportAllocs()
+	b.SetBytes(int64(len(msg)))
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		resp, err := env.do(logical.UpdateOperation, dkimPath+"/sign", in)
+		if err != nil || resp.IsError() {
+			b.Fatalf("sign: %v %v", resp, err)
+		}
+	}
+}
+
+// A selector may be given again only dkimSelectorQuarantine after its key
+// left DNS; entries written before the bounded list keep theirs refused.
+func TestDKIM_SelectorReuseWaitsForTheQuarantine(t *testing.T) {
+	env := newTestEnv(t)
+	env.ok(logical.UpdateOperation, "config", map[string]interface{}{"dkim_grace_period": 0})
+	env.ok(logical.UpdateOperation, dkimPath, map[string]interface{}{"key_type": "ed25519", "selector": "mail1", "max_versions": 1})
+	env.ok(logical.UpdateOperation, dkimPath+"/rotate", nil) // mail1 retired now, and trimmed
+	env.clock.Advance(dkimSelectorQuarantine - time.Minute)
+	if msg := env.badRequest(logical.UpdateOperation, dkimPath, map[string]interface{}{"selector": "mail1"}); !strings.Contains(msg, "30 days") {
+		t.Fatalf("reuse inside the quarantine: %q", msg)
+	}
+	env.clock.Advance(time.Minute)
+	env.ok(logical.UpdateOperation, dkimPath, map[string]interface{}{"selector": "mail1"})
+
+	// A legacy list is honoured, then folded into the bounded one.
+	e, err := loadSecret(context.Background(), env.storage, "dkim", "tenant-1", "example.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, _ := dkimSettingsOf(e)
+	s.Selectors, s.LegacyUsed = nil, []string{"old1"}
+	e.Settings, _ = json.Marshal(s)
+	if err := saveSecret(context.Background(), env.storage, e); err != nil {
+		t.Fatal(err)
+	}
+	env.badRequest(logical.UpdateOperation, dkimPath, map[string]interface{}{"selector": "old1"})
+	env.ok(logical.UpdateOperation, dkimPath+"/rotate", nil)
+	settings := env.storedDKIMSettings("tenant-1", "example.com")
+	if _, legacy := settings["used_selectors"]; legacy || !strings.Contains(fmt.Sprint(settings["selectors"]), "old1") {
+		t.Fatalf("settings after a rotation: %v", settings)
 	}
 }

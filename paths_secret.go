@@ -47,9 +47,8 @@ func refFrom(k *secretKind, d *framework.FieldData) (secretRef, error) {
 	if err := validateIdentifier("tenant", ref.tenant); err != nil {
 		return ref, err
 	}
-	name, err := k.checkName(d.Get("name").(string))
-	ref.name = name
-	return ref, err
+	ref.name = d.Get("name").(string)
+	return ref, k.checkName(ref.tenant, ref.name)
 }
 
 // loadDerived loads a secret and derives, on this copy only, what the clock
@@ -496,8 +495,7 @@ func (b *backend) checkSecretSegments(segs []string) error {
 		return err
 	}
 	if len(segs) > 2 {
-		_, err := k.checkName(segs[2])
-		return err
+		return k.checkName(segs[1], segs[2])
 	}
 	return nil
 }

@@ -54,21 +54,24 @@ type secretKind struct {
 	// revocable adds the {name}/revoke path: every live version is revoked
 	// at once, without grace, until the next rotation.
 	revocable bool
-	// normalizeName, when set, replaces the generic identifier rule for the
-	// {name} segment (DKIM names are domains: lowercased, IDNA-converted).
-	// It returns the canonical name under which the secret is stored.
-	normalizeName func(name string) (string, error)
-	// nameRule describes the {name} segment in help text when normalizeName
-	// applies a rule other than the generic identifier rule.
+	// checkNameSpelling, when set, replaces the generic identifier rule for
+	// the {name} segment of {tenant}/{name} (DKIM names are domains). A name
+	// with one canonical spelling must refuse every other spelling with a
+	// 400 that names the canonical path, never treat it as an alias.
+	checkNameSpelling func(tenant, name string) error
+	// nameRule describes the {name} segment in help text when
+	// checkNameSpelling applies a rule other than the generic identifier
+	// rule.
 	nameRule string
 }
 
-// checkName validates a {name} segment and returns its stored form.
-func (k *secretKind) checkName(name string) (string, error) {
-	if k.normalizeName != nil {
-		return k.normalizeName(name)
+// checkName validates the {name} segment of {type}/{tenant}/{name}. The
+// name is stored as given: it must already be the one accepted spelling.
+func (k *secretKind) checkName(tenant, name string) error {
+	if k.checkNameSpelling != nil {
+		return k.checkNameSpelling(tenant, name)
 	}
-	return name, validateIdentifier("name", name)
+	return validateIdentifier("name", name)
 }
 
 // supersede moves the previously active version out of service: at once, or

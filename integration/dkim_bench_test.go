@@ -61,7 +61,7 @@ func BenchmarkDKIMSign(b *testing.B) {
 // the signer options Vault uses: relaxed/relaxed, the same headers.
 func exportedSignOptions(b *testing.B, path string) *dkim.SignOptions {
 	b.Helper()
-	s, err := client.Logical().Read(path + "/private")
+	s, err := client.Logical().Write(path+"/private", nil)
 	if err != nil || s == nil {
 		b.Fatalf("export: %v", err)
 	}

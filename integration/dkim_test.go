@@ -117,7 +117,7 @@ func TestDKIM_UserFlowThroughCLI(t *testing.T) {
 	}
 
 	// The exported key parses and is the published one.
-	pemText := vaultCLI(t, "read", "-field=private_key", path+"/private")
+	pemText := vaultCLI(t, "write", "-f", "-field=private_key", path+"/private")
 	rememberPrivateKey(pemText)
 	if pub := publicKeyOf(t, pemText); !strings.HasSuffix(got["txt_value"].(string), "p="+pub) {
 		t.Fatal("the exported private key does not match the published record")
@@ -204,7 +204,7 @@ path "` + mount + `/dkim/tenant-pol/+/dns" { capabilities = ["read"] }`
 	if err := dkimcheck.Verify(publishedRecords(t, signer.Logical(), path), signed); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := signer.Logical().Read(path + "/private"); statusCode(err) != 403 {
+	if _, err := signer.Logical().Write(path+"/private", nil); statusCode(err) != 403 {
 		t.Fatalf("export with a sign-only token: %v, want 403", err)
 	}
 
@@ -212,7 +212,7 @@ path "` + mount + `/dkim/tenant-pol/+/dns" { capabilities = ["read"] }`
 	if _, err := l.Write(path, map[string]interface{}{"exportable": false}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := l.Read(path + "/private"); statusCode(err) != 400 || !strings.Contains(err.Error(), "exportable=false") {
+	if _, err := l.Write(path+"/private", nil); statusCode(err) != 400 || !strings.Contains(err.Error(), "exportable=false") {
 		t.Fatalf("export of a non-exportable key as root: %v, want a 400", err)
 	}
 	signed = signWithVault(t, signer.Logical(), path, dkimMessage, nil)
@@ -247,8 +247,7 @@ func TestDKIM_ZeroGraceRetiresAtOnce(t *testing.T) {
 	if remove := dns.Data["remove"].([]interface{}); len(remove) != 1 {
 		t.Fatalf("remove = %v", remove)
 	}
-	// The Go client turns a read's 404 into "no secret"; the raw read shows it.
-	if _, err := readRaw(l, path+"/private", map[string][]string{"version": {"1"}}); statusCode(err) != 404 {
+	if _, err := l.Write(path+"/private", map[string]interface{}{"version": 1}); statusCode(err) != 404 {
 		t.Fatalf("private key of the retired version: %v, want 404", err)
 	}
 }
@@ -258,9 +257,9 @@ func TestDKIM_ZeroGraceRetiresAtOnce(t *testing.T) {
 func TestDKIM_DomainsAndBadInput(t *testing.T) {
 	l := client.Logical()
 	t.Cleanup(func() { _, _ = l.Delete(mount + "/dkim/tenant-idn/xn--bcher-kva.example") })
-	got := cliData(t, "write", mount+"/dkim/tenant-idn/Bücher.example", "key_type=ed25519")
+	got := cliData(t, "write", mount+"/dkim/tenant-idn/xn--bcher-kva.example", "key_type=ed25519")
 	if got["domain"] != "xn--bcher-kva.example" || got["domain_unicode"] != "bücher.example" {
-		t.Fatalf("Unicode domain stored as %v (%v)", got["domain"], got["domain_unicode"])
+		t.Fatalf("punycode domain shown as %v (%v)", got["domain"], got["domain_unicode"])
 	}
 	if s, err := l.List(mount + "/dkim/tenant-idn"); err != nil || fmt.Sprint(s.Data["keys"]) != "[xn--bcher-kva.example]" {
 		t.Fatalf("list: %v %v", s, err)
@@ -284,4 +283,126 @@ func TestDKIM_DomainsAndBadInput(t *testing.T) {
 	if s, err := l.List(mount + "/dkim/tenant-bad"); err != nil || s != nil {
 		t.Fatalf("refused writes stored something: %v %v", s, err)
 	}
+}
+
+// TestDKIM_HardeningThroughRealVault checks issue #7's DKIM findings in the
+// real server: one spelling per domain, one owner per domain, export by
+// update only, the sign size limit, no tag injection, and revoke.
+func TestDKIM_HardeningThroughRealVault(t *testing.T) {
+	const path = mount + "/dkim/tenant-h1/bank.example"
+	l := client.Logical()
+	if _, err := l.Write(path, map[string]interface{}{"key_type": "ed25519"}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _, _ = l.Delete(path) })
+
+	t.Run("non-canonical spellings name the canonical path", func(t *testing.T) {
+		good := base64.StdEncoding.EncodeToString([]byte(dkimMessage))
+		for _, spelling := range []string{"BANK.example", "bank.example.", "\uff42\uff41\uff4e\uff4b.example"} {
+			p := mount + "/dkim/tenant-h1/" + spelling
+			_, errRead := readRaw(l, p, nil)
+			_, errSign := l.Write(p+"/sign", map[string]interface{}{"message": good})
+			_, errPriv := l.Write(p+"/private", nil)
+			_, errDNS := readRaw(l, p+"/dns", nil)
+			for what, err := range map[string]error{"read": errRead, "sign": errSign, "private": errPriv, "dns": errDNS} {
+				if statusCode(err) != 400 && !strings.Contains(fmt.Sprint(err), "status 400") {
+					t.Errorf("%s %q: %v, want a 400", what, spelling, err)
+				}
+				if !strings.Contains(fmt.Sprint(err), "use dkim/tenant-h1/bank.example") {
+					t.Errorf("%s %q: %v does not name the canonical path", what, spelling, err)
+				}
+			}
+		}
+		out := vaultCLIFails(t, "write", "-f", mount+"/dkim/tenant-h1/BANK.example/private")
+		if !strings.Contains(out, "Code: 400") || !strings.Contains(out, "use dkim/tenant-h1/bank.example") {
+			t.Fatalf("CLI with BANK.example:\n%s", out)
+		}
+		_, err := l.Write(path, map[string]interface{}{"selector": "MAIL1"})
+		if statusCode(err) != 400 || !strings.Contains(err.Error(), `"mail1"`) {
+			t.Fatalf("selector MAIL1: %v", err)
+		}
+	})
+
+	t.Run("a second tenant's create is 409", func(t *testing.T) {
+		_, err := l.Write(mount+"/dkim/tenant-h2/bank.example", map[string]interface{}{"key_type": "ed25519"})
+		if statusCode(err) != 409 || !strings.Contains(err.Error(), "dkim/tenant-h1/bank.example") {
+			t.Fatalf("second tenant: %v, want a 409 naming the owner", err)
+		}
+		if s, err := l.List(mount + "/dkim/tenant-h2"); err != nil || s != nil {
+			t.Fatalf("the refused create stored something: %v %v", s, err)
+		}
+		owner, err := l.Read(mount + "/dkim-domains/bank.example")
+		if err != nil || owner == nil || owner.Data["owner"] != "tenant-h1" {
+			t.Fatalf("dkim-domains read: %v %v", owner, err)
+		}
+	})
+
+	t.Run("private is refused by read and given by write", func(t *testing.T) {
+		if _, err := l.Read(path + "/private"); statusCode(err) != 405 {
+			t.Fatalf("read of private: %v, want 405", err)
+		}
+		s, err := l.Write(path+"/private", nil)
+		if err != nil || s == nil {
+			t.Fatalf("write of private: %v", err)
+		}
+		pemText := s.Data["private_key"].(string)
+		rememberPrivateKey(pemText)
+		if pub := publicKeyOf(t, pemText); s.Data["selector"] == "" || !strings.HasSuffix(publishedRecords(t, l, path)[fmt.Sprint(s.Data["record_name"])], "p="+pub) {
+			t.Fatal("the exported key is not the published one")
+		}
+	})
+
+	t.Run("an oversize sign is 413", func(t *testing.T) {
+		if _, err := l.Write(mount+"/config", map[string]interface{}{"dkim_sign_max_message_bytes": 1024}); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			_, _ = l.Write(mount+"/config", map[string]interface{}{"dkim_sign_max_message_bytes": 4 << 20})
+		})
+		big := dkimMessage + strings.Repeat("x", 1024)
+		_, err := l.Write(path+"/sign", map[string]interface{}{"message": base64.StdEncoding.EncodeToString([]byte(big))})
+		if statusCode(err) != 413 || !strings.Contains(err.Error(), "dkim_sign_max_message_bytes") || !strings.Contains(err.Error(), "1024") {
+			t.Fatalf("oversize sign: %v, want a 413 naming the limit", err)
+		}
+		if err := dkimcheck.Verify(publishedRecords(t, l, path), signWithVault(t, l, path, dkimMessage, nil)); err != nil {
+			t.Fatal(err)
+		}
+	})
+
+	t.Run("header tag injection is a 400", func(t *testing.T) {
+		_, err := l.Write(path+"/sign", map[string]interface{}{
+			"message": base64.StdEncoding.EncodeToString([]byte(dkimMessage)),
+			"headers": "From,Subject;d=evil.example;s=x",
+		})
+		if statusCode(err) != 400 || !strings.Contains(err.Error(), "headers") || !strings.Contains(err.Error(), "RFC 7230") {
+			t.Fatalf("header injection: %v, want a 400", err)
+		}
+	})
+
+	t.Run("revoke moves the selector to the revoke list", func(t *testing.T) {
+		cur, err := l.Read(path)
+		if err != nil || cur == nil {
+			t.Fatal(err)
+		}
+		selector := cur.Data["active_selector"].(string)
+		if _, err := l.Write(path+"/revoke", map[string]interface{}{"reason": "integration", "incident_id": "INC-IT-7"}); err != nil {
+			t.Fatal(err)
+		}
+		dns, err := l.Read(path + "/dns")
+		if err != nil || dns == nil {
+			t.Fatal(err)
+		}
+		revoke := dns.Data["revoke"].([]interface{})
+		if len(revoke) != 1 || len(dns.Data["publish"].([]interface{})) != 0 {
+			t.Fatalf("dns after revoke: %v", dns.Data)
+		}
+		rec := revoke[0].(map[string]interface{})
+		if rec["name"] != selector+"._domainkey.bank.example" || rec["value"] != "v=DKIM1; p=" {
+			t.Fatalf("revoke record %v", rec)
+		}
+		_, err = l.Write(path+"/sign", map[string]interface{}{"message": base64.StdEncoding.EncodeToString([]byte(dkimMessage))})
+		if statusCode(err) != 409 || !strings.Contains(err.Error(), "revoked") {
+			t.Fatalf("sign after revoke: %v, want a 409", err)
+		}
+	})
 }
