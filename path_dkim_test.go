@@ -1038,3 +1038,36 @@ func TestDKIM_SelectorReuseWaitsForTheQuarantine(t *testing.T) {
 		t.Fatalf("settings after a rotation: %v", settings)
 	}
 }
+
+// An incident rotation of a DKIM key (revoke_previous, from the shared
+// rotate path and from rotate-tenant) leaves only the new key published and
+// signing: every earlier selector is under revoke with an empty p= and its
+// private key is gone from storage, not retiring for the grace period.
+func TestDKIM_IncidentRotationRevokesEveryEarlierSelector(t *testing.T) {
+	env := newTestEnv(t)
+	env.ok(logical.UpdateOperation, dkimPath, map[string]interface{}{"key_type": "ed25519"})
+	env.ok(logical.UpdateOperation, dkimPath+"/rotate", map[string]interface{}{"reason": "yearly"}) // v1 retiring
+	got := env.ok(logical.UpdateOperation, dkimPath+"/rotate", map[string]interface{}{
+		"revoke_previous": true, "incident_id": "INC-42", "reason": "key leaked"})
+	if !reflect.DeepEqual(got["revoked_versions"], []int{1, 2}) {
+		t.Fatalf("rotate answered %v", got)
+	}
+	env.ok(logical.UpdateOperation, "rotate-tenant/tenant-1", map[string]interface{}{
+		"types": "dkim", "revoke_previous": true, "incident_id": "INC-43", "reason": "tenant breach"})
+	for v := 1; v <= 3; v++ {
+		if sv, m := env.storedDKIMVersion("tenant-1", "example.com", v); sv.Status != statusRevoked || m.PrivateKey != "" {
+			t.Fatalf("stored version %d: status %q, private key present %v", v, sv.Status, m.PrivateKey != "")
+		}
+	}
+	dns := env.ok(logical.ReadOperation, dkimPath+"/dns", nil)
+	if publish := dns["publish"].([]interface{}); len(publish) != 1 || publish[0].(map[string]interface{})["version"] != 4 {
+		t.Fatalf("publish after the incident rotations: %v", publish)
+	}
+	if revoke := dns["revoke"].([]interface{}); len(revoke) != 3 {
+		t.Fatalf("revoke list after the incident rotations: %v", revoke)
+	}
+	records := env.publishedTXT(dkimPath)
+	if err := dkimcheck.Verify(records, env.signVia(dkimPath, testMessage, nil)); err != nil || len(records) != 1 {
+		t.Fatalf("the new key: %d records published, verify: %v", len(records), err)
+	}
+}
