@@ -203,6 +203,9 @@ func malformedRows(t *testing.T) []malformedRow {
 	add("POST dns", "POST", fixDKIM+"/dns", "{}", 405, "", "")
 	add("DELETE config", "DELETE", "config", "", 405, "", "")
 	add("GET rotate-tenant", "GET", "rotate-tenant/sec-fix", "", 405, "", "")
+	// Vault copies the query string into the audit entry's request_uri before
+	// the engine can refuse it, so this row carries no marker.
+	add("passphrase in the query string", "POST", fixSSH+"/private?passphrase=in-the-url", "{}", 400, "passphrase", "")
 
 	// Non-canonical names (D1) and sign header injection.
 	add("upper-case domain", "POST", "dkim/sec-fix/EXAMPLE.COM", "{}", 400, "dkim/sec-fix/example.com", "")
