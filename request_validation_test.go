@@ -140,3 +140,21 @@ func TestRequest_PanicInExistenceCheckIsRecoveredWithoutData(t *testing.T) {
 		t.Fatalf("log carries the panic value or data:\n%s", env.logs.String())
 	}
 }
+
+// handle() recovers a panic in an operation the same way, with the same
+// guarantee about the log.
+func TestRequest_PanicInHandlerIsRecoveredWithoutData(t *testing.T) {
+	env := newTestEnv(t)
+	op := env.b.handle(func(context.Context, *logical.Request, *framework.FieldData) (*logical.Response, error) {
+		panic(marker)
+	})
+	req := &logical.Request{Operation: logical.UpdateOperation, Path: "smtp/tenant-1/m1",
+		Storage: env.storage, Data: map[string]interface{}{"password": marker}}
+	resp, err := op(context.Background(), req, &framework.FieldData{})
+	if resp != nil || err == nil || strings.Contains(err.Error(), marker) {
+		t.Fatalf("got %v, %v; want an internal error without the value", resp, err)
+	}
+	if !strings.Contains(env.logs.String(), "internal error while handling request") || strings.Contains(env.logs.String(), marker) {
+		t.Fatalf("log must report the panic without the value:\n%s", env.logs.String())
+	}
+}
