@@ -5,16 +5,18 @@
 #   make dev-stop  stop what make dev started
 #   make test      unit tests, then integration tests against a real Vault
 #   make bench     benchmarks against a real Vault, with in-process baselines
+#   make fuzz      every Fuzz target of every package, FUZZTIME (60s) each, in turn
 
 VERSION       ?= v0.1.0
 VAULT_VERSION ?= 1.21.0
 PLUGIN_NAME   := vault-plugin-penguinmails
 PLUGIN_BIN    := bin/plugins/$(PLUGIN_NAME)
+FUZZTIME      ?= 60s
 LDFLAGS       := -X github.com/penguinmails/vault-plugin-penguinmails.Version=$(VERSION)
 
 export VERSION VAULT_VERSION PLUGIN_NAME PLUGIN_BIN
 
-.PHONY: build vault dev dev-stop test test-unit test-integration bench fmt vet clean
+.PHONY: build vault dev dev-stop test test-unit test-integration bench fuzz fmt vet clean
 
 build:
 	@mkdir -p $(dir $(PLUGIN_BIN))
@@ -32,8 +34,22 @@ dev-stop:
 
 test: test-unit test-integration
 
+# Every package but the integration tests (which need a real Vault); this
+# also runs the seed corpus of every Fuzz target.
+UNIT_PKGS = $$(go list ./... | grep -v /integration$$)
+
 test-unit: vet
-	go test -race -count=1 .
+	go test -race -count=1 $(UNIT_PKGS)
+
+# go test -fuzz takes one target of one package at a time: list them all and
+# run each for FUZZTIME, one after another.
+fuzz:
+	@set -e; for pkg in $(UNIT_PKGS); do \
+	  for target in $$(go test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
+	    echo "fuzz: $$pkg $$target ($(FUZZTIME))"; \
+	    go test -run '^$$' -fuzz "^$$target\$$" -fuzztime $(FUZZTIME) $$pkg; \
+	  done; \
+	done
 
 test-integration: build vault
 	@scripts/integration.sh test

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"regexp"
-	"runtime/debug"
 	"strings"
 
 	"github.com/penguinmails/vault-plugin-penguinmails/internal/inputerr"
@@ -32,12 +31,7 @@ func notFound(format string, args ...interface{}) error {
 // every mount. The panic value is not logged: it could hold request data.
 func (b *backend) handle(fn framework.OperationFunc) framework.OperationFunc {
 	return func(ctx context.Context, req *logical.Request, d *framework.FieldData) (resp *logical.Response, err error) {
-		defer func() {
-			if r := recover(); r != nil {
-				b.Logger().Error("internal error while handling request", "path", req.Path, "operation", req.Operation, "stack", string(debug.Stack()))
-				resp, err = nil, fmt.Errorf("internal error handling %s %q", req.Operation, req.Path)
-			}
-		}()
+		defer b.recoverRequest(req, &err)
 		resp, err = fn(ctx, req, d)
 		if ie, ok := inputerr.As(err); ok {
 			return logical.ErrorResponse(ie.Error()), nil

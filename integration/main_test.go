@@ -42,6 +42,7 @@ var (
 	vaultAddr     string
 	vaultHome     string // HOME for Vault and the CLI, so ~/.vault-token is never touched
 	vaultLog      string
+	auditLog      string // the file audit device's log; leak-checked like vaultLog
 	pluginVersion string
 	pluginBin     string // the plugin binary under test, outside any plugin directory
 	pluginSHA256  string
@@ -95,6 +96,10 @@ func run(m *testing.M) int {
 	code := m.Run()
 	if leaked := secretsInLog(); len(leaked) > 0 {
 		fmt.Fprintf(os.Stderr, "integration: %d secret value(s) appear in the Vault server log %s\n", len(leaked), vaultLog)
+		code = 1
+	}
+	if leaked := secretsInFile(auditLog); len(leaked) > 0 {
+		fmt.Fprintf(os.Stderr, "integration: %d secret value(s) appear in the audit log %s\n", len(leaked), auditLog)
 		code = 1
 	}
 	if code != 0 {
@@ -155,7 +160,20 @@ func startVault(work string) (*vaultServer, error) {
 	if err := waitHealthy(srv, client, 60*time.Second); err != nil {
 		return srv, err
 	}
-	return srv, registerAndMount(runVault)
+	if err := registerAndMount(runVault); err != nil {
+		return srv, err
+	}
+	return srv, enableFileAudit(filepath.Join(work, "audit.log"))
+}
+
+// enableFileAudit turns on a file audit device, so that the tests can check
+// that no secret reaches the audit log either: Vault hashes request and
+// response data there, but copies error messages as they are.
+func enableFileAudit(path string) error {
+	auditLog = path
+	return client.Sys().EnableAuditWithOptions("file", &api.EnableAuditOptions{
+		Type: "file", Options: map[string]string{"file_path": path},
+	})
 }
 
 // startServer starts `vault args...` with its output in logPath.

@@ -1,0 +1,157 @@
+package penguinmails
+
+import (
+	"context"
+	"fmt"
+	"runtime/debug"
+	"sort"
+	"strings"
+
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/helper/errutil"
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+// The sdk validates request fields itself, but its errors quote the value
+// ("... unconvertible type '[]interface {}', value: '[s3cret]'"), and Vault
+// logs a failed existence check and copies the error unhashed into the audit
+// entry. So the engine checks every request against the matched path's
+// schema first, once for every path, and refuses with messages that name the
+// field and the expected type, never the value.
+
+// HandleExistenceCheck refuses malformed request data before the sdk parses
+// it, and recovers a panic in an existence check like handle() does.
+func (b *backend) HandleExistenceCheck(ctx context.Context, req *logical.Request) (checkFound, exists bool, err error) {
+	defer b.recoverRequest(req, &err)
+	if err := b.checkRequest(req); err != nil {
+		return false, false, errutil.UserError{Err: err.Error()}
+	}
+	return b.Backend.HandleExistenceCheck(ctx, req)
+}
+
+// HandleRequest refuses malformed request data with a 400 before the sdk
+// parses it, and recovers a panic anywhere in the request.
+func (b *backend) HandleRequest(ctx context.Context, req *logical.Request) (resp *logical.Response, err error) {
+	defer b.recoverRequest(req, &err)
+	if err := b.checkRequest(req); err != nil {
+		return logical.ErrorResponse(err.Error()), nil
+	}
+	return b.Backend.HandleRequest(ctx, req)
+}
+
+// recoverRequest turns a panic into an internal error. Neither the panic value
+// nor the request data is logged: either could hold a secret.
+func (b *backend) recoverRequest(req *logical.Request, err *error) {
+	if r := recover(); r != nil {
+		b.Logger().Error("internal error while handling request", "path", req.Path, "operation", req.Operation, "stack", string(debug.Stack()))
+		*err = fmt.Errorf("internal error handling %s %q", req.Operation, req.Path)
+	}
+}
+
+// checkRequest checks req.Data against the schema of the path it is routed
+// to. Help needs no valid data (the sdk skips validation for it too), and a
+// path that takes arbitrary input checks its own.
+func (b *backend) checkRequest(req *logical.Request) error {
+	if req.Operation == logical.HelpOperation || len(req.Data) == 0 {
+		return nil
+	}
+	switch req.Operation {
+	case logical.RenewOperation, logical.RevokeOperation, logical.RollbackOperation, logical.RotationOperation:
+		return nil // not routed to a path
+	}
+	p := b.Backend.Route(req.Path)
+	if p == nil || p.TakesArbitraryInput {
+		return nil
+	}
+	return checkRequestData(p.Fields, req.Operation, req.Data)
+}
+
+// checkRequestData refuses unknown fields (naming them and the accepted ones)
+// and values of the wrong JSON type (naming the field and the type).
+//
+// Vault itself removes "help" and "list=true" from a GET's query, but leaves
+// "list" in a read's data when it is false, so a read may carry it.
+func checkRequestData(fields map[string]*framework.FieldSchema, op logical.Operation, data map[string]interface{}) error {
+	var unknown []string
+	for k := range data {
+		if fields[k] == nil && !(op == logical.ReadOperation && k == "list") {
+			unknown = append(unknown, k)
+		}
+	}
+	if len(unknown) > 0 {
+		return badInput("unknown field(s) %s: this path accepts %s", quoteNames(unknown), acceptedNames(fields))
+	}
+	for _, k := range sortedKeys(data) {
+		if s := fields[k]; s != nil && !fitsType(s, k, data[k]) {
+			return badInput("invalid %s: expected %s", k, typeName(fields[k].Type))
+		}
+	}
+	return nil
+}
+
+// fitsType reports whether the sdk can convert v for the field, using the
+// sdk's own conversion so that the rule cannot drift from it; its error,
+// which quotes the value, is dropped.
+func fitsType(s *framework.FieldSchema, k string, v interface{}) (ok bool) {
+	defer func() {
+		if recover() != nil {
+			ok = false
+		}
+	}()
+	d := framework.FieldData{Raw: map[string]interface{}{k: v}, Schema: map[string]*framework.FieldSchema{k: s}}
+	return d.Validate() == nil
+}
+
+// typeName says in words what a field of type t takes.
+func typeName(t framework.FieldType) string {
+	switch t {
+	case framework.TypeString, framework.TypeLowerCaseString, framework.TypeNameString:
+		return "a string"
+	case framework.TypeInt, framework.TypeInt64:
+		return "an integer"
+	case framework.TypeBool:
+		return "a boolean"
+	case framework.TypeDurationSecond:
+		return "a duration that is not negative (seconds as an integer, or a string such as \"24h\")"
+	case framework.TypeSignedDurationSecond:
+		return "a duration (seconds as an integer, or a string such as \"24h\")"
+	case framework.TypeCommaStringSlice, framework.TypeStringSlice, framework.TypeSlice:
+		return "a list of strings or a comma-separated string"
+	case framework.TypeMap, framework.TypeKVPairs:
+		return "an object"
+	default:
+		return "a value of type " + t.String()
+	}
+}
+
+// quoteNames quotes field names, sorted, each cut short: a name is not a
+// secret, but it is user input and may be huge.
+func quoteNames(names []string) string {
+	sort.Strings(names)
+	const max = 10
+	quoted := make([]string, 0, max+1)
+	for i, n := range names {
+		if i == max {
+			quoted = append(quoted, fmt.Sprintf("and %d more", len(names)-max))
+			break
+		}
+		quoted = append(quoted, quoteShort(n))
+	}
+	return strings.Join(quoted, ", ")
+}
+
+func acceptedNames(fields map[string]*framework.FieldSchema) string {
+	if len(fields) == 0 {
+		return "no fields"
+	}
+	return strings.Join(sortedKeys(fields), ", ")
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}

@@ -1,0 +1,160 @@
+package penguinmails
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+// marker is a secret value no response, error or log line may ever carry.
+const marker = "MARKER-3f9c1e-never-echo-me"
+
+// wrongTypes are JSON values of the wrong type for a string field, each
+// carrying the marker.
+func wrongTypes() map[string]interface{} {
+	return map[string]interface{}{
+		"list":   []interface{}{marker, "x"},
+		"object": map[string]interface{}{"k": marker},
+		"nested": []interface{}{map[string]interface{}{marker: marker}},
+	}
+}
+
+func TestRequest_WrongTypeOfSecretFieldNamesFieldNotValue(t *testing.T) {
+	cases := []struct{ path, field string }{
+		{"smtp/tenant-1/m1", "password"},
+		{"ssh/tenant-1/admin", "private_key"},
+		{"ssh/tenant-1/admin", "passphrase"},
+	}
+	for _, c := range cases {
+		for kind, v := range wrongTypes() {
+			env := newTestEnv(t)
+			data := map[string]interface{}{c.field: v}
+			msg := env.badRequest(logical.UpdateOperation, c.path, data)
+			if strings.Contains(msg, marker) {
+				t.Errorf("%s %s (%s): message quotes the value: %s", c.path, c.field, kind, msg)
+			}
+			if !strings.Contains(msg, c.field) || !strings.Contains(msg, "string") {
+				t.Errorf("%s %s (%s): message must name the field and the expected type: %s", c.path, c.field, kind, msg)
+			}
+			if keys := env.storedKeys(); len(keys) != 0 {
+				t.Errorf("%s %s (%s): stored %v", c.path, c.field, kind, keys)
+			}
+			if strings.Contains(env.logs.String(), marker) {
+				t.Errorf("%s %s (%s): the log carries the value", c.path, c.field, kind)
+			}
+		}
+	}
+}
+
+// The existence check runs before any handler; Vault logs its error at error
+// level and audits it, so it must refuse without the value too.
+func TestRequest_ExistenceCheckRefusesWithoutTheValue(t *testing.T) {
+	env := newTestEnv(t)
+	req := &logical.Request{Operation: logical.UpdateOperation, Path: "smtp/tenant-1/m1",
+		Storage: env.storage, Data: map[string]interface{}{"password": []interface{}{marker}}}
+	_, _, err := env.b.HandleExistenceCheck(context.Background(), req)
+	if err == nil || strings.Contains(err.Error(), marker) || !strings.Contains(err.Error(), "password") {
+		t.Fatalf("existence check error = %v; want one naming password, without the value", err)
+	}
+}
+
+func TestRequest_UnknownFieldsAreNamedWithTheAcceptedOnes(t *testing.T) {
+	env := newTestEnv(t)
+	data := smtpInput()
+	data["pasword"] = marker
+	data["zzz"] = 1
+	msg := env.badRequest(logical.UpdateOperation, "smtp/tenant-1/m1", data)
+	for _, want := range []string{`"pasword"`, `"zzz"`, "password", "username"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("message %q lacks %s", msg, want)
+		}
+	}
+	if strings.Contains(msg, marker) {
+		t.Errorf("message quotes a value: %s", msg)
+	}
+	if keys := env.storedKeys(); len(keys) != 0 {
+		t.Errorf("stored %v", keys)
+	}
+	// Reads take query parameters as data too.
+	env.ok(logical.UpdateOperation, "smtp/tenant-1/m1", smtpInput())
+	msg = env.badRequest(logical.ReadOperation, "smtp/tenant-1/m1", map[string]interface{}{"verison": "1"})
+	if !strings.Contains(msg, `"verison"`) {
+		t.Errorf("read message %q does not name the unknown field", msg)
+	}
+}
+
+// Vault removes "list" (when true) and "help" from the query; "list=false"
+// stays in a read's data and must not be refused.
+func TestRequest_KeysVaultAddsAreAccepted(t *testing.T) {
+	env := newTestEnv(t)
+	env.ok(logical.UpdateOperation, "smtp/tenant-1/m1", smtpInput())
+	env.ok(logical.ReadOperation, "smtp/tenant-1/m1", map[string]interface{}{"list": "false"})
+	env.ok(logical.ListOperation, "smtp/tenant-1/", nil)
+	resp, err := env.b.HandleRequest(context.Background(), &logical.Request{
+		Operation: logical.HelpOperation, Path: "smtp/tenant-1/m1", Storage: env.storage,
+		Data: map[string]interface{}{"anything": []interface{}{1}}})
+	if err != nil || resp == nil || resp.Data["help"] == nil {
+		t.Fatalf("help: %v %#v", err, resp)
+	}
+}
+
+func TestRequest_WrongTypesOfOtherFieldsNameTheType(t *testing.T) {
+	env := newTestEnv(t)
+	cases := []struct {
+		field string
+		value interface{}
+		want  string
+	}{
+		{"port", "not-a-port", "integer"},
+		{"auto_rotate", []interface{}{true}, "boolean"},
+		{"port", map[string]interface{}{}, "integer"},
+	}
+	for _, c := range cases {
+		data := smtpInput()
+		data[c.field] = c.value
+		msg := env.badRequest(logical.UpdateOperation, "smtp/tenant-1/m1", data)
+		if !strings.Contains(msg, c.field) || !strings.Contains(msg, c.want) {
+			t.Errorf("%s=%v: message %q must name the field and %q", c.field, c.value, msg, c.want)
+		}
+	}
+}
+
+// A panic in an existence check is recovered like one in a handler, and the
+// log carries neither the panic value nor the request data.
+func TestRequest_PanicInExistenceCheckIsRecoveredWithoutData(t *testing.T) {
+	env := newTestEnv(t)
+	p := env.b.Backend.Route("smtp/tenant-1/m1")
+	p.ExistenceCheck = func(context.Context, *logical.Request, *framework.FieldData) (bool, error) {
+		panic(marker)
+	}
+	req := &logical.Request{Operation: logical.UpdateOperation, Path: "smtp/tenant-1/m1",
+		Storage: env.storage, Data: map[string]interface{}{"password": marker}}
+	_, _, err := env.b.HandleExistenceCheck(context.Background(), req)
+	if err == nil || strings.Contains(err.Error(), marker) {
+		t.Fatalf("err = %v; want an internal error without the value", err)
+	}
+	if strings.Contains(env.logs.String(), marker) {
+		t.Fatalf("log carries the panic value or data:\n%s", env.logs.String())
+	}
+}
+
+// handle() recovers a panic in an operation the same way, with the same
+// guarantee about the log.
+func TestRequest_PanicInHandlerIsRecoveredWithoutData(t *testing.T) {
+	env := newTestEnv(t)
+	op := env.b.handle(func(context.Context, *logical.Request, *framework.FieldData) (*logical.Response, error) {
+		panic(marker)
+	})
+	req := &logical.Request{Operation: logical.UpdateOperation, Path: "smtp/tenant-1/m1",
+		Storage: env.storage, Data: map[string]interface{}{"password": marker}}
+	resp, err := op(context.Background(), req, &framework.FieldData{})
+	if resp != nil || err == nil || strings.Contains(err.Error(), marker) {
+		t.Fatalf("got %v, %v; want an internal error without the value", resp, err)
+	}
+	if !strings.Contains(env.logs.String(), "internal error while handling request") || strings.Contains(env.logs.String(), marker) {
+		t.Fatalf("log must report the panic without the value:\n%s", env.logs.String())
+	}
+}
