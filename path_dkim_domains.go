@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/vault/sdk/framework"
@@ -19,6 +20,12 @@ import (
 // mount. A claim holds no secret, so it is not seal-wrapped.
 const dkimDomainsPrefix = "dkim-domains/"
 
+// dkimClaimsCompleteKey marks that every DKIM secret has a claim: secrets
+// written before claims existed were claimed once, by backfillClaims. Until
+// it exists, the first DKIM write runs the backfill; after it, admitting a
+// write reads one claim instead of one entry per tenant.
+const dkimClaimsCompleteKey = "dkim-claims-complete"
+
 // domainClaim is the owner of a domain. TransferTo and TransferFrom mark a
 // transfer that a crash may have interrupted; every later call on the domain
 // finishes it (settle).
@@ -30,6 +37,11 @@ type domainClaim struct {
 	// TransferFrom: Tenant owns; this tenant's old copy is still to delete.
 	TransferFrom string `json:"transfer_from,omitempty"`
 	TransferBy   actor  `json:"transfer_by,omitempty"`
+	// Holders, set with an empty Tenant, records a conflict the backfill
+	// found: keys written before claims existed put the domain in several
+	// tenants. Every write is refused until an operator deletes all but
+	// one; the one left becomes the owner (settle).
+	Holders []string `json:"holders,omitempty"`
 }
 
 // domainOwners serialises everything that reads or changes a domain's claim.
@@ -37,6 +49,9 @@ type domainClaim struct {
 // domain, then secrets.
 type domainOwners struct {
 	locks []*locksutil.LockEntry
+	// backfillMu runs one backfill at a time; a second caller then finds
+	// the marker.
+	backfillMu sync.Mutex
 }
 
 func newDomainOwners() *domainOwners { return &domainOwners{locks: locksutil.CreateLocks()} }
@@ -74,25 +89,51 @@ func dkimSecretExists(ctx context.Context, s logical.Storage, tenant, domain str
 	return raw != nil, err
 }
 
-// dkimHolders lists the tenants that have a stored secret for domain. It
-// reads one entry per tenant; it runs only when a domain has no claim (a
-// new domain, or a secret written before claims existed).
-func dkimHolders(ctx context.Context, s logical.Storage, domain string) ([]string, error) {
-	tenants, err := listChildren(ctx, s, secretsStoragePrefix+"dkim/")
+// ensureClaims claims, once per mount, every DKIM secret written before
+// claims existed (see dkimClaimsCompleteKey). It lists names and reads no
+// secret: one walk of the dkim/ folders, then one Get per later call.
+func (o *domainOwners) ensureClaims(ctx context.Context, b *backend, s logical.Storage) error {
+	if done, err := s.Get(ctx, dkimClaimsCompleteKey); err != nil || done != nil {
+		return err
+	}
+	o.backfillMu.Lock()
+	defer o.backfillMu.Unlock()
+	if done, err := s.Get(ctx, dkimClaimsCompleteKey); err != nil || done != nil {
+		return err
+	}
+	holders := map[string][]string{}
+	err := walkSecretNames(ctx, s, "dkim", "", func(tenant, domain string) error {
+		holders[domain] = append(holders[domain], tenant)
+		return nil
+	})
 	if err != nil {
-		return nil, err
+		return err
 	}
-	var holders []string
-	for _, t := range tenants {
-		ok, err := dkimSecretExists(ctx, s, t, domain)
-		if err != nil {
-			return nil, err
-		}
-		if ok {
-			holders = append(holders, t)
+	if len(holders) > 0 { // the clock is read only when there is something to claim
+		now := b.now()
+		for domain, tenants := range holders {
+			if err := backfillClaim(ctx, s, domain, tenants, now); err != nil {
+				return err
+			}
 		}
 	}
-	return holders, nil
+	return s.Put(ctx, &logical.StorageEntry{Key: dkimClaimsCompleteKey, Value: []byte("{}")})
+}
+
+// backfillClaim claims an unclaimed domain for its one holder, or records
+// the conflict when it has several.
+func backfillClaim(ctx context.Context, s logical.Storage, domain string, tenants []string, now time.Time) error {
+	c, err := loadClaim(ctx, s, domain)
+	if err != nil || c != nil {
+		return err
+	}
+	c = &domainClaim{ClaimedTime: now}
+	if len(tenants) == 1 {
+		c.Tenant = tenants[0]
+	} else {
+		c.Holders = tenants
+	}
+	return saveClaim(ctx, s, domain, c)
 }
 
 // guard runs the secret path's writes and deletes under the domain's lock:
@@ -131,53 +172,38 @@ func (o *domainOwners) guard(p *framework.Path, b *backend) {
 // admit lets tenant write its secret for domain: the domain is unclaimed
 // and nobody else holds it, or tenant owns it. The caller holds the lock.
 func (o *domainOwners) admit(ctx context.Context, b *backend, s logical.Storage, tenant, domain string) error {
+	if err := o.ensureClaims(ctx, b, s); err != nil {
+		return err
+	}
 	c, err := o.settle(ctx, b, s, domain)
-	if err != nil {
-		return err
-	}
-	if c != nil {
-		if c.Tenant == tenant {
-			return nil
-		}
-		return ownedElsewhere(domain, c.Tenant, tenant)
-	}
-	holders, err := dkimHolders(ctx, s, domain)
-	if err != nil {
-		return err
-	}
-	others := without(holders, tenant)
 	switch {
-	case len(others) == 0:
-		return nil // writeDKIM claims it with the write
-	case len(others) == len(holders) && len(others) == 1:
-		// A secret from before claims existed: it is the owner.
-		if err := saveClaim(ctx, s, domain, &domainClaim{Tenant: others[0], ClaimedTime: b.now()}); err != nil {
-			return err
-		}
-		return ownedElsewhere(domain, others[0], tenant)
+	case err != nil:
+		return err
+	case c == nil, c.Tenant == tenant:
+		return nil // a new domain: writeDKIM claims it with the write
+	case len(c.Holders) > 0:
+		return conflicting(domain, c.Holders)
 	}
-	paths := make([]string, len(holders))
-	for i, h := range holders {
-		paths[i] = "dkim/" + h + "/" + domain
-	}
+	return ownedElsewhere(domain, c.Tenant, tenant)
+}
+
+func conflicting(domain string, holders []string) error {
 	return logical.CodedError(409, fmt.Sprintf("domain %s has keys at %s, all written before domain ownership was recorded; "+
 		"a domain has one owner across the mount: an operator deletes all but one (see dkim-domains/%s)",
-		domain, strings.Join(paths, " and "), domain))
+		domain, strings.Join(holderPaths(domain, holders), " and "), domain))
+}
+
+func holderPaths(domain string, tenants []string) []string {
+	paths := make([]string, len(tenants))
+	for i, t := range tenants {
+		paths[i] = "dkim/" + t + "/" + domain
+	}
+	return paths
 }
 
 func ownedElsewhere(domain, owner, tenant string) error {
 	return logical.CodedError(409, fmt.Sprintf("domain %s belongs to dkim/%s/%s: a domain has one owner across the mount; "+
 		"an operator can move it with: vault write <mount>/dkim-domains/%s/transfer tenant=%s", domain, owner, domain, domain, tenant))
-}
-
-func without(list []string, v string) []string {
-	out := make([]string, 0, len(list))
-	for _, x := range list {
-		if x != v {
-			out = append(out, x)
-		}
-	}
-	return out
 }
 
 // writeDKIM is the DKIM writeFunc: the write itself, then, when the domain
@@ -203,6 +229,9 @@ func (o *domainOwners) settle(ctx context.Context, b *backend, s logical.Storage
 	if err != nil || c == nil {
 		return nil, err
 	}
+	if len(c.Holders) > 0 {
+		return settleConflict(ctx, s, domain, c)
+	}
 	if c.TransferTo != "" || c.TransferFrom != "" {
 		if c, err = o.finishTransfer(ctx, b, s, domain, c); err != nil || c == nil {
 			return nil, err
@@ -213,6 +242,32 @@ func (o *domainOwners) settle(ctx context.Context, b *backend, s logical.Storage
 		return c, err
 	}
 	return nil, s.Delete(ctx, claimKey(domain))
+}
+
+// settleConflict drops the holders whose secret an operator has deleted:
+// the last one left owns the domain, none leaves it unclaimed.
+func settleConflict(ctx context.Context, s logical.Storage, domain string, c *domainClaim) (*domainClaim, error) {
+	var left []string
+	for _, t := range c.Holders {
+		exists, err := dkimSecretExists(ctx, s, t, domain)
+		if err != nil {
+			return nil, err
+		}
+		if exists {
+			left = append(left, t)
+		}
+	}
+	switch len(left) {
+	case len(c.Holders):
+		return c, nil
+	case 0:
+		return nil, s.Delete(ctx, claimKey(domain))
+	case 1:
+		c = &domainClaim{Tenant: left[0], ClaimedTime: c.ClaimedTime}
+	default:
+		c.Holders = left
+	}
+	return c, saveClaim(ctx, s, domain, c)
 }
 
 // transfer moves domain's secret, with its versions and history, from its
@@ -226,24 +281,17 @@ func (o *domainOwners) settle(ctx context.Context, b *backend, s logical.Storage
 //  4. delete dkim/{owner}/{domain}
 //  5. claim {tenant}
 func (o *domainOwners) transfer(ctx context.Context, b *backend, s logical.Storage, domain, tenant string, by actor) (*domainClaim, error) {
-	c, err := o.settle(ctx, b, s, domain)
-	if err != nil {
+	if err := o.ensureClaims(ctx, b, s); err != nil {
 		return nil, err
 	}
-	if c == nil {
-		holders, err := dkimHolders(ctx, s, domain)
-		if err != nil {
-			return nil, err
-		}
-		switch len(holders) {
-		case 0:
-			return nil, notFound("no DKIM key for domain %s in any tenant", domain)
-		case 1:
-			c = &domainClaim{Tenant: holders[0], ClaimedTime: b.now()}
-		default:
-			return nil, logical.CodedError(409, fmt.Sprintf("domain %s has keys in tenants %s from before domain ownership was recorded; delete all but one first",
-				domain, strings.Join(holders, ", ")))
-		}
+	c, err := o.settle(ctx, b, s, domain)
+	switch {
+	case err != nil:
+		return nil, err
+	case c == nil:
+		return nil, notFound("no DKIM key for domain %s in any tenant", domain)
+	case len(c.Holders) > 0:
+		return nil, conflicting(domain, c.Holders)
 	}
 	if c.Tenant == tenant {
 		// Already there, for example a retry of a transfer that settle has
@@ -379,36 +427,25 @@ func domainFrom(d *framework.FieldData, suffix string) (string, error) {
 }
 
 // readOwner shows the claim as stored (a read writes nothing, so it does
-// not settle) and every tenant that holds a key for the domain, so that a
-// conflict from before claims existed is visible.
+// not settle): the owner, or the holders of a conflict the backfill found.
 func (o *domainOwners) readOwner(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	domain, err := domainFrom(d, "")
 	if err != nil {
 		return nil, err
 	}
 	c, err := loadClaim(ctx, req.Storage, domain)
-	if err != nil {
+	if err != nil || c == nil {
 		return nil, err
 	}
-	holders, err := dkimHolders(ctx, req.Storage, domain)
-	if err != nil {
-		return nil, err
+	data := map[string]interface{}{
+		"domain": domain, "owner": "", "owner_path": "", "claimed_time": formatTime(c.ClaimedTime),
+		"transfer_to": c.TransferTo, "transfer_from": c.TransferFrom, "conflict": len(c.Holders) > 0,
+		"holders": holderPaths(domain, c.Holders),
 	}
-	if c == nil && len(holders) == 0 {
-		return nil, nil
+	if c.Tenant != "" {
+		data["owner"], data["owner_path"] = c.Tenant, "dkim/"+c.Tenant+"/"+domain
+		data["holders"] = holderPaths(domain, []string{c.Tenant})
 	}
-	paths := make([]string, len(holders))
-	for i, h := range holders {
-		paths[i] = "dkim/" + h + "/" + domain
-	}
-	data := map[string]interface{}{"domain": domain, "holders": paths, "owner": "", "owner_path": ""}
-	conflict := len(holders) > 1
-	if c != nil {
-		data["owner"], data["owner_path"], data["claimed_time"] = c.Tenant, "dkim/"+c.Tenant+"/"+domain, formatTime(c.ClaimedTime)
-		data["transfer_to"], data["transfer_from"] = c.TransferTo, c.TransferFrom
-		conflict = conflict || (len(holders) == 1 && holders[0] != c.Tenant && c.TransferTo == "" && c.TransferFrom == "")
-	}
-	data["conflict"] = conflict
 	return &logical.Response{Data: data}, nil
 }
 
@@ -462,8 +499,8 @@ therefore unique per domain across the mount.
   vault write  penguinmails/dkim-domains/example.com/transfer tenant=tenant-2
   vault delete penguinmails/dkim-domains/example.com
 
-read shows the owner and every tenant holding a key for the domain (holders),
-with conflict=true when keys written before ownership was recorded make two.
+read shows the owner, or, with conflict=true, every tenant that held a key
+for the domain before ownership was recorded (holders).
 transfer moves the secret, with its versions and history, to the tenant; if
 Vault stops in the middle, the next call on the domain completes it. delete
 releases a claim whose owner's secret is gone (the engine also does so by

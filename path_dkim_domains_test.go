@@ -207,11 +207,14 @@ func TestDKIMDomains_TransferSurvivesACrashAfterEveryWrite(t *testing.T) {
 	}
 }
 
-// dropClaim makes a domain's secrets look written before claims existed.
+// dropClaim makes a domain's secrets look written before claims existed,
+// as after an upgrade: no claim, and the backfill not yet run.
 func (env *testEnv) dropClaim(domain string) {
 	env.t.Helper()
-	if err := env.storage.Delete(context.Background(), claimKey(domain)); err != nil {
-		env.t.Fatal(err)
+	for _, key := range []string{claimKey(domain), dkimClaimsCompleteKey} {
+		if err := env.storage.Delete(context.Background(), key); err != nil {
+			env.t.Fatal(err)
+		}
 	}
 }
 
@@ -229,7 +232,7 @@ func (env *testEnv) copySecret(from, to, domain string) {
 	}
 }
 
-func TestDKIMDomains_SecretsFromBeforeClaimsAreClaimedLazily(t *testing.T) {
+func TestDKIMDomains_SecretsFromBeforeClaimsAreClaimedByTheBackfill(t *testing.T) {
 	env := newTestEnv(t)
 	env.ok(logical.UpdateOperation, "dkim/tenant-1/example.com", map[string]interface{}{"key_type": "ed25519"})
 	env.dropClaim("example.com")
@@ -255,6 +258,7 @@ func TestDKIMDomains_AConflictingPairFromBeforeIsShownNotResolved(t *testing.T) 
 	env.ok(logical.UpdateOperation, "dkim/tenant-1/example.com", map[string]interface{}{"key_type": "ed25519"})
 	env.copySecret("tenant-1", "tenant-2", "example.com")
 	env.dropClaim("example.com")
+	env.refused(logical.UpdateOperation, "dkim/tenant-1/example.com", nil, 409) // runs the backfill
 	before := env.storageSnapshot()
 	for _, tenant := range []string{"tenant-1", "tenant-2"} {
 		msg := env.refused(logical.UpdateOperation, "dkim/"+tenant+"/example.com", nil, 409)
@@ -329,11 +333,50 @@ func TestDKIMDomains_ConcurrentCreatesLeaveOneOwner(t *testing.T) {
 			t.Fatalf("status %d among %v", c, codes)
 		}
 	}
-	holders, err := dkimHolders(context.Background(), env.storage, "race.example")
+	var holders []string
+	err := walkSecretNames(context.Background(), env.storage, "dkim", "", func(tenant, domain string) error {
+		if domain == "race.example" {
+			holders = append(holders, tenant)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 	if won != 1 || len(holders) != 1 || env.claimOf("race.example").Tenant != holders[0] {
 		t.Fatalf("%d creates won, holders %v, claim %+v", won, holders, env.claimOf("race.example"))
 	}
-	if err != nil {
-		t.Fatal(err)
+}
+
+// listCounting counts the List calls made through it.
+type listCounting struct {
+	logical.Storage
+	lists int
+}
+
+func (s *listCounting) List(ctx context.Context, prefix string) ([]string, error) {
+	s.lists++
+	return s.Storage.List(ctx, prefix)
+}
+
+// Once every old secret is claimed, admitting a new domain reads its claim
+// and the backfill marker: it lists no tenant folder, however many tenants
+// the mount has (before, it read one entry per tenant on every create).
+func TestDKIMDomains_NewDomainAfterTheBackfillListsNothing(t *testing.T) {
+	env := newTestEnv(t)
+	for _, tenant := range []string{"tenant-1", "tenant-2", "tenant-3"} {
+		env.ok(logical.UpdateOperation, "dkim/"+tenant+"/"+tenant+".example", map[string]interface{}{"key_type": "ed25519"})
+	}
+	counting := &listCounting{Storage: env.storage}
+	req := &logical.Request{Operation: logical.UpdateOperation, Path: "dkim/tenant-4/new.example",
+		Storage: counting, Data: map[string]interface{}{"key_type": "ed25519"}}
+	if resp, err := env.b.HandleRequest(context.Background(), req); err != nil || resp.IsError() {
+		t.Fatalf("create: %v %v", resp, err)
+	}
+	if counting.lists != 0 {
+		t.Fatalf("creating a new domain listed storage %d times", counting.lists)
+	}
+	if c := env.claimOf("new.example"); c == nil || c.Tenant != "tenant-4" {
+		t.Fatalf("claim %+v", c)
 	}
 }
