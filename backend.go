@@ -8,6 +8,7 @@ import (
 	"context"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/vault/sdk/framework"
@@ -46,9 +47,23 @@ type backend struct {
 	// kinds are the secret types this engine serves, by path prefix.
 	kinds map[string]*secretKind
 
-	// sched is the in-memory index of when each secret next needs work. The
-	// stored timestamps are the truth; the index only saves a full scan.
-	sched *scheduler
+	// worker runs background work (sweep, index rebuild, jobs); workMu keeps
+	// its passes and periodic's from overlapping.
+	worker worker
+	workMu sync.Mutex
+	// indexReady is set once the mount's index is known to exist.
+	indexReady atomic.Bool
+	// dayMarks caches the day buckets of the due index known to exist.
+	dayMarks sync.Map
+	// rebuildTenants caches the tenant list of the index rebuild's kind.
+	rebuildTenants atomic.Value
+	// jobTenantCache caches a planning job's tenant list, by job id.
+	jobTenantCache sync.Map
+	// uses counts reads for the threshold trigger (uses.go).
+	uses useCounter
+	// testCrashAfter, set by tests only, stops a rotation after a step as if
+	// the process had died there.
+	testCrashAfter func(step string) error
 
 	// cfgMu guards the cached engine configuration. cfgGen counts the
 	// changes and invalidations of it, so that a load that raced with one
@@ -64,14 +79,14 @@ func newBackend(clock func() time.Time) *backend {
 	b := &backend{
 		clock: clock,
 		locks: locksutil.CreateLocks(),
-		sched: newScheduler(),
 	}
 	b.kinds = map[string]*secretKind{}
 	for _, k := range []*secretKind{smtpKind(), sshKind(), dkimKind()} {
 		b.kinds[k.Name] = k
 	}
 
-	paths := []*framework.Path{pathConfig(b), pathRotateTenant(b), pathRotationReport(b)}
+	paths := []*framework.Path{pathConfig(b), pathRotateTenant(b), pathRotateBulk(b), pathRotationStatus(b)}
+	paths = append(paths, pathRotateJobs(b)...)
 	for _, k := range b.sortedKinds() {
 		paths = append(paths, pathsForKind(b, k)...)
 	}
@@ -87,10 +102,12 @@ func newBackend(clock func() time.Time) *backend {
 			SealWrapStorage: []string{configStoragePath, secretsStoragePrefix},
 		},
 		Paths:          paths,
-		PeriodicFunc:   b.periodic,
-		Invalidate:     b.invalidate,
-		Clean:          b.clean,
-		RunningVersion: Version,
+		PeriodicFunc:      b.periodic,
+		Invalidate:        b.invalidate,
+		Clean:             b.clean,
+		WALRollback:       b.walRollback,
+		WALRollbackMinAge: walRollbackMinAge,
+		RunningVersion:    Version,
 	}
 	return b
 }
@@ -101,16 +118,22 @@ func (b *backend) now() time.Time { return b.clock().UTC() }
 // invalidate drops cached state when another node changes it (performance
 // standbys and secondaries receive storage invalidations).
 func (b *backend) invalidate(_ context.Context, key string) {
+	defer func() {
+		if recover() != nil {
+			b.Logger().Error("recovered from a panic in invalidate")
+		}
+	}()
 	if key == configStoragePath {
 		b.cfgMu.Lock()
 		b.cfg = nil
 		b.cfgGen++
 		b.cfgMu.Unlock()
-		b.sched.reset()
 	}
 }
 
-func (b *backend) clean(_ context.Context) { b.sched.reset() }
+// clean stops background work when the mount goes away, Vault seals, or
+// this node steps down.
+func (b *backend) clean(_ context.Context) { b.stopWorker() }
 
 const backendHelp = `
 The penguinmails secrets engine keeps the credentials of a multi-tenant email
@@ -119,8 +142,10 @@ platform: SMTP logins, email-provider API keys, DKIM signing keys and SSH keys.
 Secrets live at {type}/{tenant}/{name}. Each write or rotation creates a new
 version; the engine keeps max_versions of them, records who created each one,
 and tracks rotation (last_rotated, next_rotation, rotation_status). Rotation
-happens by hand ({type}/{tenant}/{name}/rotate), after an incident (with an
-incident_id), or on schedule for secrets with auto_rotate set.
+happens by hand ({type}/{tenant}/{name}/rotate), after an incident (rotate/bulk
+and rotate-tenant/{tenant} start background jobs, followed at rotate/jobs),
+on schedule (rotation_period or rotation_schedule, for secrets with auto_rotate
+set), or after max_uses reads. rotation/status answers what is overdue.
 
 Defaults per type (rotation period, alert threshold, grace periods,
 max_versions, password policy) are set at "config".

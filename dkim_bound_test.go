@@ -47,7 +47,10 @@ func TestDKIM_LargestEntryFitsTheBound(t *testing.T) {
 	kind.onNewVersion = nil // keep the hand-built selector list at its bound
 	cfg := defaultConfig()
 	cfg.MaxVersions = maxVersionsLimit
-	cfg.DKIM.GracePeriod = maxGracePeriod
+	cfg.HistoryLimit = maxLogLimit
+	pol := dkimKind().defaults
+	pol.GracePeriod = maxGracePeriod
+	cfg.Policies = map[string]typePolicy{"dkim": pol}
 	now := env.clock.Now()
 	by := actor{DisplayName: long("a", 256), EntityID: long("e", 36)}
 	e := &secretEntry{Kind: "dkim", Tenant: long("t", 128), Name: domain, CreatedTime: now, Settings: rawSettings}
@@ -58,8 +61,8 @@ func TestDKIM_LargestEntryFitsTheBound(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if len(e.Versions) != maxVersionsLimit || len(e.History) != historyLimit {
-		t.Fatalf("built %d versions and %d history rows, want %d and %d", len(e.Versions), len(e.History), maxVersionsLimit, historyLimit)
+	if len(e.Versions) != maxVersionsLimit || len(e.History) != maxLogLimit {
+		t.Fatalf("built %d versions and %d history rows, want %d and %d", len(e.Versions), len(e.History), maxVersionsLimit, maxLogLimit)
 	}
 	for _, v := range e.Versions[:len(e.Versions)-1] {
 		var m dkimMaterial
@@ -72,7 +75,7 @@ func TestDKIM_LargestEntryFitsTheBound(t *testing.T) {
 	}
 	raw, _ := env.storage.Get(context.Background(), e.storageKey())
 	t.Logf("largest DKIM entry: %d bytes, bound %d bytes (%.0f%%)", len(raw.Value), maxEntryBytes, 100*float64(len(raw.Value))/maxEntryBytes)
-	if _, err := e.revokeLive(kind, rotation{Trigger: triggerEvent, Reason: long("r", maxReasonLen), Actor: by}, now); err != nil {
+	if _, err := e.revokeLive(kind, rotation{Trigger: triggerEvent, Reason: long("r", maxReasonLen), Actor: by}, now, cfg); err != nil {
 		t.Fatal(err)
 	}
 	if err := saveSecret(context.Background(), env.storage, e); err != nil {

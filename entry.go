@@ -20,6 +20,7 @@ const secretsStoragePrefix = "secrets/"
 // Version statuses shared by every type. Types with an overlap window add
 // their own (DKIM: retiring, retired; SSH: grace).
 const (
+	statusPending = "pending"
 	statusActive  = "active"
 	statusExpired = "expired"
 	statusRevoked = "revoked"
@@ -33,8 +34,17 @@ const (
 	triggerThreshold = "threshold"
 )
 
-// historyLimit bounds the rotation history kept in a secret's entry.
-const historyLimit = 50
+// Default and largest bounds of the two logs kept in a secret's entry:
+// rotation history (rotations, revocations, failures) and access records
+// (downloads, exports). They are kept apart so that reads of a key can
+// never push a rotation or incident row out.
+const (
+	defaultHistoryLimit = 50
+	defaultAccessLimit  = 50
+	// maxLogLimit keeps the largest DKIM entry (100 retiring rsa-4096 keys
+	// and 1,000 remembered selectors) under maxEntryBytes with full logs.
+	maxLogLimit = 100
+)
 
 // actor says who caused a change; it comes from the request, never from input.
 type actor struct {
@@ -65,7 +75,10 @@ type secretVersion struct {
 	Status      string          `json:"status"`
 	StatusTime  time.Time       `json:"status_time"`
 	GraceUntil  time.Time       `json:"grace_until,omitempty"`
-	Material    json.RawMessage `json:"material,omitempty"`
+	// Set marks a pending version whose set step finished: the rollback
+	// tests and finishes it instead of undoing it.
+	Set      bool            `json:"set,omitempty"`
+	Material json.RawMessage `json:"material,omitempty"`
 }
 
 // historyEntry records one rotation (or revocation) of a secret.
@@ -80,6 +93,12 @@ type historyEntry struct {
 	FromVersion int       `json:"from_version"`
 	ToVersion   int       `json:"to_version"`
 	Error       string    `json:"error,omitempty"`
+	// Step is the rotation step that failed (create, set, test, finish).
+	Step string `json:"step,omitempty"`
+	// JobID is the job that made this change.
+	JobID string `json:"job_id,omitempty"`
+	// NoIncident flags a bulk or tenant rotation run without an incident_id.
+	NoIncident bool `json:"no_incident,omitempty"`
 	// RevokePrevious marks an incident rotation that revoked every version
 	// valid before it (the revoke row that follows lists them).
 	RevokePrevious bool `json:"revoke_previous,omitempty"`
@@ -102,10 +121,34 @@ type secretEntry struct {
 	LastRotated    time.Time     `json:"last_rotated"`
 	// LastRotationError is the error of the latest scheduled rotation when
 	// it failed; a successful rotation clears it.
-	LastRotationError     string          `json:"last_rotation_error,omitempty"`
-	LastRotationErrorTime time.Time       `json:"last_rotation_error_time,omitempty"`
-	History               []historyEntry  `json:"history,omitempty"`
-	Settings              json.RawMessage `json:"settings,omitempty"`
+	LastRotationError     string    `json:"last_rotation_error,omitempty"`
+	LastRotationErrorTime time.Time `json:"last_rotation_error_time,omitempty"`
+	// LastRotationErrorStep is the step that failed: create, set, test or
+	// finish.
+	LastRotationErrorStep string `json:"last_rotation_error_step,omitempty"`
+	// RotationFailures counts automatic rotations failed in a row;
+	// NextAttempt is when the next one may run (exponential backoff).
+	RotationFailures int       `json:"rotation_failures,omitempty"`
+	NextAttempt      time.Time `json:"next_attempt,omitempty"`
+	// RotationSchedule is a 5-field cron expression (UTC) that replaces the
+	// rotation period.
+	RotationSchedule string `json:"rotation_schedule,omitempty"`
+	// MaxUses rotates the secret once it was read or used Uses >= MaxUses
+	// times since its last rotation (the threshold trigger).
+	MaxUses int `json:"max_uses,omitempty"`
+	Uses    int `json:"uses,omitempty"`
+	// DueNotified is the next_rotation for which the rotation-due event was
+	// sent, so that it is sent once per due period.
+	DueNotified time.Time `json:"due_notified,omitempty"`
+	// LastJob is the job that last rotated the secret: a resumed job skips
+	// what it already rotated.
+	LastJob string `json:"last_job,omitempty"`
+	// Indexed are the index keys written for this entry (index.go), so that
+	// a change removes exactly the keys it replaces.
+	Indexed  indexKeys       `json:"indexed,omitempty"`
+	History  []historyEntry  `json:"history,omitempty"`
+	Access   []historyEntry  `json:"access,omitempty"`
+	Settings json.RawMessage `json:"settings,omitempty"`
 }
 
 func secretStorageKey(kind, tenant, name string) string {
@@ -119,6 +162,16 @@ func (e *secretEntry) current() *secretVersion {
 	return e.version(e.CurrentVersion)
 }
 
+// pending returns the version a staged rotation is making, or nil.
+func (e *secretEntry) pending() *secretVersion {
+	for i := range e.Versions {
+		if e.Versions[i].Status == statusPending {
+			return &e.Versions[i]
+		}
+	}
+	return nil
+}
+
 // version returns version n, or nil when it was never written or was trimmed.
 func (e *secretEntry) version(n int) *secretVersion {
 	for i := range e.Versions {
@@ -129,37 +182,70 @@ func (e *secretEntry) version(n int) *secretVersion {
 	return nil
 }
 
-// addVersion appends a new active version built from material. The previous
-// version is handed to the type's supersede rule (expired at once, or kept
-// valid through a grace period), and versions beyond maxVersions are dropped
-// oldest first, even ones still inside a grace period (see trimVersions).
+// addVersion makes material the new current version at once: a write, or
+// the finish of a rotation with no outside system.
 func (e *secretEntry) addVersion(material interface{}, by actor, now time.Time, kind *secretKind, cfg *engineConfig) error {
+	v, err := e.addPending(material, by, now)
+	if err != nil {
+		return err
+	}
+	return e.promote(v.Version, kind, cfg, now)
+}
+
+// addPending appends material as the pending version: it is kept and
+// numbered, but nothing serves it until promote makes it current.
+func (e *secretEntry) addPending(material interface{}, by actor, now time.Time) (*secretVersion, error) {
 	raw, err := json.Marshal(material)
 	if err != nil {
-		return fmt.Errorf("encoding version: %w", err)
+		return nil, fmt.Errorf("encoding version: %w", err)
 	}
+	n := e.CurrentVersion + 1
+	if last := len(e.Versions); last > 0 && e.Versions[last-1].Version >= n {
+		n = e.Versions[last-1].Version + 1 // numbers of undone versions are not reused
+	}
+	e.Versions = append(e.Versions, secretVersion{
+		Version: n, CreatedTime: now, CreatedBy: by, Status: statusPending, StatusTime: now, Material: raw,
+	})
+	e.UpdatedTime = now
+	return &e.Versions[len(e.Versions)-1], nil
+}
+
+// promote is the finish step: the pending version n becomes current, the
+// one it replaces enters its overlap (or expires at once), and versions
+// beyond max_versions are dropped oldest first, even ones still inside an
+// overlap (see trimVersions).
+func (e *secretEntry) promote(n int, kind *secretKind, cfg *engineConfig, now time.Time) error {
 	if prev := e.current(); prev != nil && prev.Status == statusActive {
 		if err := kind.supersede(prev, now, cfg); err != nil {
 			return err
 		}
 	}
-	e.CurrentVersion++
-	e.Versions = append(e.Versions, secretVersion{
-		Version:     e.CurrentVersion,
-		CreatedTime: now,
-		CreatedBy:   by,
-		Status:      statusActive,
-		StatusTime:  now,
-		Material:    raw,
-	})
+	v := e.version(n)
+	if v == nil || v.Status != statusPending {
+		return fmt.Errorf("version %d is not pending", n)
+	}
+	v.Status, v.StatusTime = statusActive, now
+	e.CurrentVersion = n
 	e.UpdatedTime = now
 	if kind.onNewVersion != nil {
-		if err := kind.onNewVersion(e, &e.Versions[len(e.Versions)-1]); err != nil {
+		if err := kind.onNewVersion(e, v); err != nil {
 			return err
 		}
 	}
 	e.trimVersions(e.effectiveMaxVersions(cfg))
 	return nil
+}
+
+// dropPending removes the pending version: its rotation failed or was
+// undone. Its number is not reused.
+func (e *secretEntry) dropPending() {
+	kept := e.Versions[:0]
+	for _, v := range e.Versions {
+		if v.Status != statusPending {
+			kept = append(kept, v)
+		}
+	}
+	e.Versions = kept
 }
 
 // trimVersions keeps at most max versions, dropping the oldest first. The
@@ -170,6 +256,9 @@ func (e *secretEntry) addVersion(material interface{}, by actor, now time.Time, 
 func (e *secretEntry) trimVersions(max int) bool {
 	if max < 1 {
 		max = 1
+	}
+	if e.pending() != nil {
+		max++ // a pending version does not count against the bound
 	}
 	over := len(e.Versions) - max
 	if over <= 0 {
@@ -186,12 +275,26 @@ func (e *secretEntry) effectiveMaxVersions(cfg *engineConfig) int {
 	return cfg.MaxVersions
 }
 
-// record appends to the rotation history, keeping the newest historyLimit.
-func (e *secretEntry) record(h historyEntry) {
-	e.History = append(e.History, h)
-	if over := len(e.History) - historyLimit; over > 0 {
-		e.History = append([]historyEntry(nil), e.History[over:]...)
+// record appends to the rotation history, keeping the newest limit rows.
+func (e *secretEntry) record(h historyEntry, limit int) {
+	e.History = appendBounded(e.History, h, limit)
+}
+
+// recordAccess appends to the access records (downloads, exports), apart
+// from the rotation history.
+func (e *secretEntry) recordAccess(h historyEntry, limit int) {
+	e.Access = appendBounded(e.Access, h, limit)
+}
+
+func appendBounded(log []historyEntry, h historyEntry, limit int) []historyEntry {
+	if limit < 1 {
+		limit = 1
 	}
+	log = append(log, h)
+	if over := len(log) - limit; over > 0 {
+		log = append([]historyEntry(nil), log[over:]...)
+	}
+	return log
 }
 
 // decodeMaterial decodes a version's material into the type's struct.
@@ -214,7 +317,7 @@ func (e *secretEntry) metadataView(v *secretVersion, kind *secretKind, cfg *engi
 		"updated_time":    formatTime(e.UpdatedTime),
 		"version_created": formatTime(v.CreatedTime),
 		"max_versions":    e.effectiveMaxVersions(cfg),
-		"versions":        e.versionsView(),
+		"versions":        e.versionsView(kind),
 	}
 	for k, val := range rotationView(e, kind.policy(cfg), now) {
 		out[k] = val
@@ -222,13 +325,15 @@ func (e *secretEntry) metadataView(v *secretVersion, kind *secretKind, cfg *engi
 	return out
 }
 
-func (e *secretEntry) versionsView() map[string]interface{} {
+func (e *secretEntry) versionsView(kind *secretKind) map[string]interface{} {
 	out := make(map[string]interface{}, len(e.Versions))
-	for _, v := range e.Versions {
+	for i := range e.Versions {
+		v := &e.Versions[i]
 		item := map[string]interface{}{
 			"created_time": formatTime(v.CreatedTime),
 			"created_by":   v.CreatedBy.view(),
 			"status":       v.Status,
+			"stage":        kind.stageOf(v),
 		}
 		if !v.GraceUntil.IsZero() {
 			item["grace_until"] = formatTime(v.GraceUntil)
@@ -238,11 +343,11 @@ func (e *secretEntry) versionsView() map[string]interface{} {
 	return out
 }
 
-func (e *secretEntry) historyView() []interface{} {
-	out := make([]interface{}, 0, len(e.History))
-	for i := len(e.History) - 1; i >= 0; i-- { // newest first
-		h := e.History[i]
-		out = append(out, map[string]interface{}{
+func historyView(log []historyEntry) []interface{} {
+	out := make([]interface{}, 0, len(log))
+	for i := len(log) - 1; i >= 0; i-- { // newest first
+		h := log[i]
+		row := map[string]interface{}{
 			"time":            formatTime(h.Time),
 			"operation":       h.Operation,
 			"trigger":         h.Trigger,
@@ -254,7 +359,17 @@ func (e *secretEntry) historyView() []interface{} {
 			"to_version":      h.ToVersion,
 			"error":           h.Error,
 			"revoke_previous": h.RevokePrevious,
-		})
+		}
+		if h.Step != "" {
+			row["step"] = h.Step
+		}
+		if h.JobID != "" {
+			row["job_id"] = h.JobID
+		}
+		if h.NoIncident {
+			row["no_incident"] = true
+		}
+		out = append(out, row)
 	}
 	return out
 }
@@ -318,31 +433,29 @@ func listChildren(ctx context.Context, s logical.Storage, prefix string) ([]stri
 	return keys, nil
 }
 
-// modifyStored applies change to one stored secret under its lock and saves
-// it with one Put. Grace periods that have ended are closed first, so change
-// sees the statuses the clock implies. When change fails nothing is saved.
-// It returns (nil, nil) when the secret does not exist.
-func (b *backend) modifyStored(ctx context.Context, s logical.Storage, kind *secretKind, tenant, name string,
-	change func(e *secretEntry, cfg *engineConfig, now time.Time) error) (*secretEntry, error) {
-	lock := b.lockFor(secretStorageKey(kind.Name, tenant, name))
-	lock.Lock()
-	defer lock.Unlock()
-
-	cfg, err := b.config(ctx, s)
-	if err != nil {
-		return nil, err
-	}
-	now := b.now()
-	e, err := loadDerived(ctx, s, secretRef{kind: kind, tenant: tenant, name: name}, cfg, now)
+// loadDerived loads a secret and derives, on this copy only, what the clock
+// and the config imply, so that what a read shows follows them even before
+// the worker or the next write has persisted the change. A missing secret
+// is nil. Writers pass the one now their whole change uses.
+func loadDerived(ctx context.Context, s logical.Storage, ref secretRef, cfg *engineConfig, now time.Time) (*secretEntry, error) {
+	e, err := loadSecret(ctx, s, ref.kind.Name, ref.tenant, ref.name)
 	if err != nil || e == nil {
 		return nil, err
 	}
-	if err := change(e, cfg, now); err != nil {
+	if _, err := e.derive(ref.kind, cfg, now); err != nil {
 		return nil, err
 	}
-	if err := saveSecret(ctx, s, e); err != nil {
-		return nil, err
-	}
-	b.reschedule(e, kind, cfg, now)
 	return e, nil
+}
+
+// derive ends the overlaps the clock has passed and drops the versions
+// beyond the effective max_versions (lowered since the entry was written).
+// It reports whether e changed, so the worker knows to persist it.
+func (e *secretEntry) derive(kind *secretKind, cfg *engineConfig, now time.Time) (bool, error) {
+	ended, err := kind.endGraces(e, now)
+	if err != nil {
+		return ended, err
+	}
+	trimmed := e.trimVersions(e.effectiveMaxVersions(cfg))
+	return ended || trimmed, nil
 }

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hashicorp/vault/sdk/helper/strutil"
+
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
 )
@@ -22,36 +24,70 @@ type typePolicy struct {
 	// GracePeriod keeps a superseded version valid after a rotation, for the
 	// types that need an overlap (SSH authorized_keys, DKIM DNS records).
 	GracePeriod time.Duration `json:"grace_period,omitempty"`
+	// RiskLevel ranks the type in rotation/status: what a leak of it costs.
+	RiskLevel string `json:"risk_level,omitempty"`
 }
+
+// Risk levels, lowest first.
+var riskLevels = []string{"low", "medium", "high", "critical"}
 
 // engineConfig is the mount-wide configuration.
 type engineConfig struct {
-	SMTP           typePolicy `json:"smtp"`
-	SSH            typePolicy `json:"ssh"`
-	APIKey         typePolicy `json:"api_key"`
-	DKIM           typePolicy `json:"dkim"`
-	MaxVersions    int        `json:"max_versions"`
-	PasswordPolicy string     `json:"password_policy"`
+	// Policies holds the rotation policy of each type, by type name. A type
+	// missing here uses its secretKind defaults.
+	Policies       map[string]typePolicy `json:"policies,omitempty"`
+	MaxVersions    int                   `json:"max_versions"`
+	PasswordPolicy string                `json:"password_policy"`
 	// DKIMSignMaxMessageBytes bounds the decoded message of one DKIM sign:
 	// one plugin process serves every mount and tenant.
 	DKIMSignMaxMessageBytes int `json:"dkim_sign_max_message_bytes,omitempty"`
+	// HistoryLimit and AccessLimit bound the rotation history and the
+	// access records kept per secret.
+	HistoryLimit int `json:"history_limit,omitempty"`
+	AccessLimit  int `json:"access_limit,omitempty"`
+	// JobConcurrency is how many secrets a rotation job rotates at once.
+	JobConcurrency int `json:"job_concurrency,omitempty"`
+
+	// Legacy per-type fields of configs written before Policies; read once
+	// and moved into Policies (migrateLegacy).
+	LegacySMTP *typePolicy `json:"smtp,omitempty"`
+	LegacySSH  *typePolicy `json:"ssh,omitempty"`
+	LegacyDKIM *typePolicy `json:"dkim,omitempty"`
 }
 
-// defaultConfig carries the periods of the feature document: SSH 90 days with
-// a 14-day alert and 24 h overlap; SMTP 30 days, alert 7; DKIM 365 days, alert
-// 30, 48 h DNS grace. Providers publish no API-key period, so API keys use the
-// platform's 90-day recommendation until one is set.
+// Bounds of job_concurrency: one plugin process serves every mount.
+const (
+	defaultJobConcurrency = 4
+	maxJobConcurrency     = 32
+)
+
+// defaultConfig holds the mount-wide defaults; the per-type rotation
+// defaults are in each secretKind (see the kinds' defaults).
 func defaultConfig() *engineConfig {
 	return &engineConfig{
-		SMTP:        typePolicy{RotationPeriod: 30 * day, AlertThreshold: 7 * day},
-		SSH:         typePolicy{RotationPeriod: 90 * day, AlertThreshold: 14 * day, GracePeriod: 24 * time.Hour},
-		APIKey:      typePolicy{RotationPeriod: 90 * day, AlertThreshold: 7 * day},
-		DKIM:        typePolicy{RotationPeriod: 365 * day, AlertThreshold: 30 * day, GracePeriod: 48 * time.Hour},
 		MaxVersions: 5,
-
 		// 4 MiB: far above real mail, far below the plugin's memory.
 		DKIMSignMaxMessageBytes: 4 << 20,
+		HistoryLimit:            defaultHistoryLimit,
+		AccessLimit:             defaultAccessLimit,
+		JobConcurrency:          defaultJobConcurrency,
 	}
+}
+
+// migrateLegacy moves the per-type fields of an old config into Policies.
+func (c *engineConfig) migrateLegacy() {
+	for name, p := range map[string]*typePolicy{"smtp": c.LegacySMTP, "ssh": c.LegacySSH, "dkim": c.LegacyDKIM} {
+		if p == nil {
+			continue
+		}
+		if c.Policies == nil {
+			c.Policies = map[string]typePolicy{}
+		}
+		if _, set := c.Policies[name]; !set {
+			c.Policies[name] = *p
+		}
+	}
+	c.LegacySMTP, c.LegacySSH, c.LegacyDKIM = nil, nil, nil
 }
 
 // Bounds of dkim_sign_max_message_bytes: below 1 KiB no real message fits,
@@ -77,19 +113,45 @@ const (
 	maxGracePeriod    = 30 * day
 )
 
-// durationSetting binds one config field to the policy value it sets.
-type durationSetting struct {
+// policySetting binds one per-type config field to the policy value it
+// sets. The settings are derived from the kinds: each type has
+// {prefix}_rotation_period, _alert_threshold, _risk_level, and
+// _grace_period when it has an overlap.
+type policySetting struct {
 	field string
-	ptr   func(*engineConfig) *time.Duration
+	kind  *secretKind
 	help  string
+	// max bounds a duration setting; zero marks the risk level.
+	max time.Duration
+	ptr func(*typePolicy) *time.Duration
 }
 
-// max is the setting's upper bound: grace periods have their own.
-func (s durationSetting) max() time.Duration {
-	if strings.HasSuffix(s.field, "_grace_period") {
-		return maxGracePeriod
+func (b *backend) policySettings() []policySetting {
+	var out []policySetting
+	for _, k := range b.sortedKinds() {
+		p, d := k.settingPrefix(), k.defaults
+		out = append(out,
+			policySetting{p + "_rotation_period", k, fmt.Sprintf("Default rotation period of %ss (%s). 0 disables scheduled rotation.", k.Title, days(d.RotationPeriod)),
+				maxRotationPeriod, func(t *typePolicy) *time.Duration { return &t.RotationPeriod }},
+			policySetting{p + "_alert_threshold", k, fmt.Sprintf("How long before next_rotation a %s is due_soon (%s).", k.Title, days(d.AlertThreshold)),
+				maxRotationPeriod, func(t *typePolicy) *time.Duration { return &t.AlertThreshold }},
+		)
+		if k.graceStatus != "" {
+			out = append(out, policySetting{p + "_grace_period", k, fmt.Sprintf("How long a replaced %s stays valid (%s).", k.Title, days(d.GracePeriod)),
+				maxGracePeriod, func(t *typePolicy) *time.Duration { return &t.GracePeriod }})
+		}
+		out = append(out, policySetting{field: p + "_risk_level", kind: k,
+			help: fmt.Sprintf("Risk level of %ss in rotation/status: %s (default %s).", k.Title, strings.Join(riskLevels, ", "), d.RiskLevel)})
 	}
-	return maxRotationPeriod
+	return out
+}
+
+// days renders a default duration for help text: 30d, 48h.
+func days(d time.Duration) string {
+	if d%day == 0 {
+		return fmt.Sprintf("%dd", d/day)
+	}
+	return d.String()
 }
 
 // checkDuration refuses a negative duration or one above max, naming the
@@ -103,21 +165,6 @@ func checkDuration(field string, secs int, max time.Duration) (time.Duration, er
 		return 0, badInput("%s must be at most %s (%ds, %d days); got %ds", field, max, int64(max/time.Second), int64(max/day), secs)
 	}
 	return d, nil
-}
-
-func durationSettings() []durationSetting {
-	return []durationSetting{
-		{"smtp_rotation_period", func(c *engineConfig) *time.Duration { return &c.SMTP.RotationPeriod }, "Default rotation period of SMTP credentials (30 days). 0 disables scheduled rotation."},
-		{"smtp_alert_threshold", func(c *engineConfig) *time.Duration { return &c.SMTP.AlertThreshold }, "How long before next_rotation an SMTP credential is due_soon (7 days)."},
-		{"ssh_rotation_period", func(c *engineConfig) *time.Duration { return &c.SSH.RotationPeriod }, "Default rotation period of SSH keys (90 days)."},
-		{"ssh_alert_threshold", func(c *engineConfig) *time.Duration { return &c.SSH.AlertThreshold }, "How long before next_rotation an SSH key is due_soon (14 days)."},
-		{"ssh_grace_period", func(c *engineConfig) *time.Duration { return &c.SSH.GracePeriod }, "How long a replaced SSH key stays in authorized_keys (24 hours)."},
-		{"api_key_rotation_period", func(c *engineConfig) *time.Duration { return &c.APIKey.RotationPeriod }, "Default rotation period of provider API keys (90 days)."},
-		{"api_key_alert_threshold", func(c *engineConfig) *time.Duration { return &c.APIKey.AlertThreshold }, "How long before next_rotation an API key is due_soon (7 days)."},
-		{"dkim_rotation_period", func(c *engineConfig) *time.Duration { return &c.DKIM.RotationPeriod }, "Default rotation period of DKIM keys (365 days)."},
-		{"dkim_alert_threshold", func(c *engineConfig) *time.Duration { return &c.DKIM.AlertThreshold }, "How long before next_rotation a DKIM key is due_soon (30 days)."},
-		{"dkim_grace_period", func(c *engineConfig) *time.Duration { return &c.DKIM.GracePeriod }, "How long a replaced DKIM key stays published for verification (48 hours)."},
-	}
 }
 
 func pathConfig(b *backend) *framework.Path {
@@ -136,7 +183,17 @@ func pathConfig(b *backend) *framework.Path {
 				minDKIMSignBytes, maxDKIMSignBytes),
 		},
 	}
-	for _, s := range durationSettings() {
+	fields["history_limit"] = &framework.FieldSchema{Type: framework.TypeInt,
+		Description: fmt.Sprintf("Rotation history rows kept per secret (default %d, 1 to %d).", defaultHistoryLimit, maxLogLimit)}
+	fields["access_limit"] = &framework.FieldSchema{Type: framework.TypeInt,
+		Description: fmt.Sprintf("Access records (downloads, exports) kept per secret, apart from the history (default %d, 1 to %d).", defaultAccessLimit, maxLogLimit)}
+	fields["job_concurrency"] = &framework.FieldSchema{Type: framework.TypeInt,
+		Description: fmt.Sprintf("Secrets a rotation job rotates at once (default %d, 1 to %d).", defaultJobConcurrency, maxJobConcurrency)}
+	for _, s := range b.policySettings() {
+		if s.ptr == nil {
+			fields[s.field] = &framework.FieldSchema{Type: framework.TypeString, Description: s.help}
+			continue
+		}
 		fields[s.field] = &framework.FieldSchema{Type: framework.TypeDurationSecond, Description: s.help}
 	}
 	return &framework.Path{
@@ -158,7 +215,7 @@ func pathConfig(b *backend) *framework.Path {
 			},
 		},
 		HelpSynopsis:    "Rotation defaults, version retention and password generation for the whole mount.",
-		HelpDescription: strings.TrimSpace(configHelp),
+		HelpDescription: b.configHelp(),
 	}
 }
 
@@ -180,6 +237,7 @@ func (b *backend) config(ctx context.Context, s logical.Storage) (*engineConfig,
 		if err := raw.DecodeJSON(cfg); err != nil {
 			return nil, fmt.Errorf("decoding config: %w", err)
 		}
+		cfg.migrateLegacy()
 	}
 	b.cfgMu.Lock()
 	if b.cfgGen == gen {
@@ -200,8 +258,14 @@ func (b *backend) pathConfigRead(ctx context.Context, req *logical.Request, _ *f
 
 		"dkim_sign_max_message_bytes": cfg.DKIMSignMaxMessageBytes,
 	}
-	for _, s := range durationSettings() {
-		data[s.field] = int64(*s.ptr(cfg) / time.Second)
+	data["history_limit"], data["access_limit"], data["job_concurrency"] = cfg.HistoryLimit, cfg.AccessLimit, cfg.JobConcurrency
+	for _, s := range b.policySettings() {
+		pol := s.kind.policy(cfg)
+		if s.ptr == nil {
+			data[s.field] = pol.RiskLevel
+			continue
+		}
+		data[s.field] = int64(*s.ptr(&pol) / time.Second)
 	}
 	return &logical.Response{Data: data}, nil
 }
@@ -218,13 +282,45 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 		return nil, err
 	}
 	next := *current
-	for _, s := range durationSettings() {
-		if v, ok := d.GetOk(s.field); ok {
-			dur, err := checkDuration(s.field, v.(int), s.max())
+	next.Policies = map[string]typePolicy{}
+	for name, p := range current.Policies {
+		next.Policies[name] = p
+	}
+	periodsChanged := false
+	for _, s := range b.policySettings() {
+		v, ok := d.GetOk(s.field)
+		if !ok {
+			continue
+		}
+		pol := s.kind.policy(&next)
+		if s.ptr == nil {
+			level := strings.TrimSpace(v.(string))
+			if !strutil.StrListContains(riskLevels, level) {
+				return nil, badInput("%s must be one of %s (got %s)", s.field, strings.Join(riskLevels, ", "), quoteShort(level))
+			}
+			pol.RiskLevel = level
+		} else {
+			dur, err := checkDuration(s.field, v.(int), s.max)
 			if err != nil {
 				return nil, err
 			}
-			*s.ptr(&next) = dur
+			periodsChanged = periodsChanged || *s.ptr(&pol) != dur
+			*s.ptr(&pol) = dur
+		}
+		next.Policies[s.kind.Name] = pol
+	}
+	for _, lim := range []struct {
+		field    string
+		ptr      *int
+		min, max int
+	}{{"history_limit", &next.HistoryLimit, 1, maxLogLimit}, {"access_limit", &next.AccessLimit, 1, maxLogLimit},
+		{"job_concurrency", &next.JobConcurrency, 1, maxJobConcurrency}} {
+		if v, ok := d.GetOk(lim.field); ok {
+			n := v.(int)
+			if n < lim.min || n > lim.max {
+				return nil, badInput("%s must be between %d and %d (got %d)", lim.field, lim.min, lim.max, n)
+			}
+			*lim.ptr = n
 		}
 	}
 	if v, ok := d.GetOk("max_versions"); ok {
@@ -252,7 +348,7 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 			}
 		}
 	}
-	if err := validatePolicies(&next); err != nil {
+	if err := b.validatePolicies(&next); err != nil {
 		return nil, err
 	}
 	entry, err := logical.StorageEntryJSON(configStoragePath, &next)
@@ -266,43 +362,49 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 	b.cfg = &next
 	b.cfgGen++
 	b.cfgMu.Unlock()
-	// Due times depend on the periods: rebuild the index on the next tick.
-	b.sched.reset()
+	if periodsChanged {
+		// Due times of secrets that use a type default moved: the index is
+		// rebuilt in the background (resumable; see index.go).
+		if err := b.startIndexRebuild(ctx, req.Storage, "config change"); err != nil {
+			return nil, err
+		}
+	}
 	return nil, nil
 }
 
 // validatePolicies rejects an alert threshold longer than its period: such a
 // secret would be due_soon from the moment it is created.
-func validatePolicies(c *engineConfig) error {
-	for _, t := range []struct {
-		name string
-		pol  typePolicy
-	}{{"smtp", c.SMTP}, {"ssh", c.SSH}, {"api_key", c.APIKey}, {"dkim", c.DKIM}} {
-		if t.pol.RotationPeriod > 0 && t.pol.AlertThreshold > t.pol.RotationPeriod {
+func (b *backend) validatePolicies(c *engineConfig) error {
+	for _, k := range b.sortedKinds() {
+		pol := k.policy(c)
+		if pol.RotationPeriod > 0 && pol.AlertThreshold > pol.RotationPeriod {
+			p := k.settingPrefix()
 			return badInput("%s_alert_threshold (%s) must not be longer than %s_rotation_period (%s)",
-				t.name, t.pol.AlertThreshold, t.name, t.pol.RotationPeriod)
+				p, pol.AlertThreshold, p, pol.RotationPeriod)
 		}
 	}
 	return nil
 }
 
-const configHelp = `
-Sets the defaults that every secret of a type uses unless it sets its own.
-
-Durations accept seconds or a unit: 30d, 720h, 2592000.
-
-  smtp_rotation_period / smtp_alert_threshold        30d / 7d
-  ssh_rotation_period / ssh_alert_threshold          90d / 14d
-  ssh_grace_period                                   24h
-  api_key_rotation_period / api_key_alert_threshold  90d / 7d
-  dkim_rotation_period / dkim_alert_threshold        365d / 30d
-  dkim_grace_period                                  48h
-  max_versions                                       5
-  password_policy                                    "" (built-in generator)
-  dkim_sign_max_message_bytes                        4194304 (4 MiB)
-
+// configHelp is derived from the kinds, so a new type documents itself.
+func (b *backend) configHelp() string {
+	var sb strings.Builder
+	sb.WriteString("Sets the defaults that every secret of a type uses unless it sets its own.\n\n")
+	sb.WriteString("Durations accept seconds or a unit: 30d, 720h, 2592000.\n\n")
+	for _, s := range b.policySettings() {
+		fmt.Fprintf(&sb, "  %-32s %s\n", s.field, s.help)
+	}
+	fmt.Fprintf(&sb, "  %-32s %d\n", "max_versions", defaultConfig().MaxVersions)
+	fmt.Fprintf(&sb, "  %-32s %s\n", "password_policy", `"" (built-in generator)`)
+	fmt.Fprintf(&sb, "  %-32s %d (4 MiB)\n", "dkim_sign_max_message_bytes", defaultConfig().DKIMSignMaxMessageBytes)
+	fmt.Fprintf(&sb, "  %-32s %d\n  %-32s %d\n  %-32s %d\n", "history_limit", defaultHistoryLimit,
+		"access_limit", defaultAccessLimit, "job_concurrency", defaultJobConcurrency)
+	sb.WriteString(`
 A rotation period of 0 turns scheduled rotation off for that type. Rotation
 periods and alert thresholds are at most 3650d (10 years), grace periods at
-most 30d. An alert threshold may not be longer than its period. A secret's rotation_status is
-due_soon inside the alert threshold and overdue once next_rotation has passed.
-`
+most 30d. An alert threshold may not be longer than its period. A secret's
+rotation_status is due_soon inside the alert threshold and overdue once
+next_rotation has passed. Changing a period rebuilds the due index in the
+background; rotation/status shows its progress.`)
+	return sb.String()
+}

@@ -154,7 +154,7 @@ func TestConfig_CacheNotFilledWithWhatAnInvalidationReplaced(t *testing.T) {
 	}()
 	<-stall.read // the reader has the defaults from storage
 	// Another node changes the config; this node is told to drop its cache.
-	entry, err := logical.StorageEntryJSON(configStoragePath, &engineConfig{SMTP: typePolicy{RotationPeriod: 60 * day}, MaxVersions: 7})
+	entry, err := logical.StorageEntryJSON(configStoragePath, &engineConfig{Policies: map[string]typePolicy{"smtp": {RotationPeriod: 60 * day}}, MaxVersions: 7})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -37,11 +37,11 @@ func dkimKind() *secretKind {
 	return &secretKind{
 		Name:   "dkim",
 		Title:  "DKIM key",
-		policy: func(c *engineConfig) typePolicy { return c.DKIM },
+		defaults: typePolicy{RotationPeriod: 365 * day, AlertThreshold: 30 * day, GracePeriod: 48 * time.Hour, RiskLevel: "low"},
 		paths: func(b *backend, k *secretKind) []*framework.Path {
 			return pathDKIM(b, k, owners)
 		},
-		generate:     generateDKIMVersion,
+		create:     generateDKIMVersion,
 		onNewVersion: noteDKIMVersion,
 		graceStatus:  dkimStatusRetiring,
 		afterGrace:   dkimStatusRetired,
@@ -126,7 +126,11 @@ func dkimSignPath(b *backend, k *secretKind) *framework.Path {
 				return nil, err
 			}
 			return b.onEntry(k, func(e *secretEntry, ref secretRef, _ *framework.FieldData) (*logical.Response, error) {
-				return dkimSign(e, ref, encoded, opts)
+				resp, err := dkimSign(e, ref, encoded, opts)
+				if err == nil {
+					b.countUse(e) // a signature is a use for max_uses
+				}
+				return resp, err
 			})(ctx, req, d)
 		})
 	return p
@@ -366,7 +370,7 @@ func viewDKIM(e *secretEntry, v *secretVersion, _ bool) (map[string]interface{},
 }
 
 func dkimVersionsView(e *secretEntry) (map[string]interface{}, error) {
-	out := e.versionsView()
+	out := e.versionsView(&secretKind{graceStatus: dkimStatusRetiring}) // stages need only the overlap status
 	for i := range e.Versions {
 		v := &e.Versions[i]
 		var m dkimMaterial

@@ -322,7 +322,7 @@ func (o *domainOwners) finishTransfer(ctx context.Context, b *backend, s logical
 		}
 	}()
 	if c.TransferTo != "" {
-		if err := copyDKIMSecret(ctx, s, from, to, domain, c.TransferBy, b.now()); err != nil {
+		if err := b.copyDKIMSecret(ctx, s, from, to, domain, c.TransferBy, b.now()); err != nil {
 			return nil, err
 		}
 		c = &domainClaim{Tenant: to, ClaimedTime: b.now(), TransferFrom: from, TransferBy: c.TransferBy}
@@ -330,27 +330,27 @@ func (o *domainOwners) finishTransfer(ctx context.Context, b *backend, s logical
 			return nil, err
 		}
 	}
+	// The copy took over the index keys (store moved them to the new
+	// path), so only the entry itself is left to delete.
 	if err := s.Delete(ctx, fromKey); err != nil {
 		return nil, err
 	}
-	b.sched.set(fromKey, time.Time{})
 	c = &domainClaim{Tenant: to, ClaimedTime: c.ClaimedTime}
 	if err := saveClaim(ctx, s, domain, c); err != nil {
 		return nil, err
-	}
-	if cfg, err := b.config(ctx, s); err == nil {
-		if e, err := loadSecret(ctx, s, "dkim", to, domain); err == nil && e != nil {
-			b.reschedule(e, b.kinds["dkim"], cfg, b.now())
-		}
 	}
 	return c, nil
 }
 
 // copyDKIMSecret stores from's secret as to's, with a history row saying
 // so. When from's is gone (a crash after step 4), to's copy stands.
-func copyDKIMSecret(ctx context.Context, s logical.Storage, from, to, domain string, by actor, now time.Time) error {
+func (b *backend) copyDKIMSecret(ctx context.Context, s logical.Storage, from, to, domain string, by actor, now time.Time) error {
 	e, err := loadSecret(ctx, s, "dkim", from, domain)
 	if err != nil || e == nil {
+		return err
+	}
+	cfg, err := b.config(ctx, s)
+	if err != nil {
 		return err
 	}
 	e.Tenant = to
@@ -359,8 +359,8 @@ func copyDKIMSecret(ctx context.Context, s logical.Storage, from, to, domain str
 		Time: now, Operation: "transfer", Trigger: triggerManual, Actor: by, Result: "success",
 		Reason:      fmt.Sprintf("domain transferred from tenant %s to tenant %s", from, to),
 		FromVersion: e.CurrentVersion, ToVersion: e.CurrentVersion,
-	})
-	return saveSecret(ctx, s, e)
+	}, cfg.HistoryLimit)
+	return b.store(ctx, s, e, b.kinds["dkim"], cfg, now)
 }
 
 // paths are the operator's view of domain ownership.

@@ -35,9 +35,9 @@ func (b *backend) revokeOne(k *secretKind) framework.OperationFunc {
 			return nil, badInput("reason is required: say why %s is revoked", ref.path())
 		}
 		var revoked []int
-		e, err := b.modifyStored(ctx, req.Storage, k, ref.tenant, ref.name, func(e *secretEntry, _ *engineConfig, now time.Time) error {
+		e, err := b.modify(ctx, req.Storage, ref, func(e *secretEntry, cfg *engineConfig, now time.Time) error {
 			var err error
-			revoked, err = e.revokeLive(k, r, now)
+			revoked, err = e.revokeLive(k, r, now, cfg)
 			return err
 		})
 		if err != nil {
@@ -56,56 +56,4 @@ func (b *backend) revokeOne(k *secretKind) framework.OperationFunc {
 		b.emit(ctx, "revoke", e, "trigger", r.Trigger, "version", fmt.Sprint(e.CurrentVersion))
 		return resp, nil
 	}
-}
-
-// revokeLive revokes every version that is active or in its grace period and
-// records the revocation. It returns the revoked version numbers; when there
-// were none it changes nothing.
-func (e *secretEntry) revokeLive(k *secretKind, r rotation, now time.Time) ([]int, error) {
-	return e.revokeVersions(k, e.liveVersions(k), r, now)
-}
-
-// liveVersions lists the versions that are valid now: active, or inside
-// their grace period.
-func (e *secretEntry) liveVersions(k *secretKind) []int {
-	live := []int{}
-	for _, v := range e.Versions {
-		if v.Status == statusActive || (k.graceStatus != "" && v.Status == k.graceStatus) {
-			live = append(live, v.Version)
-		}
-	}
-	return live
-}
-
-// revokeVersions revokes the listed versions that are still kept, through
-// the type's onRevoke (which destroys private material), and records one
-// revocation. It is the one revocation of the revoke path and of a rotation
-// with revoke_previous.
-func (e *secretEntry) revokeVersions(k *secretKind, versions []int, r rotation, now time.Time) ([]int, error) {
-	revoked := []int{}
-	for _, n := range versions {
-		v := e.version(n)
-		if v == nil {
-			continue // trimmed by the rotation that asked for this
-		}
-		v.Status, v.StatusTime = statusRevoked, now
-		// The grace period no longer applies; left set, it would also keep
-		// the version scheduled.
-		v.GraceUntil = time.Time{}
-		if k.onRevoke != nil {
-			if err := k.onRevoke(v); err != nil {
-				return nil, err
-			}
-		}
-		revoked = append(revoked, v.Version)
-	}
-	if len(revoked) == 0 {
-		return revoked, nil
-	}
-	e.UpdatedTime = now
-	e.record(historyEntry{
-		Time: now, Operation: "revoke", Trigger: r.Trigger, Reason: r.Reason, IncidentID: r.IncidentID,
-		Actor: r.Actor, Result: "success", FromVersion: revoked[0], ToVersion: revoked[len(revoked)-1],
-	})
-	return revoked, nil
 }

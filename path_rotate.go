@@ -104,7 +104,7 @@ func (b *backend) rotateOne(k *secretKind) framework.OperationFunc {
 		if err != nil {
 			return nil, err
 		}
-		e, err := b.rotateStored(ctx, req.Storage, k, ref.tenant, ref.name, r)
+		e, err := b.rotate(ctx, req.Storage, ref, r)
 		if err != nil {
 			return nil, err
 		}
@@ -130,78 +130,6 @@ func revokedBy(e *secretEntry, r rotation) []int {
 		return []int{}
 	}
 	return e.revokedAt(e.LastRotated)
-}
-
-// pathRotateTenant rotates every secret of one tenant, for incident response.
-func pathRotateTenant(b *backend) *framework.Path {
-	fields := rotationFields()
-	fields["tenant"] = tenantField()
-	fields["revoke_previous"] = revokePreviousField()
-	fields["types"] = &framework.FieldSchema{Type: framework.TypeCommaStringSlice,
-		Description: "Secret types to rotate (for example smtp,ssh). Empty: every type."}
-	return &framework.Path{
-		Pattern:      "rotate-tenant/" + tenantSegment,
-		DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationVerb: "rotate", OperationSuffix: "tenant"},
-		Fields:       fields,
-		Operations: map[logical.Operation]framework.OperationHandler{
-			logical.UpdateOperation: &framework.PathOperation{
-				Callback:                    b.handle(b.rotateTenant),
-				Summary:                     "Rotate every secret of a tenant, for example after an incident.",
-				ForwardPerformanceStandby:   true,
-				ForwardPerformanceSecondary: true,
-			},
-		},
-		HelpSynopsis: "Rotate every secret of one tenant.",
-		HelpDescription: "Rotates each secret of the tenant (optionally only the listed types) one by one and " +
-			"reports which were rotated and which failed. It can be repeated safely: a repeat rotates again " +
-			"rather than skipping, so run it once per incident.",
-	}
-}
-
-func (b *backend) rotateTenant(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
-	tenant := d.Get("tenant").(string)
-	if err := validateIdentifier("tenant", tenant); err != nil {
-		return nil, err
-	}
-	r, err := rotationFrom(req, d)
-	if err != nil {
-		return nil, err
-	}
-	kinds, err := b.kindsNamed(d.Get("types").([]string))
-	if err != nil {
-		return nil, err
-	}
-	rotated := []string{}
-	failed := map[string]interface{}{}
-	revoked := map[string]interface{}{}
-	for _, k := range kinds {
-		names, err := listChildren(ctx, req.Storage, secretsStoragePrefix+k.Name+"/"+tenant+"/")
-		if err != nil {
-			return nil, err
-		}
-		for _, name := range names {
-			path := k.Name + "/" + tenant + "/" + name
-			e, err := b.rotateStored(ctx, req.Storage, k, tenant, name, r)
-			switch {
-			case err != nil:
-				failed[path] = err.Error()
-			case e != nil:
-				rotated = append(rotated, fmt.Sprintf("%s (version %d)", path, e.CurrentVersion))
-				if r.RevokePrevious {
-					revoked[path] = revokedBy(e, r)
-				}
-			}
-		}
-	}
-	resp := &logical.Response{Data: map[string]interface{}{
-		"tenant": tenant, "rotated": rotated, "failed": failed,
-		"rotated_count": len(rotated), "failed_count": len(failed),
-		"revoked_versions": revoked,
-	}}
-	if len(failed) > 0 {
-		resp.AddWarning(fmt.Sprintf("%d secret(s) failed to rotate; see failed", len(failed)))
-	}
-	return resp, nil
 }
 
 // kindsNamed resolves a types list; empty means every type.

@@ -221,7 +221,10 @@ func TestSaveSecret_LargestEntryFitsTheBound(t *testing.T) {
 	kind := sshKind()
 	cfg := defaultConfig()
 	cfg.MaxVersions = maxVersionsLimit
-	cfg.SSH.GracePeriod = maxGracePeriod
+	cfg.HistoryLimit = maxLogLimit
+	pol := sshKind().defaults
+	pol.GracePeriod = maxGracePeriod
+	cfg.Policies = map[string]typePolicy{"ssh": pol}
 	now := env.clock.Now()
 	e := &secretEntry{Kind: "ssh", Tenant: long(128), Name: long(128), CreatedTime: now,
 		Settings: json.RawMessage(`{"one_time_download":true,"download_count":999999,"last_downloaded":"2026-11-01T09:00:00Z","last_downloaded_by":{"display_name":"` + long(256) + `","entity_id":"` + long(36) + `"}}`)}
@@ -237,8 +240,8 @@ func TestSaveSecret_LargestEntryFitsTheBound(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if len(e.Versions) != maxVersionsLimit || len(e.History) != historyLimit {
-		t.Fatalf("built %d versions and %d history rows, want %d and %d", len(e.Versions), len(e.History), maxVersionsLimit, historyLimit)
+	if len(e.Versions) != maxVersionsLimit || len(e.History) != maxLogLimit {
+		t.Fatalf("built %d versions and %d history rows, want %d and %d", len(e.Versions), len(e.History), maxVersionsLimit, maxLogLimit)
 	}
 	for _, v := range e.Versions[:len(e.Versions)-1] {
 		if v.Status != statusGrace {
@@ -250,7 +253,7 @@ func TestSaveSecret_LargestEntryFitsTheBound(t *testing.T) {
 	}
 	raw, _ := env.storage.Get(context.Background(), e.storageKey())
 	t.Logf("largest entry: %d bytes, bound %d bytes (%.0f%%)", len(raw.Value), maxEntryBytes, 100*float64(len(raw.Value))/maxEntryBytes)
-	if _, err := e.revokeLive(kind, rotation{Trigger: triggerEvent, Reason: long(maxReasonLen), Actor: by}, now); err != nil {
+	if _, err := e.revokeLive(kind, rotation{Trigger: triggerEvent, Reason: long(maxReasonLen), Actor: by}, now, cfg); err != nil {
 		t.Fatal(err)
 	}
 	if err := saveSecret(context.Background(), env.storage, e); err != nil {

@@ -48,9 +48,9 @@ func smtpKind() *secretKind {
 	return &secretKind{
 		Name:     "smtp",
 		Title:    "SMTP credential",
-		policy:   func(c *engineConfig) typePolicy { return c.SMTP },
+		defaults: typePolicy{RotationPeriod: 30 * day, AlertThreshold: 7 * day, RiskLevel: "medium"},
 		paths:    pathSMTP,
-		generate: generateSMTPVersion,
+		create: generateSMTPVersion,
 		// A revoked password (rotate with revoke_previous) is destroyed:
 		// version=N of it reads as revoked, without a password.
 		onRevoke: destroySMTPPassword,
@@ -175,7 +175,7 @@ func writeSMTP(ctx context.Context, b *backend, req *logical.Request, d *framewo
 	if !creating {
 		e.record(historyEntry{Time: now, Operation: "write", Trigger: triggerManual,
 			Reason: "credential changed by write", Actor: actorOf(req), Result: "success",
-			FromVersion: from, ToVersion: e.CurrentVersion})
+			FromVersion: from, ToVersion: e.CurrentVersion}, cfg.HistoryLimit)
 	}
 	return nil
 }

@@ -33,9 +33,9 @@ func sshKind() *secretKind {
 	return &secretKind{
 		Name:        "ssh",
 		Title:       "SSH key",
-		policy:      func(c *engineConfig) typePolicy { return c.SSH },
+		defaults: typePolicy{RotationPeriod: 90 * day, AlertThreshold: 14 * day, GracePeriod: 24 * time.Hour, RiskLevel: "high"},
 		paths:       pathSSH,
-		generate:    generateSSHVersion,
+		create:    generateSSHVersion,
 		graceStatus: statusGrace,
 		afterGrace:  statusExpired,
 		revocable:   true,
@@ -79,7 +79,7 @@ func destroySSHPrivateKey(v *secretVersion) error {
 func pathSSH(b *backend, k *secretKind) []*framework.Path {
 	fields := map[string]*framework.FieldSchema{
 		"key_type": {Type: framework.TypeString,
-			Description: "Key to generate: " + strings.Join(sshkey.Types(), ", ") + " (default " + sshkey.DefaultType +
+			Description: "Key to create: " + strings.Join(sshkey.Types(), ", ") + " (default " + sshkey.DefaultType +
 				"). On an existing key, a different key_type generates a new version of that type now."},
 		"private_key": {Type: framework.TypeString,
 			Description:  "Import this private key (OpenSSH, or PEM: PKCS#1, PKCS#8, SEC 1) instead of generating one. On an existing key it becomes the next version.",
@@ -135,7 +135,7 @@ func writeSSH(ctx context.Context, b *backend, req *logical.Request, d *framewor
 	if !creating {
 		e.record(historyEntry{Time: now, Operation: "write", Trigger: triggerManual,
 			Reason: "key replaced by write", Actor: actorOf(req), Result: "success",
-			FromVersion: from, ToVersion: e.CurrentVersion})
+			FromVersion: from, ToVersion: e.CurrentVersion}, cfg.HistoryLimit)
 	}
 	return nil
 }
@@ -334,9 +334,9 @@ func (b *backend) downloadSSHKey(k *secretKind) framework.OperationFunc {
 			return nil, badInput("passphrase is too long: at most %d characters", maxPassphraseLen)
 		}
 		var out map[string]interface{}
-		e, err := b.modifyStored(ctx, req.Storage, k, ref.tenant, ref.name, func(e *secretEntry, _ *engineConfig, now time.Time) error {
+		e, err := b.modify(ctx, req.Storage, ref, func(e *secretEntry, cfg *engineConfig, now time.Time) error {
 			var err error
-			out, err = recordDownload(e, passphrase, actorOf(req), now)
+			out, err = recordDownload(e, passphrase, actorOf(req), now, cfg)
 			return err
 		})
 		if err != nil {
@@ -352,7 +352,7 @@ func (b *backend) downloadSSHKey(k *secretKind) framework.OperationFunc {
 
 // recordDownload checks that the current key may be downloaded, exports it
 // and counts the download in the entry's settings, material and history.
-func recordDownload(e *secretEntry, passphrase string, by actor, now time.Time) (map[string]interface{}, error) {
+func recordDownload(e *secretEntry, passphrase string, by actor, now time.Time, cfg *engineConfig) (map[string]interface{}, error) {
 	cur := e.current()
 	m, err := sshMaterialOf(cur)
 	if err != nil {
@@ -381,8 +381,8 @@ func recordDownload(e *secretEntry, passphrase string, by actor, now time.Time) 
 	if e.Settings, err = json.Marshal(s); err != nil {
 		return nil, err
 	}
-	e.record(historyEntry{Time: now, Operation: "download", Trigger: triggerManual, Actor: by,
-		Result: "success", FromVersion: cur.Version, ToVersion: cur.Version})
+	e.recordAccess(historyEntry{Time: now, Operation: "download", Trigger: triggerManual, Actor: by,
+		Result: "success", FromVersion: cur.Version, ToVersion: cur.Version}, cfg.AccessLimit)
 	return map[string]interface{}{
 		"private_key":            privateKey,
 		"encrypted":              passphrase != "",

@@ -51,33 +51,6 @@ func refFrom(k *secretKind, d *framework.FieldData) (secretRef, error) {
 	return ref, k.checkName(ref.tenant, ref.name)
 }
 
-// loadDerived loads a secret and derives, on this copy only, what the clock
-// and the config imply, so that what a read shows follows them even before
-// the scheduler or the next write has persisted the change. A missing
-// secret is nil. Writers pass the one now their whole change uses.
-func loadDerived(ctx context.Context, s logical.Storage, ref secretRef, cfg *engineConfig, now time.Time) (*secretEntry, error) {
-	e, err := loadSecret(ctx, s, ref.kind.Name, ref.tenant, ref.name)
-	if err != nil || e == nil {
-		return nil, err
-	}
-	if _, err := e.derive(ref.kind, cfg, now); err != nil {
-		return nil, err
-	}
-	return e, nil
-}
-
-// derive ends the grace periods the clock has passed and drops the versions
-// beyond the effective max_versions (lowered since the entry was written).
-// It reports whether e changed, so the scheduler knows to persist it.
-func (e *secretEntry) derive(kind *secretKind, cfg *engineConfig, now time.Time) (bool, error) {
-	ended, err := kind.endGraces(e, now)
-	if err != nil {
-		return ended, err
-	}
-	trimmed := e.trimVersions(e.effectiveMaxVersions(cfg))
-	return ended || trimmed, nil
-}
-
 // writeFunc applies a create or update to e. On create e has no versions yet
 // and the function must add the first one. It returns input errors for bad
 // fields and must not touch e before all input is validated.
@@ -96,8 +69,16 @@ func commonSecretFields(k *secretKind) map[string]*framework.FieldSchema {
 			Description: "On read: the version to return. 0 or unset means the current version."},
 		"rotation_period": {Type: framework.TypeDurationSecond,
 			Description: "This secret's rotation period, at most 3650d (10 years); 0 or unset uses the type default from config."},
+		"rotation_schedule": {Type: framework.TypeString,
+			Description: "A 5-field cron expression in UTC (minute hour day-of-month month day-of-week), for example \"0 3 * * 1\": " +
+				"next_rotation is the first match after last_rotated. It replaces rotation_period; empty removes it."},
 		"auto_rotate": {Type: framework.TypeBool,
-			Description: "Rotate automatically when next_rotation passes (checked every minute on the active node)."},
+			Description: "Rotate automatically when next_rotation passes (checked every minute on the active node). Default false."},
+		"disable_automated_rotation": {Type: framework.TypeBool,
+			Description: "Vault's name for the opposite of auto_rotate: true stops automatic rotation, false starts it. Give one of the two."},
+		"max_uses": {Type: framework.TypeInt,
+			Description: fmt.Sprintf("Rotate once the secret has been read (or used to sign) this many times since its last rotation "+
+				"(the threshold trigger); 0 turns it off. At most %d.", maxMaxUses)},
 		"max_versions": {Type: framework.TypeInt,
 			Description: fmt.Sprintf("Versions kept for this secret; 0 or unset uses config max_versions. At most %d.", maxVersionsLimit)},
 	}
@@ -171,7 +152,11 @@ func (b *backend) secretReader(k *secretKind, view viewFunc) framework.Operation
 		if err != nil {
 			return nil, err
 		}
-		return versionResponse(e, v, k, cfg, now, view, true)
+		resp, err := versionResponse(e, v, k, cfg, now, view, true)
+		if err == nil {
+			b.countUse(e)
+		}
+		return resp, err
 	}
 }
 
@@ -250,23 +235,29 @@ func (b *backend) secretWriter(k *secretKind, write writeFunc, view viewFunc) fr
 		e.trimVersions(e.effectiveMaxVersions(cfg)) // a settings-only write may lower it
 		if e.LastRotated.Equal(now) {
 			// The write replaced the material (a new password or key): like
-			// a rotation, it ends a run of failed scheduled rotations.
-			e.LastRotationError, e.LastRotationErrorTime = "", time.Time{}
+			// a rotation, it ends a run of failed rotations and the count of
+			// uses.
+			e.clearFailures()
+			e.Uses = 0
 		}
-		if err := saveSecret(ctx, req.Storage, e); err != nil {
+		if err := b.store(ctx, req.Storage, e, k, cfg, now); err != nil {
 			return nil, err
 		}
-		b.reschedule(e, k, cfg, now)
 		b.emit(ctx, "write", e, "version", fmt.Sprint(e.CurrentVersion))
 		return versionResponse(e, e.current(), k, cfg, now, view, false)
 	}
 }
 
+// maxMaxUses bounds max_uses.
+const maxMaxUses = 1 << 30
+
 // commonSettings are the per-secret overrides every type accepts.
 type commonSettings struct {
-	rotationPeriod *time.Duration
-	autoRotate     *bool
-	maxVersions    *int
+	rotationPeriod   *time.Duration
+	rotationSchedule *string
+	autoRotate       *bool
+	maxVersions      *int
+	maxUses          *int
 }
 
 func commonSettingsFrom(d *framework.FieldData) (commonSettings, error) {
@@ -278,9 +269,38 @@ func commonSettingsFrom(d *framework.FieldData) (commonSettings, error) {
 		}
 		s.rotationPeriod = &p
 	}
+	if v, ok := d.GetOk("rotation_schedule"); ok {
+		expr := strings.TrimSpace(v.(string))
+		if len(expr) > 128 {
+			return s, badInput("rotation_schedule is too long: at most 128 characters")
+		}
+		if expr != "" {
+			if _, err := parseSchedule(expr); err != nil {
+				return s, badInput("rotation_schedule %s is not a 5-field cron expression (minute hour day-of-month month day-of-week, UTC)", quoteShort(expr))
+			}
+		}
+		s.rotationSchedule = &expr
+	}
 	if v, ok := d.GetOk("auto_rotate"); ok {
 		a := v.(bool)
 		s.autoRotate = &a
+	}
+	if v, ok := d.GetOk("disable_automated_rotation"); ok {
+		a := !v.(bool)
+		if s.autoRotate != nil && *s.autoRotate != a {
+			return s, badInput("auto_rotate and disable_automated_rotation contradict each other: give one of the two")
+		}
+		s.autoRotate = &a
+	}
+	if s.rotationPeriod != nil && *s.rotationPeriod > 0 && s.rotationSchedule != nil && *s.rotationSchedule != "" {
+		return s, badInput("rotation_period and rotation_schedule are mutually exclusive: give one of the two")
+	}
+	if v, ok := d.GetOk("max_uses"); ok {
+		n := v.(int)
+		if n < 0 || n > maxMaxUses {
+			return s, badInput("max_uses must be between 0 (off) and %d (got %d)", maxMaxUses, n)
+		}
+		s.maxUses = &n
 	}
 	if v, ok := d.GetOk("max_versions"); ok {
 		n := v.(int)
@@ -296,8 +316,14 @@ func (s commonSettings) apply(e *secretEntry, now time.Time) {
 	if s.rotationPeriod != nil {
 		e.RotationPeriod = *s.rotationPeriod
 	}
+	if s.rotationSchedule != nil {
+		e.RotationSchedule = *s.rotationSchedule
+	}
 	if s.autoRotate != nil {
 		e.AutoRotate = *s.autoRotate
+	}
+	if s.maxUses != nil {
+		e.MaxUses = *s.maxUses
 	}
 	if s.maxVersions != nil {
 		e.MaxVersions = *s.maxVersions
@@ -314,10 +340,20 @@ func (b *backend) secretDeleter(k *secretKind) framework.OperationFunc {
 		lock := b.lockFor(ref.key())
 		lock.Lock()
 		defer lock.Unlock()
-		if err := req.Storage.Delete(ctx, ref.key()); err != nil {
+		e, _, err := loadSecretChecked(ctx, req.Storage, ref)
+		if err != nil {
 			return nil, err
 		}
-		b.sched.set(ref.key(), time.Time{})
+		if e == nil { // missing, or unreadable: delete what is there
+			e = &secretEntry{Kind: k.Name, Tenant: ref.tenant, Name: ref.name}
+		}
+		if p := e.pending(); p != nil {
+			return nil, logical.CodedError(409, fmt.Sprintf("%s has a rotation in progress (pending version %d); "+
+				"delete it once Vault's rollback has finished or undone it (within %s)", ref.path(), p.Version, walRollbackMinAge))
+		}
+		if err := unstore(ctx, req.Storage, e); err != nil {
+			return nil, err
+		}
 		b.emit(ctx, "delete", &secretEntry{Kind: k.Name, Tenant: ref.tenant, Name: ref.name})
 		return nil, nil
 	}
@@ -432,7 +468,8 @@ func pathHistory(b *backend, k *secretKind) *framework.Path {
 		logical.ReadOperation: &framework.PathOperation{
 			Callback: b.handle(b.onEntry(k, func(e *secretEntry, _ secretRef, _ *framework.FieldData) (*logical.Response, error) {
 				return &logical.Response{Data: map[string]interface{}{
-					"history": e.historyView(), "versions": e.versionsView(), "current_version": e.CurrentVersion,
+					"history": historyView(e.History), "access": historyView(e.Access),
+					"versions": e.versionsView(k), "current_version": e.CurrentVersion,
 				}}, nil
 			})),
 			Summary: "Read the rotation history of a " + k.Title + ", newest first.",
@@ -440,8 +477,10 @@ func pathHistory(b *backend, k *secretKind) *framework.Path {
 	}
 	p.HelpSynopsis = "Rotation history of a " + k.Title + "."
 	p.HelpDescription = fmt.Sprintf("Each entry has the time, operation, trigger (%s, %s, %s or %s), reason, incident_id, "+
-		"the actor (display_name, entity_id), the result and the versions it moved from and to. The newest %d entries are kept.",
-		triggerTime, triggerEvent, triggerManual, triggerThreshold, historyLimit)
+		"the actor (display_name, entity_id), the result and the versions it moved from and to; a failed rotation names the step "+
+		"that failed. Access records (downloads, exports) are listed apart under access, so that they never push a rotation out. "+
+		"config history_limit and access_limit bound them (default %d each).",
+		triggerTime, triggerEvent, triggerManual, triggerThreshold, defaultHistoryLimit)
 	return p
 }
 

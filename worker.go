@@ -2,236 +2,355 @@ package penguinmails
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/hashicorp/go-multierror"
 	"github.com/hashicorp/vault/sdk/helper/locksutil"
 	"github.com/hashicorp/vault/sdk/logical"
 )
 
-// scheduler is an in-memory index of the next time each secret needs work
-// (an automatic rotation, or the end of a grace period). It is only an index:
-// the work itself is re-derived from the stored entry under its lock, and the
-// index is rebuilt from storage by a full scan whenever it is reset (a new
-// active node, a config change), so nothing is lost if it is.
-type scheduler struct {
-	mu     sync.Mutex
-	loaded bool
-	// resets counts resets, so that a scan that one overtook (and whose
-	// earlier entries it dropped) does not mark the index loaded.
-	resets uint64
-	next   map[string]time.Time
-}
+// Background work: the sweep of due secrets, the index rebuild and rotation
+// jobs. Vault calls periodic about once a minute on the active node; it
+// does a bounded share of the work itself and leaves the rest to one worker
+// goroutine per mount, which Clean stops (unmount, seal, step-down).
 
-func newScheduler() *scheduler { return &scheduler{next: map[string]time.Time{}} }
-
-func (s *scheduler) reset() {
-	s.mu.Lock()
-	s.loaded = false
-	s.resets++
-	s.next = map[string]time.Time{}
-	s.mu.Unlock()
-}
-
-// set records when key next needs work; the zero time removes it.
-func (s *scheduler) set(key string, at time.Time) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if at.IsZero() {
-		delete(s.next, key)
-		return
-	}
-	s.next[key] = at
-}
-
-func (s *scheduler) due(now time.Time) []string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var keys []string
-	for k, at := range s.next {
-		if !at.After(now) {
-			keys = append(keys, k)
-		}
-	}
-	return keys
-}
-
-// nextWork is the earliest time the secret needs the scheduler: the end of a
-// grace period, or its next rotation when it rotates automatically.
-func nextWork(e *secretEntry, kind *secretKind, cfg *engineConfig) time.Time {
-	var at time.Time
-	earlier := func(t time.Time) {
-		if !t.IsZero() && (at.IsZero() || t.Before(at)) {
-			at = t
-		}
-	}
-	for _, v := range e.Versions {
-		if kind.graceStatus != "" && v.Status == kind.graceStatus {
-			earlier(v.GraceUntil)
-		}
-	}
-	if cur := e.current(); e.AutoRotate && cur != nil && cur.Status == statusActive {
-		earlier(e.nextRotation(kind.policy(cfg)))
-	}
-	return at
-}
-
-func (b *backend) reschedule(e *secretEntry, kind *secretKind, cfg *engineConfig, _ time.Time) {
-	b.sched.set(e.storageKey(), nextWork(e, kind, cfg))
-}
+// Budgets of one pass: what does not fit continues in the next pass.
+const (
+	sweepBudget   = 200  // due secrets handled per pass
+	rebuildBudget = 1000 // secrets re-indexed per pass
+	jobBudget     = 100  // job items per pass
+	// sweepSlack re-reads the previous hour's bucket for a while after the
+	// hour turns, for writes that took their now just before it.
+	sweepSlack = 2 * time.Minute
+)
 
 func (b *backend) lockFor(key string) *locksutil.LockEntry { return locksutil.LockForKey(b.locks, key) }
 
-// periodic is the backend's PeriodicFunc. Vault calls it about once a minute
-// on the active node; it only writes where writes are safe (not on a
-// performance standby or secondary, which would reject them).
-func (b *backend) periodic(ctx context.Context, req *logical.Request) error {
+// periodic is the backend's PeriodicFunc. It only writes where writes are
+// safe (not on a performance standby or secondary, which would reject them).
+func (b *backend) periodic(ctx context.Context, req *logical.Request) (err error) {
+	defer b.recoverBackground("periodic", &err)
 	if !b.WriteSafeReplicationState() {
 		return nil
 	}
-	cfg, err := b.config(ctx, req.Storage)
+	if err := b.flushUses(ctx, req.Storage); err != nil {
+		b.Logger().Warn("flushing use counts failed; they are kept for the next tick", "error", err)
+	}
+	more, err := b.workPass(ctx, req.Storage)
+	if more || err != nil {
+		b.ensureWorker(req.Storage)
+	}
+	return err
+}
+
+// workPass does one bounded pass of every kind of background work and
+// reports whether any is left. Passes never overlap: one from periodic
+// while the worker runs one is skipped (and the worker is kicked).
+func (b *backend) workPass(ctx context.Context, s logical.Storage) (bool, error) {
+	if !b.workMu.TryLock() {
+		b.kickWorker()
+		return false, nil
+	}
+	defer b.workMu.Unlock()
+	if err := b.ensureIndex(ctx, s); err != nil {
+		return true, err
+	}
+	// The rebuild first: at first start it is what puts the secrets
+	// written before into the buckets the sweep reads.
+	moreIndex, err := b.rebuildBatch(ctx, s, rebuildBudget)
+	if err != nil {
+		return true, err
+	}
+	moreDue, err := b.sweep(ctx, s, sweepBudget)
+	if err != nil {
+		return true, err
+	}
+	moreJobs, err := b.runJobs(ctx, s, jobBudget)
+	return moreDue || moreIndex || moreJobs, err
+}
+
+// indexMetaPath marks a mount whose index exists. A mount written by an
+// older version has none: its first pass starts a rebuild.
+const indexMetaPath = "index/meta"
+
+func (b *backend) ensureIndex(ctx context.Context, s logical.Storage) error {
+	if b.indexReady.Load() {
+		return nil
+	}
+	raw, err := s.Get(ctx, indexMetaPath)
 	if err != nil {
 		return err
 	}
-	if err := b.loadSchedule(ctx, req.Storage, cfg); err != nil {
-		return err
-	}
-	var merr *multierror.Error
-	for _, key := range b.sched.due(b.now()) {
-		if ctx.Err() != nil {
-			break // the rest stay due and are picked up by the next tick
+	if raw == nil {
+		if err := b.startIndexRebuild(ctx, s, "first start with a due index"); err != nil {
+			return err
 		}
-		if err := b.maintain(ctx, req.Storage, key, cfg); err != nil {
-			merr = multierror.Append(merr, err)
-		}
-	}
-	return merr.ErrorOrNil()
-}
-
-// loadSchedule fills the index from storage once per reset.
-func (b *backend) loadSchedule(ctx context.Context, s logical.Storage, cfg *engineConfig) error {
-	b.sched.mu.Lock()
-	loaded, resets := b.sched.loaded, b.sched.resets
-	b.sched.mu.Unlock()
-	if loaded {
-		return nil
-	}
-	for _, kind := range b.sortedKinds() {
-		err := walkSecretNames(ctx, s, kind.Name, "", func(tenant, name string) error {
-			// Read under the secret's lock, so that a write racing the scan
-			// is either seen here or reschedules after it; never undone.
-			key := secretStorageKey(kind.Name, tenant, name)
-			lock := b.lockFor(key)
-			lock.Lock()
-			defer lock.Unlock()
-			e, err := loadSecret(ctx, s, kind.Name, tenant, name)
-			if err != nil {
-				return err
-			}
-			if e == nil {
-				b.sched.set(key, time.Time{})
-				return nil
-			}
-			// A config change (a lower max_versions) resets the index, so
-			// this scan is where the versions it hides leave storage.
-			if err := b.persistDerived(ctx, s, e, kind, cfg); err != nil {
-				return err
-			}
-			b.reschedule(e, kind, cfg, time.Time{})
-			return nil
-		})
+		// The sweep starts here; the rebuild moves what is already due into
+		// the current hour's bucket.
+		cursor, err := loadSweepCursor(ctx, s, b.now())
 		if err != nil {
 			return err
 		}
+		if err := saveSweepCursor(ctx, s, cursor); err != nil {
+			return err
+		}
+		entry, err := logical.StorageEntryJSON(indexMetaPath, map[string]interface{}{"version": 1, "created": b.now()})
+		if err != nil {
+			return err
+		}
+		if err := s.Put(ctx, entry); err != nil {
+			return err
+		}
 	}
-	b.sched.mu.Lock()
-	// A reset during the scan cleared what it had added: scan again next tick.
-	b.sched.loaded = b.sched.resets == resets
-	b.sched.mu.Unlock()
+	b.indexReady.Store(true)
 	return nil
 }
 
-// maintain does whatever work is due on one secret, judged from its stored
-// timestamps: it ends grace periods and rotates it when automatic rotation is
-// on and the period has elapsed.
-func (b *backend) maintain(ctx context.Context, s logical.Storage, key string, cfg *engineConfig) error {
-	parts := strings.SplitN(strings.TrimPrefix(key, secretsStoragePrefix), "/", 3)
-	kind := b.kinds[parts[0]]
-	if len(parts) != 3 || kind == nil {
-		b.sched.set(key, time.Time{})
-		return nil
+// sweep handles the secrets whose work time has come, from the stored
+// cursor hour to now, at most budget of them. It reports whether more are
+// due.
+func (b *backend) sweep(ctx context.Context, s logical.Storage, budget int) (bool, error) {
+	now := b.now()
+	cursor, err := loadSweepCursor(ctx, s, now)
+	if err != nil {
+		return true, err
 	}
-	lock := b.lockFor(key)
+	for hour := cursor; !hour.After(now); hour = hour.Add(time.Hour) {
+		bucket := indexWorkPrefix + hourBucket(hour) + "/"
+		names, err := listChildren(ctx, s, bucket)
+		if err != nil {
+			return true, err
+		}
+		for _, n := range names {
+			it, ok := parseItem(n)
+			if !ok {
+				if err := s.Delete(ctx, bucket+n); err != nil {
+					return true, err
+				}
+				continue
+			}
+			if it.at.After(now) {
+				break // sorted by time: the rest of the bucket is not due
+			}
+			if budget == 0 || ctx.Err() != nil {
+				return true, nil
+			}
+			budget--
+			if err := b.maintain(ctx, s, it, bucket+n); err != nil {
+				b.Logger().Warn("background work on a secret failed; it is retried", "secret", it.kind+"/"+it.tenant+"/"+it.name, "error", err)
+			}
+		}
+		// A past hour is finished once the hour plus the slack is over.
+		if !hour.Add(time.Hour + sweepSlack).After(now) {
+			if err := saveSweepCursor(ctx, s, hour.Add(time.Hour)); err != nil {
+				return true, err
+			}
+		}
+	}
+	return false, nil
+}
+
+func loadSweepCursor(ctx context.Context, s logical.Storage, now time.Time) (time.Time, error) {
+	raw, err := s.Get(ctx, indexSweepPath)
+	if err != nil {
+		return time.Time{}, err
+	}
+	if raw == nil {
+		return now.Truncate(time.Hour).Add(-time.Hour), nil
+	}
+	t, err := time.Parse(hourLayout, string(raw.Value))
+	if err != nil {
+		return now.Truncate(time.Hour).Add(-time.Hour), nil
+	}
+	return t, nil
+}
+
+func saveSweepCursor(ctx context.Context, s logical.Storage, hour time.Time) error {
+	return s.Put(ctx, &logical.StorageEntry{Key: indexSweepPath, Value: []byte(hourBucket(hour))})
+}
+
+// maintain does the work that is due on one secret, judged from its stored
+// timestamps: it ends overlaps, sends the rotation-due event, and rotates it
+// when a time or threshold trigger has fired. key is the index key that
+// brought it here; it is dropped when the entry no longer points at it.
+func (b *backend) maintain(ctx context.Context, s logical.Storage, it indexItem, key string) (err error) {
+	defer b.recoverBackground("maintain", &err)
+	kind := b.kinds[it.kind]
+	if kind == nil {
+		return s.Delete(ctx, key)
+	}
+	ref := secretRef{kind: kind, tenant: it.tenant, name: it.name}
+	trigger, e, err := b.upkeep(ctx, s, ref)
+	if err != nil {
+		return err
+	}
+	if trigger != "" {
+		r := rotation{Trigger: trigger, Reason: triggerReasons[trigger], Actor: schedulerActor,
+			only: func(e *secretEntry, pol typePolicy, now time.Time) string {
+				if e.dueTrigger(pol, now) == "" {
+					return "no longer due"
+				}
+				return ""
+			}}
+		var rotErr error
+		if e, rotErr = b.rotate(ctx, s, ref, r); rotErr != nil && !isStepError(rotErr) {
+			if _, skip := rotErr.(*skipped); !skip {
+				return rotErr
+			}
+		}
+	}
+	if e == nil || e.Indexed.Work != key {
+		return s.Delete(ctx, key)
+	}
+	return nil
+}
+
+var triggerReasons = map[string]string{
+	triggerTime:      "rotation period elapsed",
+	triggerThreshold: "max_uses reached",
+}
+
+// upkeep persists what the clock has done to one secret (ended overlaps,
+// versions beyond max_versions), removes ended overlaps from outside
+// systems, and sends the rotation-due event. It returns the trigger that has
+// fired, if any.
+func (b *backend) upkeep(ctx context.Context, s logical.Storage, ref secretRef) (string, *secretEntry, error) {
+	lock := b.lockFor(ref.key())
 	lock.Lock()
 	defer lock.Unlock()
-
-	e, err := loadSecret(ctx, s, kind.Name, parts[1], parts[2])
+	cfg, err := b.config(ctx, s)
 	if err != nil {
-		return err
+		return "", nil, err
 	}
-	if e == nil {
-		b.sched.set(key, time.Time{})
-		return nil
+	e, size, err := loadSecretChecked(ctx, s, ref)
+	if err != nil || e == nil {
+		if size > 0 {
+			return "", nil, noteUnreadable(ctx, s, ref.kind.Name, ref.tenant, ref.name, size)
+		}
+		return "", nil, err
 	}
 	now := b.now()
-	changed, err := e.derive(kind, cfg, now)
-	if err != nil {
-		return err
+	pol := ref.kind.policy(cfg)
+	b.endOverlaps(ctx, e, ref.kind, cfg, now)
+	if _, err := e.derive(ref.kind, cfg, now); err != nil {
+		return "", nil, err
 	}
-	rotated := false
-	if cur := e.current(); e.AutoRotate && cur != nil && cur.Status == statusActive && e.rotationStatus(kind.policy(cfg), now) == rotationOverdue {
-		r := rotation{Trigger: triggerTime, Reason: "rotation period elapsed", Actor: schedulerActor}
-		if rotErr := b.rotateEntry(ctx, e, kind, cfg, r, now); rotErr == nil {
-			changed, rotated = true, true
-		} else {
-			b.emit(ctx, "rotate-fail", e, "trigger", triggerTime)
-			b.Logger().Warn("scheduled rotation failed; will retry", "secret", kind.Name+"/"+e.Tenant+"/"+e.Name, "error", rotErr)
-			// The failed attempt may have changed e part way: record the
-			// failure on what is stored, not on that.
-			if e, err = loadSecret(ctx, s, kind.Name, parts[1], parts[2]); err != nil || e == nil {
-				return err
-			}
-			if _, err := e.derive(kind, cfg, now); err != nil {
-				return err
-			}
-			e.noteRotationFailure(r, now, rotErr)
-			changed = true
-		}
+	if at := e.alertStart(pol); !at.IsZero() && !now.Before(at) {
+		e.DueNotified = e.nextRotation(pol)
+		b.emit(ctx, "rotation-due", e, "next_rotation", formatTime(e.DueNotified))
 	}
-	if changed {
-		if err := saveSecret(ctx, s, e); err != nil {
-			return err
-		}
+	if err := b.store(ctx, s, e, ref.kind, cfg, now); err != nil {
+		return "", nil, err
 	}
-	if rotated {
-		b.emit(ctx, "rotate", e, "trigger", triggerTime)
-	}
-	b.reschedule(e, kind, cfg, now)
-	return nil
+	return e.dueTrigger(pol, now), e, nil
 }
 
-// persistDerived saves what derive changes on a stored entry (ended grace
-// periods, versions beyond max_versions). The caller holds the lock.
-func (b *backend) persistDerived(ctx context.Context, s logical.Storage, e *secretEntry, kind *secretKind, cfg *engineConfig) error {
-	changed, err := e.derive(kind, cfg, b.now())
-	if err != nil || !changed {
-		return err
+// endOverlaps removes versions whose overlap has ended from the outside
+// system (a type's endOverlap). One that fails stays in its overlap, still
+// valid where it is used, and is retried with backoff.
+func (b *backend) endOverlaps(ctx context.Context, e *secretEntry, kind *secretKind, cfg *engineConfig, now time.Time) {
+	if kind.endOverlap == nil || kind.graceStatus == "" {
+		return
 	}
-	return saveSecret(ctx, s, e)
+	for i := range e.Versions {
+		v := &e.Versions[i]
+		if v.Status != kind.graceStatus || v.GraceUntil.After(now) {
+			continue
+		}
+		if err := callStep(ctx, func(ctx context.Context) error { return kind.endOverlap(ctx, b, e, v) }); err != nil {
+			r := rotation{Trigger: triggerTime, Reason: "end of overlap", Actor: schedulerActor}
+			e.noteFailure(r, "end_overlap", fmt.Errorf("version %d: %w", v.Version, err), now, cfg)
+			v.GraceUntil = e.NextAttempt
+		}
+	}
 }
 
-// walkSecrets calls fn for every stored secret of one type, of one tenant
-// or, when tenant is empty, of all.
-func walkSecrets(ctx context.Context, s logical.Storage, kind, tenant string, fn func(*secretEntry) error) error {
-	return walkSecretNames(ctx, s, kind, tenant, func(tenant, name string) error {
-		e, err := loadSecret(ctx, s, kind, tenant, name)
-		if err != nil || e == nil {
-			return err
+// recoverBackground turns a panic in background work into an error, so that
+// one secret can never kill the process that serves every mount. The panic
+// value is not logged: it could hold secret data.
+func (b *backend) recoverBackground(where string, err *error) {
+	if p := recover(); p != nil {
+		b.Logger().Error("recovered from a panic in background work", "where", where)
+		*err = fmt.Errorf("internal error in %s", where)
+	}
+}
+
+// worker is the mount's one background goroutine.
+type worker struct {
+	mu     sync.Mutex
+	cancel context.CancelFunc
+	done   chan struct{}
+	kick   chan struct{}
+}
+
+// ensureWorker starts the worker if it is not running. It runs passes until
+// no work is left, then waits for a kick.
+func (b *backend) ensureWorker(s logical.Storage) {
+	w := &b.worker
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.cancel != nil {
+		b.kickWorker()
+		return
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	w.cancel, w.done, w.kick = cancel, make(chan struct{}), make(chan struct{}, 1)
+	go b.runWorker(ctx, s, w.done, w.kick)
+	b.kickWorker()
+}
+
+func (b *backend) kickWorker() {
+	select {
+	case b.worker.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (b *backend) runWorker(ctx context.Context, s logical.Storage, done chan struct{}, kick chan struct{}) {
+	defer close(done)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-kick:
 		}
-		return fn(e)
-	})
+		for ctx.Err() == nil {
+			more, err := b.safePass(ctx, s)
+			if err != nil && ctx.Err() == nil {
+				b.Logger().Warn("background pass failed; retried on the next tick", "error", err)
+				break
+			}
+			if !more {
+				break
+			}
+		}
+	}
+}
+
+func (b *backend) safePass(ctx context.Context, s logical.Storage) (more bool, err error) {
+	defer b.recoverBackground("worker", &err)
+	return b.workPass(ctx, s)
+}
+
+// stopWorker cancels the worker and waits for it, at most a few seconds: a
+// hook that ignores its context cannot hold up a seal.
+func (b *backend) stopWorker() {
+	w := &b.worker
+	w.mu.Lock()
+	cancel, done := w.cancel, w.done
+	w.cancel, w.done = nil, nil
+	w.mu.Unlock()
+	if cancel == nil {
+		return
+	}
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		b.Logger().Warn("background worker did not stop within 5s")
+	}
 }
 
 // walkSecretNames calls fn with the tenant and name of every stored secret
@@ -250,10 +369,22 @@ func walkSecretNames(ctx context.Context, s logical.Storage, kind, tenant string
 			return err
 		}
 		for _, name := range names {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
 			if err := fn(tenant, name); err != nil {
 				return err
 			}
 		}
 	}
 	return nil
+}
+
+// splitSecretKey splits secrets/{kind}/{tenant}/{name}.
+func splitSecretKey(key string) (kind, tenant, name string, ok bool) {
+	parts := strings.SplitN(strings.TrimPrefix(key, secretsStoragePrefix), "/", 3)
+	if len(parts) != 3 {
+		return "", "", "", false
+	}
+	return parts[0], parts[1], parts[2], true
 }
