@@ -101,7 +101,7 @@ func newBackend(clock func() time.Time) *backend {
 			// Everything under these prefixes is secret material or policy.
 			SealWrapStorage: []string{configStoragePath, secretsStoragePrefix},
 		},
-		Paths:          paths,
+		Paths:             paths,
 		PeriodicFunc:      b.periodic,
 		Invalidate:        b.invalidate,
 		Clean:             b.clean,

@@ -69,12 +69,12 @@ func (a actor) view() map[string]interface{} {
 // secretVersion is one generation of a secret. Material is the type's own
 // per-version data (password, key pair, ...), decoded by the type.
 type secretVersion struct {
-	Version     int             `json:"version"`
-	CreatedTime time.Time       `json:"created_time"`
-	CreatedBy   actor           `json:"created_by"`
-	Status      string          `json:"status"`
-	StatusTime  time.Time       `json:"status_time"`
-	GraceUntil  time.Time       `json:"grace_until,omitempty"`
+	Version     int       `json:"version"`
+	CreatedTime time.Time `json:"created_time"`
+	CreatedBy   actor     `json:"created_by"`
+	Status      string    `json:"status"`
+	StatusTime  time.Time `json:"status_time"`
+	GraceUntil  time.Time `json:"grace_until,omitempty"`
 	// Set marks a pending version whose set step finished: the rollback
 	// tests and finishes it instead of undoing it.
 	Set      bool            `json:"set,omitempty"`

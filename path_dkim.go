@@ -35,13 +35,13 @@ type dkimMaterial struct {
 func dkimKind() *secretKind {
 	owners := newDomainOwners() // per mount: each backend makes its own kinds
 	return &secretKind{
-		Name:   "dkim",
-		Title:  "DKIM key",
+		Name:     "dkim",
+		Title:    "DKIM key",
 		defaults: typePolicy{RotationPeriod: 365 * day, AlertThreshold: 30 * day, GracePeriod: 48 * time.Hour, RiskLevel: "low"},
 		paths: func(b *backend, k *secretKind) []*framework.Path {
 			return pathDKIM(b, k, owners)
 		},
-		create:     generateDKIMVersion,
+		create:       generateDKIMVersion,
 		onNewVersion: noteDKIMVersion,
 		graceStatus:  dkimStatusRetiring,
 		afterGrace:   dkimStatusRetired,

@@ -50,7 +50,7 @@ func smtpKind() *secretKind {
 		Title:    "SMTP credential",
 		defaults: typePolicy{RotationPeriod: 30 * day, AlertThreshold: 7 * day, RiskLevel: "medium"},
 		paths:    pathSMTP,
-		create: generateSMTPVersion,
+		create:   generateSMTPVersion,
 		// A revoked password (rotate with revoke_previous) is destroyed:
 		// version=N of it reads as revoked, without a password.
 		onRevoke: destroySMTPPassword,

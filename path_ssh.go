@@ -33,9 +33,9 @@ func sshKind() *secretKind {
 	return &secretKind{
 		Name:        "ssh",
 		Title:       "SSH key",
-		defaults: typePolicy{RotationPeriod: 90 * day, AlertThreshold: 14 * day, GracePeriod: 24 * time.Hour, RiskLevel: "high"},
+		defaults:    typePolicy{RotationPeriod: 90 * day, AlertThreshold: 14 * day, GracePeriod: 24 * time.Hour, RiskLevel: "high"},
 		paths:       pathSSH,
-		create:    generateSSHVersion,
+		create:      generateSSHVersion,
 		graceStatus: statusGrace,
 		afterGrace:  statusExpired,
 		revocable:   true,
