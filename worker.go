@@ -35,9 +35,6 @@ func (b *backend) periodic(ctx context.Context, req *logical.Request) (err error
 	if !b.WriteSafeReplicationState() {
 		return nil
 	}
-	if err := b.flushUses(ctx, req.Storage); err != nil {
-		b.Logger().Warn("flushing use counts failed; they are kept for the next tick", "error", err)
-	}
 	more, err := b.workPass(ctx, req.Storage)
 	if more || err != nil {
 		b.ensureWorker(req.Storage)
@@ -56,6 +53,9 @@ func (b *backend) workPass(ctx context.Context, s logical.Storage) (bool, error)
 	defer b.workMu.Unlock()
 	if err := b.ensureIndex(ctx, s); err != nil {
 		return true, err
+	}
+	if err := b.flushUses(ctx, s); err != nil {
+		b.Logger().Warn("flushing use counts failed; they are kept for the next pass", "error", err)
 	}
 	// The rebuild first: at first start it is what puts the secrets
 	// written before into the buckets the sweep reads.
