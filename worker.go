@@ -123,6 +123,7 @@ func (b *backend) sweep(ctx context.Context, s logical.Storage, budget int) (boo
 		if err != nil {
 			return true, err
 		}
+		failed := false // a failed secret keeps its hour under the cursor
 		for _, n := range names {
 			it, ok := parseItem(n)
 			if !ok {
@@ -139,11 +140,12 @@ func (b *backend) sweep(ctx context.Context, s logical.Storage, budget int) (boo
 			}
 			budget--
 			if err := b.maintain(ctx, s, it, bucket+n); err != nil {
+				failed = true
 				b.Logger().Warn("background work on a secret failed; it is retried", "secret", it.kind+"/"+it.tenant+"/"+it.name, "error", err)
 			}
 		}
 		// A past hour is finished once the hour plus the slack is over.
-		if !hour.Add(time.Hour + sweepSlack).After(now) {
+		if !failed && !hour.Add(time.Hour+sweepSlack).After(now) {
 			if err := saveSweepCursor(ctx, s, hour.Add(time.Hour)); err != nil {
 				return true, err
 			}
