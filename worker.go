@@ -117,6 +117,7 @@ func (b *backend) sweep(ctx context.Context, s logical.Storage, budget int) (boo
 	if err != nil {
 		return true, err
 	}
+	held := false // the cursor stops at the first hour with a failure
 	for hour := cursor; !hour.After(now); hour = hour.Add(time.Hour) {
 		bucket := indexWorkPrefix + hourBucket(hour) + "/"
 		names, err := listChildren(ctx, s, bucket)
@@ -145,7 +146,8 @@ func (b *backend) sweep(ctx context.Context, s logical.Storage, budget int) (boo
 			}
 		}
 		// A past hour is finished once the hour plus the slack is over.
-		if !failed && !hour.Add(time.Hour+sweepSlack).After(now) {
+		held = held || failed
+		if !held && !hour.Add(time.Hour+sweepSlack).After(now) {
 			if err := saveSweepCursor(ctx, s, hour.Add(time.Hour)); err != nil {
 				return true, err
 			}
