@@ -24,6 +24,7 @@ func (env *testEnv) restart() *testEnv {
 	if err := next.b.Setup(context.Background(), conf); err != nil {
 		env.t.Fatal(err)
 	}
+	env.t.Cleanup(func() { next.b.Clean(context.Background()) })
 	return &next
 }
 
