@@ -3,6 +3,7 @@ package penguinmails
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"reflect"
 	"strings"
@@ -309,4 +310,35 @@ func TestDurations_HaveUpperBounds(t *testing.T) {
 	// The bounds themselves are accepted.
 	env.ok(logical.UpdateOperation, "config", map[string]interface{}{"ssh_grace_period": "720h", "smtp_rotation_period": "87600h"})
 	env.ok(logical.UpdateOperation, smtpPath, map[string]interface{}{"rotation_period": "87600h"})
+}
+
+// A bulk job larger than one background pass (jobBudget) runs to the end
+// over several passes, rotating what its status filter selects when it
+// reaches each secret, and skipping the rest.
+func TestRotateBulk_OverdueOnlyOverSeveralPasses(t *testing.T) {
+	env := newTestEnv(t)
+	const each = 75
+	for i := 0; i < each; i++ {
+		env.ok(logical.UpdateOperation, fmt.Sprintf("smtp/t%d/old-%02d", i%3, i), smtpInput())
+	}
+	env.clock.Advance(31 * day)
+	for i := 0; i < each; i++ {
+		env.ok(logical.UpdateOperation, fmt.Sprintf("smtp/t%d/new-%02d", i%3, i), smtpInput())
+	}
+	id := env.startJob("rotate/bulk", map[string]interface{}{"status": "overdue", "incident_id": "INC-77", "types": "smtp"})
+	job := env.runJob(id)
+	env.wantJobCounts(job, 2*each, each, 0)
+	if job["skipped"] != each || job["done"] != 2*each {
+		t.Fatalf("job skipped %v, done %v", job["skipped"], job["done"])
+	}
+	for i := 0; i < each; i++ {
+		old := env.storedEntry("smtp", fmt.Sprintf("t%d", i%3), fmt.Sprintf("old-%02d", i))
+		fresh := env.storedEntry("smtp", fmt.Sprintf("t%d", i%3), fmt.Sprintf("new-%02d", i))
+		if old.CurrentVersion != 2 || old.LastJob != id || fresh.CurrentVersion != 1 {
+			t.Fatalf("secret %d: overdue one at version %d (last_job %q), fresh one at %d", i, old.CurrentVersion, old.LastJob, fresh.CurrentVersion)
+		}
+	}
+	if page := env.status(map[string]interface{}{"status": rotationOverdue}); page["count"] != 0 {
+		t.Fatalf("overdue after the job: %v", statusPaths(page))
+	}
 }
