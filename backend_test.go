@@ -77,6 +77,9 @@ func newTestEnv(t *testing.T) *testEnv {
 	if err := env.b.Setup(context.Background(), conf); err != nil {
 		t.Fatal(err)
 	}
+	// A job or a tick may have started the mount's worker goroutine; stop
+	// it as Vault does on unmount, so that no test's worker outlives it.
+	t.Cleanup(func() { env.b.Clean(context.Background()) })
 	return env
 }
 
@@ -185,12 +188,106 @@ func (env *testEnv) storedKeys() []string {
 	return out
 }
 
+// splitIndexKeys parts stored keys into those of the due index (index/...)
+// and the rest.
+func splitIndexKeys(keys []string) (index, rest []string) {
+	for _, k := range keys {
+		if strings.HasPrefix(k, "index/") {
+			index = append(index, k)
+		} else {
+			rest = append(rest, k)
+		}
+	}
+	return index, rest
+}
+
+// indexKeysOfSecret lists the stored due and work index keys that name the
+// secret, sorted.
+func (env *testEnv) indexKeysOfSecret(kind, tenant, name string) []string {
+	env.t.Helper()
+	index, _ := splitIndexKeys(env.storedKeys())
+	var out []string
+	for _, k := range index {
+		if (strings.HasPrefix(k, indexDuePrefix) || strings.HasPrefix(k, indexWorkPrefix)) &&
+			strings.HasSuffix(k, ":"+secretID(kind, tenant, name)) {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+// wantIndexed checks that the secret has exactly the due and work index
+// keys its entry records (no stale ones), and a day marker for its due key.
+func (env *testEnv) wantIndexed(kind, tenant, name string) {
+	env.t.Helper()
+	e := env.storedEntry(kind, tenant, name)
+	if e.Indexed.Due == "" || e.Indexed.Work == "" {
+		env.t.Fatalf("%s/%s/%s records index keys %+v, want a due and a work key", kind, tenant, name, e.Indexed)
+	}
+	want := []string{e.Indexed.Due, e.Indexed.Work} // index/due sorts before index/work
+	if got := env.indexKeysOfSecret(kind, tenant, name); strings.Join(got, " ") != strings.Join(want, " ") {
+		env.t.Fatalf("%s/%s/%s: stored index keys %v, want %v", kind, tenant, name, got, want)
+	}
+	day := strings.SplitN(strings.TrimPrefix(e.Indexed.Due, indexDuePrefix), "/", 2)[0]
+	if raw, err := env.storage.Get(context.Background(), indexDaysPrefix+day); err != nil || raw == nil {
+		env.t.Fatalf("no day marker %s for %s: %v", indexDaysPrefix+day, e.Indexed.Due, err)
+	}
+}
+
 // tick runs the periodic function as Vault's rollback manager would.
 func (env *testEnv) tick() {
 	env.t.Helper()
 	req := &logical.Request{Operation: logical.RollbackOperation, Storage: env.storage}
 	if _, err := env.b.HandleRequest(context.Background(), req); err != nil {
 		env.t.Fatalf("periodic: %v", err)
+	}
+}
+
+// runJob drives background work until the job with this id has finished
+// and returns it as rotate/jobs/{id} shows it. The worker goroutine the job
+// started may run passes too; taking workMu first waits out a pass it has
+// in flight, so every round completes at least one pass, and the bound
+// counts passes, not time.
+func (env *testEnv) runJob(id string) map[string]interface{} {
+	env.t.Helper()
+	const maxPasses = 100
+	for i := 0; i < maxPasses; i++ {
+		env.b.workMu.Lock()
+		env.b.workMu.Unlock() //nolint:staticcheck // an empty critical section: wait for the pass in flight
+		env.tick()
+		job := env.ok(logical.ReadOperation, "rotate/jobs/"+id, nil)
+		if st := job["state"]; st == jobSucceeded || st == jobFailed {
+			return job
+		}
+	}
+	env.t.Fatalf("job %s not finished after %d background passes: %v", id, maxPasses,
+		env.ok(logical.ReadOperation, "rotate/jobs/"+id, nil))
+	return nil
+}
+
+// startJob starts a rotation job at path (rotate/bulk or
+// rotate-tenant/{tenant}), checks that it answered at once with the job
+// still planning, and returns its id.
+func (env *testEnv) startJob(path string, data map[string]interface{}) string {
+	env.t.Helper()
+	got := env.ok(logical.UpdateOperation, path, data)
+	id, _ := got["job_id"].(string)
+	if id == "" || got["state"] != jobPlanning {
+		env.t.Fatalf("%s answered %v, want a job_id in state %s", path, got, jobPlanning)
+	}
+	return id
+}
+
+// wantJobCounts checks a finished job's state and counts.
+func (env *testEnv) wantJobCounts(job map[string]interface{}, total, rotated, failed int) {
+	env.t.Helper()
+	want := jobSucceeded
+	if failed > 0 {
+		want = jobFailed
+	}
+	if job["state"] != want || job["total"] != total || job["rotated"] != rotated || job["failed"] != failed {
+		env.t.Fatalf("job: state %v total %v rotated %v failed %v, want %s %d %d %d (errors %v)",
+			job["state"], job["total"], job["rotated"], job["failed"], want, total, rotated, failed, job["errors"])
 	}
 }
 

@@ -174,12 +174,23 @@ func (b *backend) markDay(ctx context.Context, s logical.Storage, dueKey string)
 	return nil
 }
 
-// unstore deletes a secret and then its index keys.
-func unstore(ctx context.Context, s logical.Storage, e *secretEntry) error {
-	if err := s.Delete(ctx, e.storageKey()); err != nil {
+// unstore deletes the secret stored at ref, then its index keys. The key
+// comes from the path, not from e's own kind, tenant and name: an entry
+// copied to another path (a conflicting DKIM pair from before claims)
+// names its original, which a delete of the copy must leave alone, entry
+// and index keys both.
+func unstore(ctx context.Context, s logical.Storage, ref secretRef, e *secretEntry) error {
+	if err := s.Delete(ctx, ref.key()); err != nil {
 		return err
 	}
-	return dropIndex(ctx, s, e.Indexed, indexKeys{}, secretID(e.Kind, e.Tenant, e.Name))
+	id := secretID(ref.kind.Name, ref.tenant, ref.name)
+	own := e.Indexed
+	for _, k := range []*string{&own.Due, &own.Work} {
+		if !strings.HasSuffix(*k, ":"+id) { // {unix}:{kind}:{tenant}:{name}; no part holds ":"
+			*k = ""
+		}
+	}
+	return dropIndex(ctx, s, own, indexKeys{}, id)
 }
 
 // noteUnreadable records an entry that could not be decoded. The message

@@ -18,15 +18,49 @@ func TestConfig_DefaultsFromFeatureDocument(t *testing.T) {
 		"smtp_rotation_period": 30 * 86400, "smtp_alert_threshold": 7 * 86400,
 		"ssh_rotation_period": 90 * 86400, "ssh_alert_threshold": 14 * 86400, "ssh_grace_period": 86400,
 		"dkim_rotation_period": 365 * 86400, "dkim_alert_threshold": 30 * 86400, "dkim_grace_period": 2 * 86400,
-		"api_key_rotation_period": 90 * 86400, "api_key_alert_threshold": 7 * 86400,
 	}
 	for k, v := range want {
 		if got[k] != v {
 			t.Errorf("%s = %v, want %d", k, got[k], v)
 		}
 	}
-	if got["max_versions"] != 5 || got["password_policy"] != "" {
-		t.Errorf("max_versions %v, password_policy %q", got["max_versions"], got["password_policy"])
+	risk := map[string]string{"smtp_risk_level": "medium", "ssh_risk_level": "high", "dkim_risk_level": "low"}
+	for k, v := range risk {
+		if got[k] != v {
+			t.Errorf("%s = %v, want %s", k, got[k], v)
+		}
+	}
+	limits := map[string]int{"max_versions": 5, "history_limit": 50, "access_limit": 50, "job_concurrency": 4}
+	for k, v := range limits {
+		if got[k] != v {
+			t.Errorf("%s = %v, want %d", k, got[k], v)
+		}
+	}
+	if got["password_policy"] != "" {
+		t.Errorf("password_policy %q", got["password_policy"])
+	}
+	// The settings are derived from the types served: no type, no setting.
+	// Overlap-free types have no grace period.
+	for _, absent := range []string{"api_key_rotation_period", "api_key_alert_threshold", "smtp_grace_period"} {
+		if _, ok := got[absent]; ok {
+			t.Errorf("config shows %s, a setting of no type served", absent)
+		}
+	}
+	if len(got) != len(want)+len(risk)+len(limits)+2 { // + password_policy, dkim_sign_max_message_bytes
+		t.Errorf("config has %d settings, want %d: %v", len(got), len(want)+len(risk)+len(limits)+2, got)
+	}
+}
+
+// A setting of a type the engine does not serve is refused as an unknown
+// field, naming it, and nothing is stored.
+func TestConfig_RefusesSettingsOfTypesNotServed(t *testing.T) {
+	env := newTestEnv(t)
+	msg := env.badRequest(logical.UpdateOperation, "config", map[string]interface{}{"api_key_rotation_period": "90d"})
+	if !strings.Contains(msg, "api_key_rotation_period") {
+		t.Fatalf("message %q does not name the unknown field", msg)
+	}
+	if keys := env.storedKeys(); len(keys) != 0 {
+		t.Fatalf("refused config was stored: %v", keys)
 	}
 }
 

@@ -24,6 +24,7 @@ func (env *testEnv) restart() *testEnv {
 	if err := next.b.Setup(context.Background(), conf); err != nil {
 		env.t.Fatal(err)
 	}
+	env.t.Cleanup(func() { next.b.Clean(context.Background()) })
 	return &next
 }
 
@@ -111,6 +112,11 @@ func (env *testEnv) assertTransferred(privateKey string) {
 	if _, m := env.storedDKIMVersion("tenant-2", "example.com", 1); m.PrivateKey != privateKey {
 		env.t.Fatal("the transferred secret does not hold the original key")
 	}
+	// The index follows the move: the new path is indexed, the old is not.
+	env.wantIndexed("dkim", "tenant-2", "example.com")
+	if stale := env.indexKeysOfSecret("dkim", "tenant-1", "example.com"); len(stale) != 0 {
+		env.t.Fatalf("index keys of the old path left after the transfer: %v", stale)
+	}
 }
 
 // crashingStorage lets budget writes (Put or Delete) through, then fails
@@ -150,7 +156,10 @@ func (s *crashingStorage) Delete(ctx context.Context, key string) error {
 // A transfer cut after any of its storage writes leaves one owner and the
 // key in storage; a fresh backend's next call on the domain completes it.
 func TestDKIMDomains_TransferSurvivesACrashAfterEveryWrite(t *testing.T) {
-	const writes = 5 // claim, copy, claim, delete, claim
+	// claim; the copy with its index keys (due key, work key, entry, then
+	// the old tenant's due and work keys dropped); claim; delete; claim. The
+	// day marker is known to the backend already.
+	const writes = 9
 	for budget := 0; budget <= writes; budget++ {
 		for _, next := range []string{"transfer again", "old tenant writes", "new tenant writes"} {
 			env := newTestEnv(t)
@@ -275,7 +284,16 @@ func TestDKIMDomains_AConflictingPairFromBeforeIsShownNotResolved(t *testing.T) 
 	}
 	env.refused(logical.UpdateOperation, "dkim-domains/example.com/transfer", map[string]interface{}{"tenant": "tenant-3"}, 409)
 	// The operator deletes one; the other is then claimed on its next write.
+	// The copy names tenant-1 inside: the delete removes what its path
+	// names, and leaves tenant-1's entry and index keys alone.
 	env.ok(logical.DeleteOperation, "dkim/tenant-2/example.com", nil)
+	if e, _ := loadSecret(context.Background(), env.storage, "dkim", "tenant-2", "example.com"); e != nil {
+		t.Fatal("the deleted copy is still stored")
+	}
+	if e, _ := loadSecret(context.Background(), env.storage, "dkim", "tenant-1", "example.com"); e == nil {
+		t.Fatal("deleting tenant-2's copy deleted tenant-1's secret")
+	}
+	env.wantIndexed("dkim", "tenant-1", "example.com")
 	env.ok(logical.UpdateOperation, "dkim/tenant-1/example.com", nil)
 	if c := env.claimOf("example.com"); c == nil || c.Tenant != "tenant-1" {
 		t.Fatalf("claim %+v", c)

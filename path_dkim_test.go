@@ -120,8 +120,14 @@ func TestDKIM_WriteWithNoArgumentsGeneratesRSA2048(t *testing.T) {
 	if strings.Contains(string(raw), "PRIVATE KEY") {
 		t.Fatal("read returns the private key")
 	}
-	if keys := env.storedKeys(); !reflect.DeepEqual(keys, []string{"dkim-domains/example.com", "secrets/dkim/tenant-1/example.com"}) {
-		t.Fatalf("stored %v", keys)
+	index, rest := splitIndexKeys(env.storedKeys())
+	if !reflect.DeepEqual(rest, []string{"dkim-domains/example.com", "secrets/dkim/tenant-1/example.com"}) {
+		t.Fatalf("stored %v", rest)
+	}
+	// The due index: the secret's due and work keys and their day marker.
+	env.wantIndexed("dkim", "tenant-1", "example.com")
+	if len(index) != 3 {
+		t.Fatalf("index keys %v, want a day marker, a due and a work key", index)
 	}
 
 	// The same write again changes nothing: no second key.
@@ -1057,8 +1063,18 @@ func TestDKIM_IncidentRotationRevokesEveryEarlierSelector(t *testing.T) {
 	if !reflect.DeepEqual(got["revoked_versions"], []int{1, 2}) {
 		t.Fatalf("rotate answered %v", got)
 	}
-	env.ok(logical.UpdateOperation, "rotate-tenant/tenant-1", map[string]interface{}{
+	id := env.startJob("rotate-tenant/tenant-1", map[string]interface{}{
 		"types": "dkim", "revoke_previous": true, "incident_id": "INC-43", "reason": "tenant breach"})
+	env.wantJobCounts(env.runJob(id), 1, 1, 0)
+	hist := env.ok(logical.ReadOperation, dkimPath+"/history", nil)["history"].([]interface{})
+	revoke, rotate := hist[0].(map[string]interface{}), hist[1].(map[string]interface{})
+	if revoke["operation"] != "revoke" || revoke["incident_id"] != "INC-43" || revoke["from_version"] != 3 || revoke["to_version"] != 3 {
+		t.Fatalf("revocation row of the tenant job %v", revoke)
+	}
+	if rotate["operation"] != "rotate" || rotate["trigger"] != triggerEvent || rotate["incident_id"] != "INC-43" ||
+		rotate["revoke_previous"] != true || rotate["from_version"] != 3 || rotate["to_version"] != 4 || rotate["job_id"] != id {
+		t.Fatalf("rotation row of the tenant job %v", rotate)
+	}
 	for v := 1; v <= 3; v++ {
 		if sv, m := env.storedDKIMVersion("tenant-1", "example.com", v); sv.Status != statusRevoked || m.PrivateKey != "" {
 			t.Fatalf("stored version %d: status %q, private key present %v", v, sv.Status, m.PrivateKey != "")

@@ -3,6 +3,7 @@ package penguinmails
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"reflect"
 	"strings"
@@ -100,14 +101,39 @@ func TestRotateTenant_RevokePreviousRevokesEverySecret(t *testing.T) {
 	env := newTestEnv(t)
 	env.ok(logical.UpdateOperation, sshPath, nil)
 	env.ok(logical.UpdateOperation, smtpPath, smtpInput())
-	got := env.ok(logical.UpdateOperation, "rotate-tenant/tenant-1", map[string]interface{}{
-		"revoke_previous": true, "incident_id": "INC-8"})
-	want := map[string]interface{}{"ssh/tenant-1/admin": []int{1}, "smtp/tenant-1/mail-1": []int{1}}
-	if !reflect.DeepEqual(got["revoked_versions"], want) {
-		t.Fatalf("revoked_versions %v", got["revoked_versions"])
+	id := env.startJob("rotate-tenant/tenant-1", map[string]interface{}{"revoke_previous": true, "incident_id": "INC-8"})
+	job := env.runJob(id)
+	env.wantJobCounts(job, 2, 2, 0)
+	if job["incident_id"] != "INC-8" || job["revoke_previous"] != true || job["trigger"] != triggerEvent {
+		t.Fatalf("job %v", job)
+	}
+	for _, p := range []string{sshPath, smtpPath} {
+		cur := env.ok(logical.ReadOperation, p, nil)
+		if cur["version"] != 2 || cur["status"] != statusActive {
+			t.Fatalf("%s after the job: version %v status %v", p, cur["version"], cur["status"])
+		}
+		if old := env.ok(logical.ReadOperation, p, map[string]interface{}{"version": 1}); old["status"] != statusRevoked {
+			t.Fatalf("%s version 1 after revoke_previous: status %v", p, old["status"])
+		}
+		hist := env.ok(logical.ReadOperation, p+"/history", nil)["history"].([]interface{})
+		revoke, rotate := hist[0].(map[string]interface{}), hist[1].(map[string]interface{})
+		if revoke["operation"] != "revoke" || revoke["incident_id"] != "INC-8" || revoke["from_version"] != 1 ||
+			revoke["to_version"] != 1 || revoke["job_id"] != id {
+			t.Fatalf("%s revocation row %v", p, revoke)
+		}
+		if rotate["operation"] != "rotate" || rotate["trigger"] != triggerEvent || rotate["incident_id"] != "INC-8" ||
+			rotate["revoke_previous"] != true || rotate["to_version"] != 2 || rotate["job_id"] != id {
+			t.Fatalf("%s rotation row %v", p, rotate)
+		}
 	}
 	if ak := env.ok(logical.ReadOperation, sshPath+"/authorized_keys", nil)["keys"].([]interface{}); len(ak) != 1 {
 		t.Fatalf("authorized_keys keeps %d keys", len(ak))
+	}
+	if env.storedSSHKey(1).PrivateKey != "" {
+		t.Fatal("the revoked SSH key keeps its private key in storage")
+	}
+	if strings.Contains(string(env.storedEntry("smtp", "tenant-1", "mail-1").version(1).Material), "s3cret-Password-1") {
+		t.Fatal("the revoked password is still in storage")
 	}
 }
 
@@ -284,4 +310,35 @@ func TestDurations_HaveUpperBounds(t *testing.T) {
 	// The bounds themselves are accepted.
 	env.ok(logical.UpdateOperation, "config", map[string]interface{}{"ssh_grace_period": "720h", "smtp_rotation_period": "87600h"})
 	env.ok(logical.UpdateOperation, smtpPath, map[string]interface{}{"rotation_period": "87600h"})
+}
+
+// A bulk job larger than one background pass (jobBudget) runs to the end
+// over several passes, rotating what its status filter selects when it
+// reaches each secret, and skipping the rest.
+func TestRotateBulk_OverdueOnlyOverSeveralPasses(t *testing.T) {
+	env := newTestEnv(t)
+	const each = 75
+	for i := 0; i < each; i++ {
+		env.ok(logical.UpdateOperation, fmt.Sprintf("smtp/t%d/old-%02d", i%3, i), smtpInput())
+	}
+	env.clock.Advance(31 * day)
+	for i := 0; i < each; i++ {
+		env.ok(logical.UpdateOperation, fmt.Sprintf("smtp/t%d/new-%02d", i%3, i), smtpInput())
+	}
+	id := env.startJob("rotate/bulk", map[string]interface{}{"status": "overdue", "incident_id": "INC-77", "types": "smtp"})
+	job := env.runJob(id)
+	env.wantJobCounts(job, 2*each, each, 0)
+	if job["skipped"] != each || job["done"] != 2*each {
+		t.Fatalf("job skipped %v, done %v", job["skipped"], job["done"])
+	}
+	for i := 0; i < each; i++ {
+		old := env.storedEntry("smtp", fmt.Sprintf("t%d", i%3), fmt.Sprintf("old-%02d", i))
+		fresh := env.storedEntry("smtp", fmt.Sprintf("t%d", i%3), fmt.Sprintf("new-%02d", i))
+		if old.CurrentVersion != 2 || old.LastJob != id || fresh.CurrentVersion != 1 {
+			t.Fatalf("secret %d: overdue one at version %d (last_job %q), fresh one at %d", i, old.CurrentVersion, old.LastJob, fresh.CurrentVersion)
+		}
+	}
+	if page := env.status(map[string]interface{}{"status": rotationOverdue}); page["count"] != 0 {
+		t.Fatalf("overdue after the job: %v", statusPaths(page))
+	}
 }

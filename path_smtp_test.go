@@ -339,13 +339,18 @@ func TestRotateTenant_RotatesEverySecretOfTheTenantOnly(t *testing.T) {
 	for _, p := range []string{"smtp/t1/a", "smtp/t1/b", "smtp/t2/a"} {
 		env.ok(logical.UpdateOperation, p, smtpInput())
 	}
-	got := env.ok(logical.UpdateOperation, "rotate-tenant/t1", map[string]interface{}{"reason": "breach", "incident_id": "INC-9"})
-	if got["rotated_count"] != 2 || got["failed_count"] != 0 {
-		t.Fatalf("rotate-tenant answered %v", got)
-	}
+	id := env.startJob("rotate-tenant/t1", map[string]interface{}{"reason": "breach", "incident_id": "INC-9"})
+	env.wantJobCounts(env.runJob(id), 2, 2, 0)
 	for path, want := range map[string]int{"smtp/t1/a": 2, "smtp/t1/b": 2, "smtp/t2/a": 1} {
 		if v := env.ok(logical.ReadOperation, path, nil)["version"]; v != want {
 			t.Errorf("%s at version %v, want %d", path, v, want)
+		}
+	}
+	for _, path := range []string{"smtp/t1/a", "smtp/t1/b"} {
+		h := env.ok(logical.ReadOperation, path+"/history", nil)["history"].([]interface{})[0].(map[string]interface{})
+		if h["trigger"] != triggerEvent || h["incident_id"] != "INC-9" || h["reason"] != "breach" || h["job_id"] != id ||
+			h["revoke_previous"] != false {
+			t.Errorf("%s history row %v", path, h)
 		}
 	}
 	msg := env.badRequest(logical.UpdateOperation, "rotate-tenant/t1", map[string]interface{}{"types": "smtp,bogus"})
@@ -480,7 +485,7 @@ func TestHelp_ExplainsEverySMTPField(t *testing.T) {
 	}
 }
 
-func TestRotationReport_ListsOverdueAndDueSoon(t *testing.T) {
+func TestRotationStatus_ListsOverdueAndDueSoon(t *testing.T) {
 	env := newTestEnv(t)
 	env.ok(logical.UpdateOperation, "smtp/t1/old", smtpInput())
 	env.clock.Advance(25 * day)
@@ -489,20 +494,36 @@ func TestRotationReport_ListsOverdueAndDueSoon(t *testing.T) {
 	env.ok(logical.UpdateOperation, "smtp/t2/new", smtpInput())
 	env.ok(logical.UpdateOperation, "smtp/t2/mid", map[string]interface{}{"rotation_period": "24d"}) // due in 4 days
 
-	got := env.ok(logical.ReadOperation, "rotation-report", nil)
-	if got["overdue_count"] != 1 || got["due_soon_count"] != 1 || got["checked_count"] != 3 {
-		t.Fatalf("report %v", got)
+	got := env.ok(logical.ReadOperation, "rotation/status", nil)
+	if paths := statusPaths(got); !reflect.DeepEqual(paths, []string{"smtp/t1/old", "smtp/t2/mid", "smtp/t2/new"}) {
+		t.Fatalf("rotation/status lists %v, want soonest due first", paths)
 	}
-	if p := got["overdue"].([]interface{})[0].(map[string]interface{})["path"]; p != "smtp/t1/old" {
-		t.Fatalf("overdue lists %v", p)
+	for status, want := range map[string][]string{
+		rotationOverdue: {"smtp/t1/old"}, rotationDueSoon: {"smtp/t2/mid"}, rotationHealthy: {"smtp/t2/new"},
+	} {
+		got := env.ok(logical.ReadOperation, "rotation/status", map[string]interface{}{"status": status})
+		if paths := statusPaths(got); !reflect.DeepEqual(paths, want) {
+			t.Errorf("status=%s lists %v, want %v", status, paths, want)
+		}
+		for _, r := range got["secrets"].([]interface{}) {
+			if r.(map[string]interface{})["status"] != status {
+				t.Errorf("status=%s row %v", status, r)
+			}
+		}
 	}
-	if p := got["due_soon"].([]interface{})[0].(map[string]interface{})["path"]; p != "smtp/t2/mid" {
-		t.Fatalf("due_soon lists %v", p)
+	if paths := statusPaths(env.ok(logical.ReadOperation, "rotation/status", map[string]interface{}{"tenant": "t2"})); !reflect.DeepEqual(paths, []string{"smtp/t2/mid", "smtp/t2/new"}) {
+		t.Fatalf("tenant filter lists %v", paths)
 	}
-	if n := env.ok(logical.ReadOperation, "rotation-report", map[string]interface{}{"tenant": "t2"})["checked_count"]; n != 2 {
-		t.Fatalf("tenant filter checked %v secrets", n)
+	env.badRequest(logical.ReadOperation, "rotation/status", map[string]interface{}{"tenant": "../x"})
+}
+
+// statusPaths lists the paths of a rotation/status page, in order.
+func statusPaths(page map[string]interface{}) []string {
+	out := []string{}
+	for _, r := range page["secrets"].([]interface{}) {
+		out = append(out, r.(map[string]interface{})["path"].(string))
 	}
-	env.badRequest(logical.ReadOperation, "rotation-report", map[string]interface{}{"tenant": "../x"})
+	return out
 }
 
 func TestUnmatchedPaths_ExplainTheLayout(t *testing.T) {
@@ -653,15 +674,17 @@ func TestPeriodic_WriteDuringScheduleLoadIsScheduled(t *testing.T) {
 func TestRotateTenant_RepeatedTypeRotatesOnce(t *testing.T) {
 	env := newTestEnv(t)
 	env.ok(logical.UpdateOperation, "smtp/t1/a", smtpInput())
-	got := env.ok(logical.UpdateOperation, "rotate-tenant/t1", map[string]interface{}{"reason": "breach", "types": "smtp, smtp ,smtp"})
-	if got["rotated_count"] != 1 {
-		t.Fatalf("types smtp,smtp: rotate-tenant answered %v", got)
+	id := env.startJob("rotate-tenant/t1", map[string]interface{}{"reason": "breach", "types": "smtp, smtp ,smtp"})
+	job := env.runJob(id)
+	env.wantJobCounts(job, 1, 1, 0)
+	if !reflect.DeepEqual(job["types"], []string{"smtp"}) {
+		t.Fatalf("types smtp,smtp: job types %v, want [smtp]", job["types"])
 	}
 	if v := env.ok(logical.ReadOperation, "smtp/t1/a", nil)["version"]; v != 2 {
 		t.Fatalf("types smtp,smtp rotated the secret to version %v, want 2", v)
 	}
-	if n := env.ok(logical.ReadOperation, "rotation-report", map[string]interface{}{"types": "smtp,smtp"})["checked_count"]; n != 1 {
-		t.Fatalf("rotation-report with types smtp,smtp checked %v secrets, want 1", n)
+	if n := env.ok(logical.ReadOperation, "rotation/status", map[string]interface{}{"type": "smtp,smtp"})["count"]; n != 1 {
+		t.Fatalf("rotation/status with type smtp,smtp shows %v rows, want 1", n)
 	}
 }
 

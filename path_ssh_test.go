@@ -335,18 +335,23 @@ func TestSSH_DownloadsAreCountedAndRecorded(t *testing.T) {
 	if by["display_name"] != "token-tester" || by["entity_id"] != "entity-1234" {
 		t.Fatalf("last_downloaded_by %v", by)
 	}
-	hist := env.ok(logical.ReadOperation, sshPath+"/history", nil)["history"].([]interface{})
-	if len(hist) != 2 {
-		t.Fatalf("history has %d entries, want 2 downloads", len(hist))
+	// Downloads are access records, kept apart from the rotation history.
+	logs := env.ok(logical.ReadOperation, sshPath+"/history", nil)
+	if hist := logs["history"].([]interface{}); len(hist) != 0 {
+		t.Fatalf("rotation history has %d entries after two downloads, want none: %v", len(hist), hist)
+	}
+	access := logs["access"].([]interface{})
+	if len(access) != 2 {
+		t.Fatalf("access has %d entries, want 2 downloads", len(access))
 	}
 	for i, want := range []string{"2026-11-01T11:00:00Z", "2026-11-01T10:00:00Z"} {
-		h := hist[i].(map[string]interface{})
+		h := access[i].(map[string]interface{})
 		if h["operation"] != "download" || h["time"] != want || h["to_version"] != 1 ||
 			h["actor"].(map[string]interface{})["entity_id"] != "entity-1234" {
-			t.Errorf("history[%d] = %v", i, h)
+			t.Errorf("access[%d] = %v", i, h)
 		}
 	}
-	assertNoPrivateKey(t, "history", hist)
+	assertNoPrivateKey(t, "access", access)
 
 	// A download is a write: it must reach the active node.
 	p := env.b.Route(sshPath + "/private")

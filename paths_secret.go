@@ -351,7 +351,7 @@ func (b *backend) secretDeleter(k *secretKind) framework.OperationFunc {
 			return nil, logical.CodedError(409, fmt.Sprintf("%s has a rotation in progress (pending version %d); "+
 				"delete it once Vault's rollback has finished or undone it (within %s)", ref.path(), p.Version, walRollbackMinAge))
 		}
-		if err := unstore(ctx, req.Storage, e); err != nil {
+		if err := unstore(ctx, req.Storage, ref, e); err != nil {
 			return nil, err
 		}
 		b.emit(ctx, "delete", &secretEntry{Kind: k.Name, Tenant: ref.tenant, Name: ref.name})
