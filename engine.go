@@ -41,8 +41,9 @@ const walKindRotation = "rotation"
 // takes it over: longer than any step may run (stepTimeout).
 const walRollbackMinAge = 2 * time.Minute
 
-// stepTimeout bounds one call into an outside system.
-const stepTimeout = 30 * time.Second
+// stepTimeout bounds one call into an outside system. A variable only so
+// that tests can shorten it.
+var stepTimeout = 30 * time.Second
 
 // rotationWAL names the secret and the pending version a staged rotation
 // is making. It holds no secret material: that is in the entry.
