@@ -614,3 +614,79 @@ func TestEngine_HangingSetTimesOutAndRollbackSettles(t *testing.T) {
 		t.Fatalf("newest history row after rollback: %v", rows)
 	}
 }
+
+// The crash matrix: the process dies after each step of a staged rotation,
+// and a fresh backend over the same storage runs Vault's rollback, with the
+// outside system failing at each step the rollback calls. Afterwards there
+// is one current version, no pending one, no WAL, and every credential set
+// outside is live in Vault or undone. A rollback whose undo fails keeps the
+// WAL and settles on the next attempt.
+func TestEngine_CrashMatrixRollbackSettles(t *testing.T) {
+	failures := map[string][]string{
+		"none":      nil,
+		"test":      {stepTest},
+		"undo":      {stepUndo},
+		"test+undo": {stepTest, stepUndo},
+	}
+	for _, crash := range []string{stepCreate, stepSet, stepTest, stepFinish} {
+		for name, failing := range failures {
+			t.Run("after_"+crash+"/failing_"+name, func(t *testing.T) {
+				env := newEngEnv(t)
+				env.writeFake("t1", "s1", nil)
+				env.b.testCrashAfter = func(step string) error {
+					if step == crash {
+						return errCrash
+					}
+					return nil
+				}
+				_, err := env.do(env.b, logical.UpdateOperation, "fake/t1/s1/rotate", nil)
+				if !errors.Is(err, errCrash) {
+					t.Fatalf("rotate: %v, want the simulated crash", err)
+				}
+				env.b.clean(context.Background())
+				for _, step := range failing {
+					env.out.failAt(step, errors.New("outside system down"))
+				}
+
+				// The rotation finishes when set is known to be done and
+				// test passes on the rollback; otherwise it is undone.
+				setDone := crash != stepCreate
+				testFails := len(failing) > 0 && failing[0] == stepTest
+				finishes := crash == stepFinish || (setDone && !testFails)
+				needsUndo := !finishes
+				undoFails := failing != nil && failing[len(failing)-1] == stepUndo
+
+				b2 := env.fresh()
+				err = env.rollback(b2)
+				if needsUndo && undoFails {
+					if err == nil {
+						t.Fatal("rollback succeeded although undo failed")
+					}
+					if len(env.wals()) != 1 || env.entry("fake", "t1", "s1").pending() == nil {
+						t.Fatalf("after a failed undo: WALs %v, want the WAL and the pending version kept", env.wals())
+					}
+					env.out.failAt(stepUndo, nil)
+					err = env.rollback(env.fresh())
+				}
+				if err != nil {
+					t.Fatalf("rollback: %v", err)
+				}
+				e := env.checkSettled(b2, "t1", "s1")
+				want := 1
+				if finishes {
+					want = 2
+				}
+				if e.CurrentVersion != want {
+					t.Fatalf("current version %d after rollback, want %d (calls %v)", e.CurrentVersion, want, env.out.steps("fake/t1/s1"))
+				}
+				if needsUndo && !env.undone("fake/t1/s1", 2) {
+					t.Fatalf("version 2 was abandoned without undo (calls %v)", env.out.steps("fake/t1/s1"))
+				}
+				tests := map[string]int{stepSet: 1, stepTest: 2}[crash] // the rollback's test, and the one before a crash after test
+				if finishes && crash != stepFinish && len(env.out.callsOf(stepTest, "fake/t1/s1")) != tests {
+					t.Fatalf("the rollback finished version 2 without testing it again (calls %v)", env.out.steps("fake/t1/s1"))
+				}
+			})
+		}
+	}
+}
