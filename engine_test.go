@@ -40,6 +40,8 @@ type fakeOutside struct {
 	panics map[string]bool
 	live   map[string]map[int]bool
 	made   int
+	// inflight and maxInflight count calls running at once.
+	inflight, maxInflight int
 }
 
 func newFakeOutside() *fakeOutside {
@@ -75,7 +77,14 @@ func (o *fakeOutside) call(ctx context.Context, step, path string, version int, 
 	o.mu.Lock()
 	o.calls = append(o.calls, fakeCall{step, path, version})
 	fail, hang, panics := o.fail[step], o.hang[step], o.panics[step]
+	o.inflight++
+	o.maxInflight = max(o.maxInflight, o.inflight)
 	o.mu.Unlock()
+	defer func() {
+		o.mu.Lock()
+		o.inflight--
+		o.mu.Unlock()
+	}()
 	if panics {
 		panic("fake outside system panicked at " + step)
 	}
