@@ -512,6 +512,20 @@ func TestEngine_StagedRotationSucceeds(t *testing.T) {
 	if st := stages(env.b, e); st[1] != stagePrevious || st[2] != stageCurrent {
 		t.Fatalf("stages after rotation: %v", st)
 	}
+
+	// The previous version's overlap ends a day later: the worker removes
+	// it from the outside system and it expires.
+	env.out.apply(func() { env.out.live["fake/t1/s1"][1] = true }) // the initial credential
+	env.tick(env.b)
+	env.clock.Advance(day)
+	env.tick(env.b)
+	if ends := env.out.callsOf("end_overlap", "fake/t1/s1"); len(ends) != 1 || ends[0].version != 1 {
+		t.Fatalf("end_overlap calls: %v, want one for version 1", ends)
+	}
+	e = env.checkSettled(env.b, "t1", "s1")
+	if st := stages(env.b, e); st[1] != statusExpired || len(env.out.liveVersions("fake/t1/s1")) != 1 {
+		t.Fatalf("after the overlap: stages %v, live outside %v", st, env.out.liveVersions("fake/t1/s1"))
+	}
 }
 
 // A failed set or test leaves the current version as it was: the pending
@@ -631,8 +645,11 @@ func TestEngine_HangingSetTimesOutAndRollbackSettles(t *testing.T) {
 // outside is live in Vault or undone. A rollback whose undo fails keeps the
 // WAL and settles on the next attempt.
 func TestEngine_CrashMatrixRollbackSettles(t *testing.T) {
+	defer func(d time.Duration) { stepTimeout = d }(stepTimeout)
+	stepTimeout = 50 * time.Millisecond
 	failures := map[string][]string{
 		"none":      nil,
+		"hang_test": {"hang:" + stepTest},
 		"test":      {stepTest},
 		"undo":      {stepUndo},
 		"test+undo": {stepTest, stepUndo},
@@ -654,13 +671,17 @@ func TestEngine_CrashMatrixRollbackSettles(t *testing.T) {
 				}
 				env.b.clean(context.Background())
 				for _, step := range failing {
+					if hang, ok := strings.CutPrefix(step, "hang:"); ok {
+						env.out.hangAt(hang, true)
+						continue
+					}
 					env.out.failAt(step, errors.New("outside system down"))
 				}
 
 				// The rotation finishes when set is known to be done and
 				// test passes on the rollback; otherwise it is undone.
 				setDone := crash != stepCreate
-				testFails := len(failing) > 0 && failing[0] == stepTest
+				testFails := len(failing) > 0 && strings.HasSuffix(failing[0], stepTest)
 				finishes := crash == stepFinish || (setDone && !testFails)
 				needsUndo := !finishes
 				undoFails := failing != nil && failing[len(failing)-1] == stepUndo
