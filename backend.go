@@ -76,12 +76,19 @@ type backend struct {
 }
 
 func newBackend(clock func() time.Time) *backend {
+	return newBackendOf(clock, smtpKind(), sshKind(), dkimKind())
+}
+
+// newBackendOf builds a backend that serves kinds. Production serves the
+// types above; tests add a recording double of an outside system, which
+// must be known before the paths and config settings are derived.
+func newBackendOf(clock func() time.Time, kinds ...*secretKind) *backend {
 	b := &backend{
 		clock: clock,
 		locks: locksutil.CreateLocks(),
 	}
 	b.kinds = map[string]*secretKind{}
-	for _, k := range []*secretKind{smtpKind(), sshKind(), dkimKind()} {
+	for _, k := range kinds {
 		b.kinds[k.Name] = k
 	}
 

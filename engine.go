@@ -41,8 +41,9 @@ const walKindRotation = "rotation"
 // takes it over: longer than any step may run (stepTimeout).
 const walRollbackMinAge = 2 * time.Minute
 
-// stepTimeout bounds one call into an outside system.
-const stepTimeout = 30 * time.Second
+// stepTimeout bounds one call into an outside system. A variable only so
+// that tests can shorten it.
+var stepTimeout = 30 * time.Second
 
 // rotationWAL names the secret and the pending version a staged rotation
 // is making. It holds no secret material: that is in the entry.
@@ -155,6 +156,9 @@ func (b *backend) runSteps(ctx context.Context, s logical.Storage, e *secretEntr
 
 	if kind.set != nil {
 		if err := callStep(ctx, func(ctx context.Context) error { return kind.set(ctx, b, e, e.version(n)) }); err != nil {
+			if ctx.Err() != nil {
+				return nil, interrupted(ctx, kind, e, stepSet)
+			}
 			if errors.Is(err, context.DeadlineExceeded) {
 				// The outside system may still act on the call: undoing now
 				// could race it. The rollback takes over after it settles.
@@ -173,6 +177,9 @@ func (b *backend) runSteps(ctx context.Context, s logical.Storage, e *secretEntr
 	}
 	if kind.test != nil {
 		if err := callStep(ctx, func(ctx context.Context) error { return kind.test(ctx, b, e, e.version(n)) }); err != nil {
+			if ctx.Err() != nil {
+				return nil, interrupted(ctx, kind, e, stepTest)
+			}
 			return nil, b.abandon(ctx, s, e, kind, cfg, r, stepTest, err, walID)
 		}
 		if err := b.crashPoint(stepTest); err != nil {
@@ -190,6 +197,16 @@ func (b *backend) runSteps(ctx context.Context, s logical.Storage, e *secretEntr
 		return nil, err
 	}
 	return e, framework.DeleteWAL(ctx, s, walID)
+}
+
+// interrupted is the error of a rotation whose caller went away (a request
+// cancelled, the worker stopped by a seal or step-down) during a step. It is
+// no failure of the outside system, and undoing now could race a call it
+// may still act on: the pending version stays under its WAL, and Vault's
+// rollback finishes or undoes it.
+func interrupted(ctx context.Context, kind *secretKind, e *secretEntry, step string) error {
+	return fmt.Errorf("rotation of %s/%s/%s interrupted at the %s step (%w); Vault's rollback finishes or undoes it",
+		kind.Name, e.Tenant, e.Name, step, ctx.Err())
 }
 
 // callStep runs one call into an outside system with its own deadline.

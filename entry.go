@@ -140,6 +140,10 @@ type secretEntry struct {
 	// DueNotified is the next_rotation for which the rotation-due event was
 	// sent, so that it is sent once per due period.
 	DueNotified time.Time `json:"due_notified,omitempty"`
+	// LastVersion is the highest version number ever given, kept or not:
+	// a pending version that was undone and dropped leaves its number used,
+	// so that a number names one credential in history and outside.
+	LastVersion int `json:"last_version,omitempty"`
 	// LastJob is the job that last rotated the secret: a resumed job skips
 	// what it already rotated.
 	LastJob string `json:"last_job,omitempty"`
@@ -199,10 +203,11 @@ func (e *secretEntry) addPending(material interface{}, by actor, now time.Time) 
 	if err != nil {
 		return nil, fmt.Errorf("encoding version: %w", err)
 	}
-	n := e.CurrentVersion + 1
+	n := max(e.CurrentVersion, e.LastVersion) + 1
 	if last := len(e.Versions); last > 0 && e.Versions[last-1].Version >= n {
-		n = e.Versions[last-1].Version + 1 // numbers of undone versions are not reused
+		n = e.Versions[last-1].Version + 1
 	}
+	e.LastVersion = n // numbers of undone versions are not reused
 	e.Versions = append(e.Versions, secretVersion{
 		Version: n, CreatedTime: now, CreatedBy: by, Status: statusPending, StatusTime: now, Material: raw,
 	})

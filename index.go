@@ -242,6 +242,8 @@ func saveRebuild(ctx context.Context, s logical.Storage, st *rebuildState) error
 // runs it in batches; a restart resumes from the stored cursor.
 func (b *backend) startIndexRebuild(ctx context.Context, s logical.Storage, reason string) error {
 	b.rebuildTenants.Store((*tenantList)(nil))
+	// Day markers are written again as the rebuild meets their days.
+	b.dayMarks.Range(func(day, _ interface{}) bool { b.dayMarks.Delete(day); return true })
 	st := &rebuildState{Reason: reason, Started: b.now()}
 	if kinds := b.sortedKinds(); len(kinds) > 0 {
 		st.Kind = kinds[0].Name
@@ -329,7 +331,7 @@ func (b *backend) rebuildTenantsOf(ctx context.Context, s logical.Storage, st *r
 }
 
 // reindexTenant brings the index keys of one tenant's secrets of kind k in
-// step, writing only the entries whose keys changed.
+// step, writing only the entries whose keys changed, and every key.
 func (b *backend) reindexTenant(ctx context.Context, s logical.Storage, k *secretKind, tenant string, cfg *engineConfig) (int, int, error) {
 	names, err := listChildren(ctx, s, secretsStoragePrefix+k.Name+"/"+tenant+"/")
 	if err != nil {
@@ -369,7 +371,9 @@ func (b *backend) reindexOne(ctx context.Context, s logical.Storage, ref secretR
 		return false, noteUnreadable(ctx, s, ref.kind.Name, ref.tenant, ref.name, size)
 	}
 	if !changed && indexKeysFor(e, ref.kind, cfg, now) == e.Indexed {
-		return true, nil
+		// The entry is right, but the keys it names may be what was lost:
+		// write them again (a Put of an existing key changes nothing).
+		return true, b.putIndex(ctx, s, indexKeys{}, e.Indexed, secretID(e.Kind, e.Tenant, e.Name))
 	}
 	return true, b.store(ctx, s, e, ref.kind, cfg, now)
 }

@@ -117,10 +117,22 @@ func (b *backend) rotateOne(k *secretKind) framework.OperationFunc {
 		}
 		data := rotationView(e, k.policy(cfg), b.now())
 		data["version"] = e.CurrentVersion
-		data["previous_version"] = e.CurrentVersion - 1
+		data["previous_version"] = rotatedFrom(e)
 		data["revoked_versions"] = revokedBy(e, r)
 		return &logical.Response{Data: data}, nil
 	}
+}
+
+// rotatedFrom is the version the latest rotation replaced, from its history
+// row: numbers of undone rotations are skipped, so it need not be
+// current_version - 1.
+func rotatedFrom(e *secretEntry) int {
+	for i := len(e.History) - 1; i >= 0; i-- {
+		if h := e.History[i]; h.Operation == "rotate" && h.Result == "success" && h.ToVersion == e.CurrentVersion {
+			return h.FromVersion
+		}
+	}
+	return e.CurrentVersion - 1
 }
 
 // revokedBy lists the versions a rotation with revoke_previous revoked: the

@@ -1,0 +1,193 @@
+package penguinmails
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+var smtpFields = map[string]interface{}{"username": "u@example.com", "host": "smtp.example.com"}
+
+// writeTenants stores one SMTP and one fake secret for each of n tenants.
+func (env *engEnv) writeTenants(n int) {
+	env.t.Helper()
+	for i := 0; i < n; i++ {
+		tenant := fmt.Sprintf("t%02d", i)
+		env.ok(logical.CreateOperation, "smtp/"+tenant+"/mail", smtpFields)
+		env.writeFake(tenant, "api", nil)
+	}
+}
+
+// startJob starts a job and returns its id.
+func (env *engEnv) startJob(path string, data map[string]interface{}) string {
+	env.t.Helper()
+	id, _ := env.ok(logical.UpdateOperation, path, data)["job_id"].(string)
+	if id == "" {
+		env.t.Fatalf("%s answered no job_id", path)
+	}
+	return id
+}
+
+// waitJob polls the job until it has finished and returns its view.
+func (env *engEnv) waitJob(id string) map[string]interface{} {
+	env.t.Helper()
+	var view map[string]interface{}
+	waitFor(env.t, "job "+id+" to finish", func() bool {
+		view = env.ok(logical.ReadOperation, "rotate/jobs/"+id, nil)
+		return view["state"] == jobSucceeded || view["state"] == jobFailed
+	})
+	return view
+}
+
+// checkJobCounts compares a job's counters.
+func checkJobCounts(t *testing.T, view map[string]interface{}, want map[string]int) {
+	t.Helper()
+	for k, n := range want {
+		if view[k] != n {
+			t.Errorf("job %s = %v, want %d (job %v)", k, view[k], n, view)
+		}
+	}
+}
+
+// checkVersions asserts that every secret of the tenants is at version want.
+func (env *engEnv) checkVersions(tenants int, want int) {
+	env.t.Helper()
+	for i := 0; i < tenants; i++ {
+		tenant := fmt.Sprintf("t%02d", i)
+		for _, kn := range [][2]string{{"smtp", "mail"}, {"fake", "api"}} {
+			if e := env.entry(kn[0], tenant, kn[1]); e.CurrentVersion != want {
+				env.t.Errorf("%s/%s/%s: version %d, want %d", kn[0], tenant, kn[1], e.CurrentVersion, want)
+			}
+		}
+	}
+}
+
+// A bulk job over 30 tenants with two secrets each rotates all 60 once,
+// job_concurrency at a time, and records the job in each history row
+// (flagged no_incident without an incident_id); LIST rotate/jobs shows it.
+func TestJobs_BulkRotatesEverySecretOnce(t *testing.T) {
+	env := newEngEnv(t)
+	env.ok(logical.UpdateOperation, "config", map[string]interface{}{"job_concurrency": 4})
+	env.writeTenants(30)
+
+	id := env.startJob("rotate/bulk", map[string]interface{}{"reason": "drill"})
+	view := env.waitJob(id)
+	checkJobCounts(t, view, map[string]int{"total": 60, "done": 60, "rotated": 60, "skipped": 0, "failed": 0})
+	if view["state"] != jobSucceeded {
+		t.Fatalf("job state %v", view["state"])
+	}
+	env.checkVersions(30, 2)
+	if env.out.maxInflight > 4 {
+		t.Fatalf("%d calls into the outside system at once with job_concurrency 4", env.out.maxInflight)
+	}
+	for _, p := range []string{"smtp/t07/mail", "fake/t29/api"} {
+		rows := historyRows(t, env.ok(logical.ReadOperation, p+"/history", nil))
+		if len(rows) == 0 || rows[0]["job_id"] != id || rows[0]["no_incident"] != true || rows[0]["result"] != "success" {
+			t.Fatalf("%s newest history row: %v", p, rows)
+		}
+	}
+
+	resp, err := env.do(env.b, logical.ListOperation, "rotate/jobs", nil)
+	if err != nil || resp == nil {
+		t.Fatalf("list jobs: %v", err)
+	}
+	info, _ := resp.Data["key_info"].(map[string]interface{})[id].(map[string]interface{})
+	if info == nil || info["state"] != jobSucceeded || info["total"] != 60 || info["done"] != 60 {
+		t.Fatalf("rotate/jobs key_info for %s: %v", id, resp.Data)
+	}
+}
+
+// A job interrupted mid-chunk (its progress cannot be saved, as when the
+// process dies after rotating a group) resumes on a fresh backend: it
+// finishes, rotates nothing twice, and counts every secret once.
+func TestJobs_ResumeRotatesNothingTwice(t *testing.T) {
+	env := newEngEnv(t)
+	env.ok(logical.UpdateOperation, "config", map[string]interface{}{"job_concurrency": 4})
+	env.writeTenants(30)
+
+	// Job saves: created, planned, then one per group of 4. The third
+	// group rotates, and its progress is lost.
+	var mu sync.Mutex
+	saves, refused := 0, false
+	env.s.setFailPut(func(key string) error {
+		if !strings.HasPrefix(key, jobsPrefix) {
+			return nil
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if saves++; saves > 4 {
+			refused = true
+			return errors.New("storage unavailable")
+		}
+		return nil
+	})
+	id := env.startJob("rotate/bulk", map[string]interface{}{"incident_id": "INC-1"})
+	waitFor(t, "the job's progress to be refused", func() bool { mu.Lock(); defer mu.Unlock(); return refused })
+	env.b.clean(context.Background())
+	env.s.setFailPut(nil)
+	stored, err := loadJob(context.Background(), env.inner, id)
+	if err != nil || stored == nil || stored.Done != 8 {
+		t.Fatalf("stored progress before the resume: %+v %v; want 8 done", stored, err)
+	}
+
+	env.b = env.fresh()
+	env.tick(env.b)
+	view := env.waitJob(id)
+	checkJobCounts(t, view, map[string]int{"total": 60, "done": 60, "rotated": 60, "skipped": 0, "failed": 0})
+	env.checkVersions(30, 2)
+	for i := 0; i < 30; i++ {
+		p := fmt.Sprintf("fake/t%02d/api", i)
+		if n := len(env.out.callsOf(stepSet, p)); n != 1 {
+			t.Errorf("%s was set outside %d times", p, n)
+		}
+	}
+}
+
+// status=overdue rotates only the overdue secrets and skips the others.
+func TestJobs_OverdueFilter(t *testing.T) {
+	env := newEngEnv(t)
+	for _, n := range []string{"a", "b", "c"} {
+		env.ok(logical.CreateOperation, "smtp/t1/"+n, smtpFields)
+	}
+	env.clock.Advance(31 * day)
+	for _, n := range []string{"d", "e"} {
+		env.ok(logical.CreateOperation, "smtp/t1/"+n, smtpFields)
+	}
+	view := env.waitJob(env.startJob("rotate/bulk", map[string]interface{}{"status": "overdue", "types": "smtp"}))
+	checkJobCounts(t, view, map[string]int{"total": 5, "rotated": 3, "skipped": 2, "failed": 0})
+	for n, want := range map[string]int{"a": 2, "b": 2, "c": 2, "d": 1, "e": 1} {
+		if e := env.entry("smtp", "t1", n); e.CurrentVersion != want {
+			t.Errorf("smtp/t1/%s: version %d, want %d", n, e.CurrentVersion, want)
+		}
+	}
+}
+
+// Bad job input is a 400 that names the field, and starts no job.
+func TestJobs_BadInputNamesTheField(t *testing.T) {
+	env := newEngEnv(t)
+	for _, c := range []struct {
+		path  string
+		data  map[string]interface{}
+		field string
+	}{
+		{"rotate/bulk", map[string]interface{}{"status": "stale"}, "status"},
+		{"rotate/bulk", map[string]interface{}{"types": "smtp,email"}, "types"},
+		{"rotate/bulk", map[string]interface{}{"tenant": "a..b"}, "tenant"},
+		{"rotate-tenant/a..b", nil, "tenant"},
+		{"rotate-tenant/t1", map[string]interface{}{"types": "nope"}, "types"},
+		{"rotate/bulk", map[string]interface{}{"incident_id": strings.Repeat("x", 200)}, "incident_id"},
+	} {
+		code, msg := env.status(logical.UpdateOperation, c.path, c.data)
+		if code != 400 || !strings.Contains(msg, c.field) {
+			t.Errorf("%s %v: %d %q, want a 400 naming %s", c.path, c.data, code, msg, c.field)
+		}
+	}
+	if keys, _ := env.inner.List(context.Background(), jobsPrefix); len(keys) != 0 {
+		t.Fatalf("bad input started jobs: %v", keys)
+	}
+}
