@@ -78,6 +78,14 @@ type skipped struct{ why string }
 
 func (s *skipped) Error() string { return "skipped: " + s.why }
 
+// inProgress answers a rotation of a secret whose earlier rotation was
+// interrupted and is not settled yet: a 409. Jobs retry such a secret after
+// the rollback has had its turn.
+type inProgress struct{ msg string }
+
+func (e *inProgress) Error() string { return e.msg }
+func (e *inProgress) Code() int     { return 409 }
+
 // errCrash is returned by a test's crash hook: the engine stops where it is,
 // as if the process had died, and leaves the rest to the rollback.
 var errCrash = errors.New("simulated crash")
@@ -107,8 +115,8 @@ func (b *backend) rotate(ctx context.Context, s logical.Storage, ref secretRef, 
 		}
 	}
 	if p := e.pending(); p != nil {
-		return nil, logical.CodedError(409, fmt.Sprintf("%s has a rotation in progress (pending version %d since %s); "+
-			"Vault's rollback finishes or undoes it within %s", ref.path(), p.Version, formatTime(p.CreatedTime), walRollbackMinAge))
+		return nil, &inProgress{fmt.Sprintf("%s has a rotation in progress (pending version %d since %s); "+
+			"Vault's rollback finishes or undoes it within %s", ref.path(), p.Version, formatTime(p.CreatedTime), walRollbackMinAge)}
 	}
 	out, err := b.runSteps(ctx, s, e, ref.kind, cfg, r, now)
 	if err != nil {

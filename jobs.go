@@ -2,6 +2,7 @@ package penguinmails
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -82,6 +83,11 @@ type job struct {
 	// Run cursor: the chunk and the offset in it of the next item.
 	Chunk  int `json:"chunk"`
 	Offset int `json:"offset"`
+	// Deferred are secrets met with an interrupted rotation (a crash in a
+	// set step): they are retried once Vault's rollback has settled them,
+	// not before RetryAfter.
+	Deferred   []string  `json:"deferred,omitempty"`
+	RetryAfter time.Time `json:"retry_after,omitempty"`
 }
 
 func (j *job) queueKey() string {
@@ -187,6 +193,9 @@ func (b *backend) runJobs(ctx context.Context, s logical.Storage, budget int) (b
 		err = b.planJob(ctx, s, j)
 	} else {
 		err = b.advanceJob(ctx, s, j, budget)
+	}
+	if errors.Is(err, errJobWaiting) {
+		return false, nil // not busy: the next tick looks again
 	}
 	if err != nil {
 		return true, err
@@ -304,8 +313,7 @@ func (b *backend) advanceJob(ctx context.Context, s logical.Storage, j *job, bud
 	}
 	for budget > 0 && ctx.Err() == nil && !j.finished() {
 		if j.Chunk >= j.Chunks {
-			b.finishJob(j)
-			return saveJob(ctx, s, j)
+			return b.retryDeferred(ctx, s, j, conc)
 		}
 		paths, err := loadPlan(ctx, s, j.ID, j.Chunk)
 		if err != nil {
@@ -321,7 +329,7 @@ func (b *backend) advanceJob(ctx context.Context, s logical.Storage, j *job, bud
 			return nil // the group is redone on resume; last_job skips what finished
 		}
 		for i, res := range results {
-			j.count(group[i], res)
+			b.countOrDefer(j, group[i], res)
 		}
 		j.Offset += len(group)
 		budget -= len(group)
@@ -332,6 +340,46 @@ func (b *backend) advanceJob(ctx context.Context, s logical.Storage, j *job, bud
 	}
 	return nil
 }
+
+// countOrDefer counts one item's result, or keeps the item for later when an
+// interrupted rotation of it waits for Vault's rollback.
+func (b *backend) countOrDefer(j *job, path string, err error) {
+	var busy *inProgress
+	if errors.As(err, &busy) && len(j.Deferred) < jobChunkSize {
+		j.Deferred = append(j.Deferred, path)
+		j.RetryAfter = b.now().Add(walRollbackMinAge + time.Minute)
+		return
+	}
+	j.count(path, err)
+}
+
+// retryDeferred runs the deferred items once the rollback has had its turn;
+// a second interruption counts as a failure. With nothing deferred the job
+// is finished.
+func (b *backend) retryDeferred(ctx context.Context, s logical.Storage, j *job, conc int) error {
+	if len(j.Deferred) == 0 {
+		b.finishJob(j)
+		return saveJob(ctx, s, j)
+	}
+	if b.now().Before(j.RetryAfter) {
+		return errJobWaiting
+	}
+	group := j.Deferred[:min(len(j.Deferred), conc)]
+	results := b.rotateGroup(ctx, s, j, group)
+	if ctx.Err() != nil {
+		return nil
+	}
+	for i, res := range results {
+		j.count(group[i], res)
+	}
+	j.Deferred = append([]string(nil), j.Deferred[len(group):]...)
+	j.Updated = b.now()
+	return saveJob(ctx, s, j)
+}
+
+// errJobWaiting stops a pass on a job that waits for the rollback; the next
+// tick looks again.
+var errJobWaiting = errors.New("job waits for Vault's rollback")
 
 func loadPlan(ctx context.Context, s logical.Storage, id string, chunk int) ([]string, error) {
 	raw, err := s.Get(ctx, planKey(id, chunk))
@@ -440,5 +488,6 @@ func (j *job) view() map[string]interface{} {
 		"finished_time": formatTime(j.Finished), "planned": j.State != jobPlanning,
 		"total": j.Total, "done": j.Done, "rotated": j.Rotated, "skipped": j.Skipped, "failed": j.Failed,
 		"errors": errs, "errors_truncated": j.Failed > len(j.Errors),
+		"deferred": len(j.Deferred), "retry_after": formatTime(j.RetryAfter),
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
 )
@@ -189,5 +190,52 @@ func TestJobs_BadInputNamesTheField(t *testing.T) {
 	}
 	if keys, _ := env.inner.List(context.Background(), jobsPrefix); len(keys) != 0 {
 		t.Fatalf("bad input started jobs: %v", keys)
+	}
+}
+
+// A job that meets a secret whose earlier rotation was interrupted (a crash
+// after set) does not fail it: it keeps it aside, and once Vault's rollback
+// has settled the interrupted rotation, the job rotates it too.
+func TestJobs_InterruptedRotationIsRetriedAfterTheRollback(t *testing.T) {
+	env := newEngEnv(t)
+	for _, tenant := range []string{"t0", "t1", "t2"} {
+		env.writeFake(tenant, "api", nil)
+	}
+	env.b.testCrashAfter = func(step string) error {
+		if step == stepSet {
+			return errCrash
+		}
+		return nil
+	}
+	if _, err := env.do(env.b, logical.UpdateOperation, "fake/t0/api/rotate", nil); err == nil {
+		t.Fatal("the crashed rotation answered no error")
+	}
+	env.b.testCrashAfter = nil
+
+	id := env.startJob("rotate/bulk", map[string]interface{}{"types": "fake", "incident_id": "INC-7"})
+	var view map[string]interface{}
+	waitFor(t, "the job to keep the interrupted secret aside", func() bool {
+		env.tick(env.b)
+		view = env.ok(logical.ReadOperation, "rotate/jobs/"+id, nil)
+		return view["deferred"] == 1 && view["done"] == 2
+	})
+	if view["state"] != jobRunning || view["failed"] != 0 {
+		t.Fatalf("job with a deferred secret: %v", view)
+	}
+	env.tick(env.b) // before retry_after: still waiting, nothing failed
+	if view = env.ok(logical.ReadOperation, "rotate/jobs/"+id, nil); view["failed"] != 0 || view["deferred"] != 1 {
+		t.Fatalf("the job retried before the rollback's turn: %v", view)
+	}
+
+	if err := env.rollback(env.b); err != nil { // finishes the interrupted rotation: version 2
+		t.Fatal(err)
+	}
+	env.clock.Advance(walRollbackMinAge + 2*time.Minute)
+	env.tick(env.b)
+	view = env.waitJob(id)
+	checkJobCounts(t, view, map[string]int{"total": 3, "done": 3, "rotated": 3, "failed": 0})
+	if e := env.entry("fake", "t0", "api"); e.CurrentVersion != 3 || e.LastJob != id || e.pending() != nil {
+		t.Fatalf("fake/t0/api: version %d, last_job %q, pending %v; want 3 (rollback, then the job), the job, none",
+			e.CurrentVersion, e.LastJob, e.pending())
 	}
 }
