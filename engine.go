@@ -93,6 +93,16 @@ var errCrash = errors.New("simulated crash")
 // rotate runs one rotation of the secret at ref through every step, under
 // the secret's lock. It returns (nil, nil) when the secret does not exist.
 func (b *backend) rotate(ctx context.Context, s logical.Storage, ref secretRef, r rotation) (*secretEntry, error) {
+	return b.withEntry(ctx, s, ref, func(e *secretEntry, cfg *engineConfig, now time.Time) (*secretEntry, error) {
+		return b.rotateLocked(ctx, s, ref, e, cfg, now, r)
+	})
+}
+
+// withEntry runs fn on the secret at ref under its lock, loaded with what
+// the clock and config imply, with the config and the one now fn must use.
+// A missing secret is (nil, nil) and fn does not run.
+func (b *backend) withEntry(ctx context.Context, s logical.Storage, ref secretRef,
+	fn func(e *secretEntry, cfg *engineConfig, now time.Time) (*secretEntry, error)) (*secretEntry, error) {
 	lock := b.lockFor(ref.key())
 	lock.Lock()
 	defer lock.Unlock()
@@ -106,6 +116,11 @@ func (b *backend) rotate(ctx context.Context, s logical.Storage, ref secretRef, 
 	if err != nil || e == nil {
 		return nil, err
 	}
+	return fn(e, cfg, now)
+}
+
+// rotateLocked is rotate with the secret's lock held.
+func (b *backend) rotateLocked(ctx context.Context, s logical.Storage, ref secretRef, e *secretEntry, cfg *engineConfig, now time.Time, r rotation) (*secretEntry, error) {
 	if r.JobID != "" && e.LastJob == r.JobID {
 		return e, &skipped{"already rotated by this job"}
 	}
@@ -383,18 +398,16 @@ func (b *backend) settleRotation(ctx context.Context, s logical.Storage, w rotat
 		return nil // a type this version does not serve has nothing to settle
 	}
 	ref := secretRef{kind: k, tenant: w.Tenant, name: w.Name}
-	lock := b.lockFor(ref.key())
-	lock.Lock()
-	defer lock.Unlock()
-	cfg, err := b.config(ctx, s)
-	if err != nil {
-		return err
-	}
-	now := b.now()
-	e, err := loadDerived(ctx, s, ref, cfg, now)
-	if err != nil || e == nil {
-		return err
-	}
+	_, err := b.withEntry(ctx, s, ref, func(e *secretEntry, cfg *engineConfig, now time.Time) (*secretEntry, error) {
+		return nil, b.settleLocked(ctx, s, ref, e, cfg, now, w.Version)
+	})
+	return err
+}
+
+// settleLocked is settleRotation with the secret's lock held.
+func (b *backend) settleLocked(ctx context.Context, s logical.Storage, ref secretRef, e *secretEntry, cfg *engineConfig, now time.Time, version int) error {
+	k := ref.kind
+	w := rotationWAL{Version: version}
 	p := e.version(w.Version)
 	if p == nil || p.Status != statusPending {
 		return nil // finished, or dropped, before the crash
@@ -433,23 +446,12 @@ var rollbackActor = actor{DisplayName: "penguinmails-rollback"}
 // nothing is saved. It returns (nil, nil) when the secret does not exist.
 func (b *backend) modify(ctx context.Context, s logical.Storage, ref secretRef,
 	change func(e *secretEntry, cfg *engineConfig, now time.Time) error) (*secretEntry, error) {
-	lock := b.lockFor(ref.key())
-	lock.Lock()
-	defer lock.Unlock()
-
-	cfg, err := b.config(ctx, s)
-	if err != nil {
-		return nil, err
-	}
-	now := b.now()
-	e, err := loadDerived(ctx, s, ref, cfg, now)
-	if err != nil || e == nil {
-		return nil, err
-	}
-	if err := change(e, cfg, now); err != nil {
-		return nil, err
-	}
-	return e, b.store(ctx, s, e, ref.kind, cfg, now)
+	return b.withEntry(ctx, s, ref, func(e *secretEntry, cfg *engineConfig, now time.Time) (*secretEntry, error) {
+		if err := change(e, cfg, now); err != nil {
+			return nil, err
+		}
+		return e, b.store(ctx, s, e, ref.kind, cfg, now)
+	})
 }
 
 // revokeLive revokes every version that is active or in its overlap and

@@ -229,19 +229,6 @@ func (q *statusQuery) timeMatches(at time.Time, k *secretKind) bool {
 	return statusAt(at, k.policy(q.cfg), q.now) == q.status
 }
 
-func statusAt(next time.Time, pol typePolicy, now time.Time) string {
-	switch {
-	case next.IsZero():
-		return rotationNotScheduled
-	case !now.Before(next):
-		return rotationOverdue
-	case next.Sub(now) <= pol.AlertThreshold:
-		return rotationDueSoon
-	default:
-		return rotationHealthy
-	}
-}
-
 // statusRow reads one secret and renders its row; nil when the index key is
 // stale (the entry moved on) or the secret is gone.
 func (b *backend) statusRow(ctx context.Context, s logical.Storage, q *statusQuery, k *secretKind, it indexItem, key string) (map[string]interface{}, error) {

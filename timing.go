@@ -77,7 +77,12 @@ func (e *secretEntry) nextRotation(pol typePolicy) time.Time {
 }
 
 func (e *secretEntry) rotationStatus(pol typePolicy, now time.Time) string {
-	next := e.nextRotation(pol)
+	return statusAt(e.nextRotation(pol), pol, now)
+}
+
+// statusAt is the rotation status of a secret due at next: the index keeps
+// next, so rotation/status can judge a row before reading the secret.
+func statusAt(next time.Time, pol typePolicy, now time.Time) string {
 	switch {
 	case next.IsZero():
 		return rotationNotScheduled
