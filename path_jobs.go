@@ -190,7 +190,9 @@ skipped, failed and the per-secret errors (the first 100). LIST rotate/jobs
 shows every job kept (the newest 200 finished ones and all unfinished).
 
 Jobs survive a restart, a seal and a failover and resume where they
-stopped; a resumed job never rotates a secret twice. Jobs run one at a time,
+stopped; a resumed job never rotates a secret twice. A secret whose own
+rotation was interrupted is retried after Vault's rollback has settled it
+(deferred, retry_after). Jobs run one at a time,
 each rotating job_concurrency secrets at once (config). With an incident_id
 the rotations are recorded with trigger "event"; without one they are
 recorded as manual and flagged no_incident.
