@@ -302,14 +302,20 @@ func (b *backend) advanceJob(ctx context.Context, s logical.Storage, j *job, bud
 	if conc < 1 {
 		conc = 1
 	}
+	// The chunk is decoded once per pass, not once per group: a chunk
+	// holds jobChunkSize paths and a group only JobConcurrency.
+	var paths []string
+	loaded := -1
 	for budget > 0 && ctx.Err() == nil && !j.finished() {
 		if j.Chunk >= j.Chunks {
 			b.finishJob(j)
 			return saveJob(ctx, s, j)
 		}
-		paths, err := loadPlan(ctx, s, j.ID, j.Chunk)
-		if err != nil {
-			return err
+		if loaded != j.Chunk {
+			if paths, err = loadPlan(ctx, s, j.ID, j.Chunk); err != nil {
+				return err
+			}
+			loaded = j.Chunk
 		}
 		if j.Offset >= len(paths) {
 			j.Chunk, j.Offset = j.Chunk+1, 0
