@@ -219,12 +219,14 @@ func (b *backend) planJob(ctx context.Context, s logical.Storage, j *job) error 
 		if err != nil {
 			return err
 		}
+		if k.Name == afterKind {
+			// Resume at the cursor's tenant: a linear skip would walk every
+			// tenant before it once per chunk.
+			tenants = tenants[sort.SearchStrings(tenants, afterTenant):]
+		}
 		for _, t := range tenants {
 			if len(chunk) >= jobChunkSize {
 				break
-			}
-			if k.Name == afterKind && t < afterTenant {
-				continue
 			}
 			names, err := listChildren(ctx, s, secretsStoragePrefix+k.Name+"/"+t+"/")
 			if err != nil {
