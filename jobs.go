@@ -228,12 +228,14 @@ func (b *backend) planJob(ctx context.Context, s logical.Storage, j *job) error 
 		if err != nil {
 			return err
 		}
+		if k.Name == afterKind {
+			// Resume at the cursor's tenant: a linear skip would walk every
+			// tenant before it once per chunk.
+			tenants = tenants[sort.SearchStrings(tenants, afterTenant):]
+		}
 		for _, t := range tenants {
 			if len(chunk) >= jobChunkSize {
 				break
-			}
-			if k.Name == afterKind && t < afterTenant {
-				continue
 			}
 			names, err := listChildren(ctx, s, secretsStoragePrefix+k.Name+"/"+t+"/")
 			if err != nil {
@@ -311,13 +313,19 @@ func (b *backend) advanceJob(ctx context.Context, s logical.Storage, j *job, bud
 	if conc < 1 {
 		conc = 1
 	}
+	// The chunk is decoded once per pass, not once per group: a chunk
+	// holds jobChunkSize paths and a group only JobConcurrency.
+	var paths []string
+	loaded := -1
 	for budget > 0 && ctx.Err() == nil && !j.finished() {
 		if j.Chunk >= j.Chunks {
 			return b.retryDeferred(ctx, s, j, conc)
 		}
-		paths, err := loadPlan(ctx, s, j.ID, j.Chunk)
-		if err != nil {
-			return err
+		if loaded != j.Chunk {
+			if paths, err = loadPlan(ctx, s, j.ID, j.Chunk); err != nil {
+				return err
+			}
+			loaded = j.Chunk
 		}
 		if j.Offset >= len(paths) {
 			j.Chunk, j.Offset = j.Chunk+1, 0

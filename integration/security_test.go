@@ -137,7 +137,7 @@ func malformedRows(t *testing.T) []malformedRow {
 	add("version as a word", "GET", fixSMTP+"?version=latest", "", 400, "version", "")
 	add("version as a word on dkim private", "POST", fixDKIM+"/private", `{"version": "latest"}`, 400, "version", "")
 	add("headers as an object on sign", "POST", fixDKIM+"/sign", js(map[string]interface{}{"message": msg, "headers": map[string]int{"a": 1}}), 400, "headers", "")
-	add("tenant given twice on rotation-report", "GET", "rotation-report?tenant=a&tenant=b", "", 400, "tenant", "")
+	add("tenant given twice on rotation/status", "GET", "rotation/status?tenant=a&tenant=b", "", 400, "tenant", "")
 
 	// Unknown fields: named, with the accepted ones listed.
 	add("unknown field on smtp", "POST", "smtp/sec-t/m1", smtpOK(map[string]interface{}{"pasword": m()}), 400, `"pasword"`, "")
@@ -147,7 +147,7 @@ func malformedRows(t *testing.T) []malformedRow {
 	add("password on rotate", "POST", fixSMTP+"/rotate", js(map[string]string{"password": m()}), 400, `"password"`, "")
 	add("unknown field on sign", "POST", fixDKIM+"/sign", js(map[string]string{"message": msg, "key": m()}), 400, `"key"`, "")
 	add("unknown field on rotate-tenant", "POST", "rotate-tenant/sec-fix", `{"force": true}`, 400, `"force"`, "")
-	add("unknown query on rotation-report", "GET", "rotation-report?owner=x", "", 400, `"owner"`, "")
+	add("unknown query on rotation/status", "GET", "rotation/status?owner=x", "", 400, `"owner"`, "")
 	add("unknown query on delete", "DELETE", fixSMTP+"?purge=yes", "", 400, `"purge"`, "")
 	add("unknown query on authorized_keys", "GET", fixSSH+"/authorized_keys?format=x", "", 400, `"format"`, "")
 	add("unknown query on dns", "GET", fixDKIM+"/dns?zone=x", "", 400, `"zone"`, "")
@@ -196,8 +196,8 @@ func malformedRows(t *testing.T) []malformedRow {
 	add("DELETE sign", "DELETE", fixDKIM+"/sign", "", 405, "", "")
 	add("GET dkim private (D3)", "GET", fixDKIM+"/private", "", 405, "", "")
 	add("GET ssh private (D3)", "GET", fixSSH+"/private", "", 405, "", "")
-	add("DELETE rotation-report", "DELETE", "rotation-report", "", 405, "", "")
-	add("POST rotation-report", "POST", "rotation-report", "{}", 405, "", "")
+	add("DELETE rotation/status", "DELETE", "rotation/status", "", 405, "", "")
+	add("POST rotation/status", "POST", "rotation/status", "{}", 405, "", "")
 	add("DELETE authorized_keys", "DELETE", fixSSH+"/authorized_keys", "", 405, "", "")
 	add("POST history", "POST", fixSMTP+"/history", "{}", 405, "", "")
 	add("POST dns", "POST", fixDKIM+"/dns", "{}", 405, "", "")

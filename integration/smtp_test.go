@@ -286,7 +286,7 @@ func TestOpenAPI_DescribesEveryPath(t *testing.T) {
 			ids[id] = method + " " + path
 		}
 	}
-	for _, want := range []string{"/config", "/smtp/{tenant}/{name}", "/smtp/{tenant}/{name}/rotate", "/rotation-report"} {
+	for _, want := range []string{"/config", "/smtp/{tenant}/{name}", "/smtp/{tenant}/{name}/rotate", "/rotation/status", "/rotate/bulk", "/rotate-tenant/{tenant}", "/rotate/jobs/{job_id}"} {
 		if doc.Paths["/"+mount+want] == nil {
 			t.Errorf("OpenAPI lacks %s", want)
 		}
