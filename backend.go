@@ -110,6 +110,7 @@ func newBackendOf(clock func() time.Time, kinds ...*secretKind) *backend {
 		},
 		Paths:             paths,
 		PeriodicFunc:      b.periodic,
+		InitializeFunc:    b.initialize,
 		Invalidate:        b.invalidate,
 		Clean:             b.clean,
 		WALRollback:       b.walRollback,

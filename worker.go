@@ -24,6 +24,9 @@ const (
 	// sweepSlack re-reads the previous hour's bucket for a while after the
 	// hour turns, for writes that took their now just before it.
 	sweepSlack = 2 * time.Minute
+	// retryFailedWork is when the sweep looks again at a secret whose
+	// background work failed (a storage error, an entry over its bound).
+	retryFailedWork = 10 * time.Minute
 )
 
 func (b *backend) lockFor(key string) *locksutil.LockEntry { return locksutil.LockForKey(b.locks, key) }
@@ -69,6 +72,18 @@ func (b *backend) workPass(ctx context.Context, s logical.Storage) (bool, error)
 	}
 	moreJobs, err := b.runJobs(ctx, s, jobBudget)
 	return moreDue || moreIndex || moreJobs, err
+}
+
+// initialize runs when the mount starts on an active node (mount, unseal,
+// failover): unfinished jobs and due work resume at once instead of at the
+// first periodic call, up to a minute later.
+func (b *backend) initialize(ctx context.Context, req *logical.InitializationRequest) (err error) {
+	defer b.recoverBackground("initialize", &err)
+	if !b.WriteSafeReplicationState() {
+		return nil
+	}
+	b.ensureWorker(req.Storage)
+	return nil
 }
 
 // indexMetaPath marks a mount whose index exists. A mount written by an
@@ -117,14 +132,13 @@ func (b *backend) sweep(ctx context.Context, s logical.Storage, budget int) (boo
 	if err != nil {
 		return true, err
 	}
-	held := false // the cursor stops at the first hour with a failure
+	held := false // the cursor stops at an hour it could not finish
 	for hour := cursor; !hour.After(now); hour = hour.Add(time.Hour) {
 		bucket := indexWorkPrefix + hourBucket(hour) + "/"
 		names, err := listChildren(ctx, s, bucket)
 		if err != nil {
 			return true, err
 		}
-		failed := false // a failed secret keeps its hour under the cursor
 		for _, n := range names {
 			it, ok := parseItem(n)
 			if !ok {
@@ -141,12 +155,16 @@ func (b *backend) sweep(ctx context.Context, s logical.Storage, budget int) (boo
 			}
 			budget--
 			if err := b.maintain(ctx, s, it, bucket+n); err != nil {
-				failed = true
 				b.Logger().Warn("background work on a secret failed; it is retried", "secret", it.kind+"/"+it.tenant+"/"+it.name, "error", err)
+				// A copy of its index key, due later, brings it back; the
+				// entry's own key is dropped once it no longer matches.
+				// Without the copy the cursor must wait at this hour.
+				if err := putRetryKey(ctx, s, it, now.Add(retryFailedWork)); err != nil {
+					held = true
+				}
 			}
 		}
 		// A past hour is finished once the hour plus the slack is over.
-		held = held || failed
 		if !held && !hour.Add(time.Hour+sweepSlack).After(now) {
 			if err := saveSweepCursor(ctx, s, hour.Add(time.Hour)); err != nil {
 				return true, err
@@ -154,6 +172,11 @@ func (b *backend) sweep(ctx context.Context, s logical.Storage, budget int) (boo
 		}
 	}
 	return false, nil
+}
+
+func putRetryKey(ctx context.Context, s logical.Storage, it indexItem, at time.Time) error {
+	key := indexWorkPrefix + hourBucket(at) + "/" + itemName(at, it.kind, it.tenant, it.name)
+	return s.Put(ctx, &logical.StorageEntry{Key: key})
 }
 
 func loadSweepCursor(ctx context.Context, s logical.Storage, now time.Time) (time.Time, error) {

@@ -202,3 +202,40 @@ func TestWorker_CleanStopsTheWorkerPromptly(t *testing.T) {
 	}
 	env.checkSettled(env.b, "t1", "s1")
 }
+
+// A secret whose work fails does not hold the sweep cursor (every later
+// tick would list every hour since): it is looked at again ten minutes
+// later, until its work succeeds.
+func TestWorker_FailingSecretIsRetriedWithoutHoldingTheCursor(t *testing.T) {
+	env := newEngEnv(t)
+	in := map[string]interface{}{"auto_rotate": true}
+	for k, v := range smtpFields {
+		in[k] = v
+	}
+	env.ok(logical.CreateOperation, "smtp/t1/bad", in)
+	env.tick(env.b) // creates the index and its cursor
+	refuse := func(on bool) {
+		env.s.setFailPut(func(key string) error {
+			if on && key == secretStorageKey("smtp", "t1", "bad") {
+				return errors.New("storage refuses this entry")
+			}
+			return nil
+		})
+	}
+	refuse(true)
+	env.clock.Advance(31 * day) // due: its work fails
+	env.tick(env.b)
+	raw, err := env.inner.Get(context.Background(), indexSweepPath)
+	if err != nil || raw == nil || string(raw.Value) < hourBucket(env.clock.Now().Add(-2*time.Hour)) {
+		t.Fatalf("sweep cursor %v (%v): held back by the failing secret", raw, err)
+	}
+	if v := env.entry("smtp", "t1", "bad").CurrentVersion; v != 1 {
+		t.Fatalf("version %d while storage refuses the entry", v)
+	}
+	refuse(false)
+	env.clock.Advance(retryFailedWork)
+	env.tick(env.b)
+	if v := env.entry("smtp", "t1", "bad").CurrentVersion; v != 2 {
+		t.Fatalf("version %d after storage recovered: the failed secret was not retried", v)
+	}
+}
