@@ -216,8 +216,17 @@ func TestWorker_FailingSecretIsRetriedWithoutHoldingTheCursor(t *testing.T) {
 	env.tick(env.b) // creates the index and its cursor
 	refuse := func(on bool) {
 		env.s.setFailPut(func(key string) error {
-			if on && key == secretStorageKey("smtp", "t1", "bad") {
+			if !on {
+				return nil
+			}
+			if key == secretStorageKey("smtp", "t1", "bad") {
 				return errors.New("storage refuses this entry")
+			}
+			// Also refuse the index keys the failed write would leave due
+			// now, so that only the sweep's retry can bring it back.
+			if it, ok := parseItem(key[strings.LastIndex(key, "/")+1:]); ok && strings.HasPrefix(key, indexWorkPrefix) &&
+				it.name == "bad" && !it.at.After(env.clock.Now()) {
+				return errors.New("storage refuses this key")
 			}
 			return nil
 		})
