@@ -41,6 +41,7 @@ type testEnv struct {
 	clock   *testClock
 	system  *logical.StaticSystemView
 	logs    *syncBuffer
+	events  *eventLog
 }
 
 type syncBuffer struct {
@@ -73,6 +74,8 @@ func newTestEnv(t *testing.T) *testEnv {
 	env.system = logical.TestSystemView()
 	conf.System = env.system
 	conf.Logger = hclog.New(&hclog.LoggerOptions{Output: env.logs, Level: hclog.Trace})
+	env.events = &eventLog{}
+	conf.EventsSender = env.events
 	env.b = newBackend(env.clock.Now)
 	if err := env.b.Setup(context.Background(), conf); err != nil {
 		t.Fatal(err)
