@@ -75,12 +75,17 @@ func (b *backend) workPass(ctx context.Context, s logical.Storage) (bool, error)
 }
 
 // initialize runs when the mount starts on an active node (mount, unseal,
-// failover): unfinished jobs and due work resume at once instead of at the
-// first periodic call, up to a minute later.
+// failover): an unfinished job, which is incident response, resumes at once
+// instead of at the first periodic call up to a minute later. Scheduled
+// work waits for that call, as Vault paces it.
 func (b *backend) initialize(ctx context.Context, req *logical.InitializationRequest) (err error) {
 	defer b.recoverBackground("initialize", &err)
 	if !b.WriteSafeReplicationState() {
 		return nil
+	}
+	queued, err := req.Storage.List(ctx, jobQueuePrefix)
+	if err != nil || len(queued) == 0 {
+		return err
 	}
 	b.ensureWorker(req.Storage)
 	return nil
