@@ -239,3 +239,52 @@ func TestJobs_InterruptedRotationIsRetriedAfterTheRollback(t *testing.T) {
 			e.CurrentVersion, e.LastJob, e.pending())
 	}
 }
+
+// After a restart (a failover, an unseal) an unfinished job resumes as soon
+// as the mount is initialized, without waiting for the first periodic call.
+func TestJobs_ResumeAtInitializeWithoutATick(t *testing.T) {
+	env := newEngEnv(t)
+	env.writeTenants(10)
+	var mu sync.Mutex
+	saves, refused := 0, false
+	env.s.setFailPut(func(key string) error {
+		if !strings.HasPrefix(key, jobsPrefix) {
+			return nil
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if saves++; saves > 3 {
+			refused = true
+			return errors.New("storage unavailable")
+		}
+		return nil
+	})
+	id := env.startJob("rotate/bulk", map[string]interface{}{"incident_id": "INC-2"})
+	waitFor(t, "the job's progress to be refused", func() bool { mu.Lock(); defer mu.Unlock(); return refused })
+	env.b.clean(context.Background())
+	env.s.setFailPut(nil)
+
+	env.b = env.fresh()
+	if err := env.b.Initialize(context.Background(), &logical.InitializationRequest{Storage: env.s}); err != nil {
+		t.Fatal(err)
+	}
+	view := env.waitJob(id) // reads only: no periodic call is made
+	checkJobCounts(t, view, map[string]int{"total": 20, "rotated": 20, "failed": 0})
+}
+
+// Without a queued job, initializing starts no background work: scheduled
+// rotation keeps Vault's once-a-minute pace after a failover.
+func TestJobs_InitializeWithoutAJobStartsNothing(t *testing.T) {
+	env := newEngEnv(t)
+	env.writeTenants(1)
+	env.clock.Advance(31 * day)
+	if err := env.b.Initialize(context.Background(), &logical.InitializationRequest{Storage: env.s}); err != nil {
+		t.Fatal(err)
+	}
+	env.b.worker.mu.Lock()
+	running := env.b.worker.cancel != nil
+	env.b.worker.mu.Unlock()
+	if running {
+		t.Fatal("initialize started the worker with no job queued")
+	}
+}
