@@ -59,6 +59,8 @@ type backend struct {
 	rebuildTenants atomic.Value
 	// jobTenantCache caches a planning job's tenant list, by job id.
 	jobTenantCache sync.Map
+	// storage is the mount's storage view (Setup).
+	storage logical.Storage
 	// uses counts reads for the threshold trigger (uses.go).
 	uses useCounter
 	// testCrashAfter, set by tests only, stops a rotation after a step as if
@@ -118,6 +120,13 @@ func newBackendOf(clock func() time.Time, kinds ...*secretKind) *backend {
 		RunningVersion:    Version,
 	}
 	return b
+}
+
+// Setup keeps the mount's own storage view for background work started
+// outside a periodic call (a read that reaches max_uses).
+func (b *backend) Setup(ctx context.Context, conf *logical.BackendConfig) error {
+	b.storage = conf.StorageView
+	return b.Backend.Setup(ctx, conf)
 }
 
 // now returns the current time in UTC from the injected clock.

@@ -128,7 +128,7 @@ func dkimSignPath(b *backend, k *secretKind) *framework.Path {
 			return b.onEntry(k, func(e *secretEntry, ref secretRef, _ *framework.FieldData) (*logical.Response, error) {
 				resp, err := dkimSign(e, ref, encoded, opts)
 				if err == nil {
-					b.countUse(e) // a signature is a use for max_uses
+					b.countUse(req.Storage, e) // a signature is a use for max_uses
 				}
 				return resp, err
 			})(ctx, req, d)

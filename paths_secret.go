@@ -154,7 +154,7 @@ func (b *backend) secretReader(k *secretKind, view viewFunc) framework.Operation
 		}
 		resp, err := versionResponse(e, v, k, cfg, now, view, true)
 		if err == nil {
-			b.countUse(e)
+			b.countUse(req.Storage, e)
 		}
 		return resp, err
 	}

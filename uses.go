@@ -21,8 +21,9 @@ type useCounter struct {
 	counts map[string]int // by secret storage key
 }
 
-// countUse notes one read (or signature) of e, if it has a max_uses.
-func (b *backend) countUse(e *secretEntry) {
+// countUse notes one read (or signature) of e, if it has a max_uses. The
+// use that reaches it starts the background work at once.
+func (b *backend) countUse(s logical.Storage, e *secretEntry) {
 	if e.MaxUses <= 0 || !b.WriteSafeReplicationState() {
 		return
 	}
@@ -36,7 +37,10 @@ func (b *backend) countUse(e *secretEntry) {
 	reached := e.Uses+u.counts[key] >= e.MaxUses
 	u.mu.Unlock()
 	if reached {
-		b.kickWorker()
+		if b.storage != nil {
+			s = b.storage // the mount's view, not one request's
+		}
+		b.ensureWorker(s)
 	}
 }
 
