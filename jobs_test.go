@@ -103,6 +103,32 @@ func TestJobs_BulkRotatesEverySecretOnce(t *testing.T) {
 	}
 }
 
+// startInterruptedJob starts a bulk job whose progress can be saved only
+// saves times (creation and plan included), then stops the backend as if its
+// process had died there, and returns the job id.
+func (env *engEnv) startInterruptedJob(saves int, data map[string]interface{}) string {
+	env.t.Helper()
+	var mu sync.Mutex
+	n, refused := 0, false
+	env.s.setFailPut(func(key string) error {
+		if !strings.HasPrefix(key, jobsPrefix) {
+			return nil
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if n++; n > saves {
+			refused = true
+			return errors.New("storage unavailable")
+		}
+		return nil
+	})
+	id := env.startJob("rotate/bulk", data)
+	waitFor(env.t, "the job's progress to be refused", func() bool { mu.Lock(); defer mu.Unlock(); return refused })
+	env.b.clean(context.Background())
+	env.s.setFailPut(nil)
+	return id
+}
+
 // A job interrupted mid-chunk (its progress cannot be saved, as when the
 // process dies after rotating a group) resumes on a fresh backend: it
 // finishes, rotates nothing twice, and counts every secret once.
@@ -113,24 +139,7 @@ func TestJobs_ResumeRotatesNothingTwice(t *testing.T) {
 
 	// Job saves: created, planned, then one per group of 4. The third
 	// group rotates, and its progress is lost.
-	var mu sync.Mutex
-	saves, refused := 0, false
-	env.s.setFailPut(func(key string) error {
-		if !strings.HasPrefix(key, jobsPrefix) {
-			return nil
-		}
-		mu.Lock()
-		defer mu.Unlock()
-		if saves++; saves > 4 {
-			refused = true
-			return errors.New("storage unavailable")
-		}
-		return nil
-	})
-	id := env.startJob("rotate/bulk", map[string]interface{}{"incident_id": "INC-1"})
-	waitFor(t, "the job's progress to be refused", func() bool { mu.Lock(); defer mu.Unlock(); return refused })
-	env.b.clean(context.Background())
-	env.s.setFailPut(nil)
+	id := env.startInterruptedJob(4, map[string]interface{}{"incident_id": "INC-1"})
 	stored, err := loadJob(context.Background(), env.inner, id)
 	if err != nil || stored == nil || stored.Done != 8 {
 		t.Fatalf("stored progress before the resume: %+v %v; want 8 done", stored, err)
@@ -245,24 +254,7 @@ func TestJobs_InterruptedRotationIsRetriedAfterTheRollback(t *testing.T) {
 func TestJobs_ResumeAtInitializeWithoutATick(t *testing.T) {
 	env := newEngEnv(t)
 	env.writeTenants(10)
-	var mu sync.Mutex
-	saves, refused := 0, false
-	env.s.setFailPut(func(key string) error {
-		if !strings.HasPrefix(key, jobsPrefix) {
-			return nil
-		}
-		mu.Lock()
-		defer mu.Unlock()
-		if saves++; saves > 3 {
-			refused = true
-			return errors.New("storage unavailable")
-		}
-		return nil
-	})
-	id := env.startJob("rotate/bulk", map[string]interface{}{"incident_id": "INC-2"})
-	waitFor(t, "the job's progress to be refused", func() bool { mu.Lock(); defer mu.Unlock(); return refused })
-	env.b.clean(context.Background())
-	env.s.setFailPut(nil)
+	id := env.startInterruptedJob(3, map[string]interface{}{"incident_id": "INC-2"})
 
 	env.b = env.fresh()
 	if err := env.b.Initialize(context.Background(), &logical.InitializationRequest{Storage: env.s}); err != nil {
