@@ -51,6 +51,9 @@ type backend struct {
 	// its passes and periodic's from overlapping.
 	worker worker
 	workMu sync.Mutex
+	// periodicStarted is set by Vault's first periodic call to this mount:
+	// only then does background work include scheduled rotations.
+	periodicStarted atomic.Bool
 	// indexReady is set once the mount's index is known to exist.
 	indexReady atomic.Bool
 	// dayMarks caches the day buckets of the due index known to exist.

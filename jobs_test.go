@@ -280,3 +280,33 @@ func TestJobs_InitializeWithoutAJobStartsNothing(t *testing.T) {
 		t.Fatal("initialize started the worker with no job queued")
 	}
 }
+
+// A job started by Initialize does not rotate due secrets before Vault's
+// first periodic call: scheduled work keeps Vault's pace after a failover.
+func TestJobs_InitializeWorkerLeavesScheduledWorkToPeriodic(t *testing.T) {
+	env := newEngEnv(t)
+	in := map[string]interface{}{"auto_rotate": true}
+	for k, v := range smtpFields {
+		in[k] = v
+	}
+	env.ok(logical.CreateOperation, "smtp/due/m1", in)
+	env.tick(env.b)
+	env.writeTenants(2)
+	id := env.startInterruptedJob(2, map[string]interface{}{"types": "fake"})
+	env.clock.Advance(31 * day) // smtp/due/m1 is due
+
+	env.b = env.fresh()
+	if err := env.b.Initialize(context.Background(), &logical.InitializationRequest{Storage: env.s}); err != nil {
+		t.Fatal(err)
+	}
+	env.waitJob(id)
+	if v := env.entry("smtp", "due", "m1").CurrentVersion; v != 1 {
+		t.Fatalf("the due secret rotated (version %d) before any periodic call", v)
+	}
+	// The worker may still be finishing its pass, which makes a periodic
+	// call skip its own: call again until one has run.
+	waitFor(t, "the due secret to rotate after periodic calls", func() bool {
+		env.tick(env.b)
+		return env.entry("smtp", "due", "m1").CurrentVersion == 2
+	})
+}

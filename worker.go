@@ -38,6 +38,7 @@ func (b *backend) periodic(ctx context.Context, req *logical.Request) (err error
 	if !b.WriteSafeReplicationState() {
 		return nil
 	}
+	b.periodicStarted.Store(true)
 	more, err := b.workPass(ctx, req.Storage)
 	if more || err != nil {
 		b.ensureWorker(req.Storage)
@@ -66,9 +67,14 @@ func (b *backend) workPass(ctx context.Context, s logical.Storage) (bool, error)
 	if err != nil {
 		return true, err
 	}
-	moreDue, err := b.sweep(ctx, s, sweepBudget)
-	if err != nil {
-		return true, err
+	// Scheduled work keeps Vault's pace: after a failover or an unseal it
+	// starts with Vault's first periodic call, even when a job started the
+	// worker earlier.
+	moreDue := false
+	if b.periodicStarted.Load() {
+		if moreDue, err = b.sweep(ctx, s, sweepBudget); err != nil {
+			return true, err
+		}
 	}
 	moreJobs, err := b.runJobs(ctx, s, jobBudget)
 	return moreDue || moreIndex || moreJobs, err

@@ -51,7 +51,9 @@ func TestCluster_HA(t *testing.T) {
 	}{
 		{"WritesThroughStandbyAreForwarded", s.writeThroughStandby},
 		{"ScheduledRotationRunsOnActiveOnly", s.scheduledRotationOnActive},
+		{"JobRunsWhenActiveIsKilled", s.startJobBeforeKill},
 		{"HardKillOfActiveLosesNothing", s.killActive},
+		{"JobResumesOnNewActive", s.jobResumesAfterFailover},
 		{"KilledNodeRestarts", s.restartKilled},
 		{"ScheduledRotationContinuesOnNewActive", s.scheduledRotationAfterFailover},
 		{"RestartedNodeRejoinsWithLatestData", s.restartedNodeRejoins},
@@ -73,6 +75,49 @@ type haScenario struct {
 	active   *clusterNode
 	killed   *clusterNode
 	versions map[string]int // current version of each auto-rotated secret
+	// A bulk job that runs across the failover, over its own tenant.
+	jobID    string
+	jobPaths []string
+}
+
+// haJobSecrets is the size of the job that runs across the failover: large
+// enough that the active node is killed in the middle of it.
+const haJobSecrets = 2000
+
+// startJobBeforeKill starts a bulk job over a tenant of its own and waits
+// until it has made some progress, so that the kill lands in the middle.
+func (s *haScenario) startJobBeforeKill(t *testing.T) {
+	s.jobPaths = writeSMTPSecrets(t, s.active.client, func(i int) string { return fmt.Sprintf("%s/smtp/ha-job/mail-%04d", mount, i) }, haJobSecrets)
+	s.jobID = startJob(t, s.active.client, mount+"/rotate/bulk", map[string]interface{}{
+		"tenant": "ha-job", "reason": "failover test", "incident_id": "INC-HA"})
+	err := poll(2*time.Minute, func() error {
+		job, err := readJob(s.active.client, s.jobID)
+		if err != nil {
+			return err
+		}
+		if job["state"] == "succeeded" || job["state"] == "completed_with_errors" {
+			return stopPolling(fmt.Errorf("the job ended before the kill: %v", job))
+		}
+		if done := jsonInt(job["done"]); job["state"] != "running" || done < 50 {
+			return fmt.Errorf("state %v, done %d", job["state"], done)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// jobResumesAfterFailover checks that the new active node finishes the job
+// the killed one was running, rotating every secret exactly once.
+func (s *haScenario) jobResumesAfterFailover(t *testing.T) {
+	started := time.Now()
+	job := waitJob(t, s.active.client, s.jobID, scheduledRotationLimit)
+	t.Logf("%s finished the job %s after the failover", s.active.id, time.Since(started).Round(time.Second))
+	if job["state"] != "succeeded" || jsonInt(job["rotated"]) != haJobSecrets || jsonInt(job["failed"]) != 0 {
+		t.Fatalf("job after the failover: %v", job)
+	}
+	checkRotatedOnceByJob(t, s.active.client, s.jobPaths, s.jobID)
 }
 
 // standbys are the running nodes other than the active one.
