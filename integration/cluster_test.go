@@ -182,6 +182,11 @@ func (s *haScenario) killActive(t *testing.T) {
 	for _, path := range haAllPaths {
 		before[path] = snapshot(t, s.active.client, path)
 	}
+	// The job's background passes may have rotated the 1-second secrets
+	// since they were counted: count from what the old active node shows.
+	for _, path := range haAutoRotated {
+		s.versions[path] = before[path].current
+	}
 	s.killed = s.active
 	s.killed.srv.kill()
 	s.active = s.c.waitNewActive(t, s.standbys())
