@@ -407,28 +407,20 @@ func (b *backend) settleRotation(ctx context.Context, s logical.Storage, w rotat
 // settleLocked is settleRotation with the secret's lock held.
 func (b *backend) settleLocked(ctx context.Context, s logical.Storage, ref secretRef, e *secretEntry, cfg *engineConfig, now time.Time, version int) error {
 	k := ref.kind
-	w := rotationWAL{Version: version}
-	p := e.version(w.Version)
+	p := e.version(version)
 	if p == nil || p.Status != statusPending {
 		return nil // finished, or dropped, before the crash
 	}
 	r := rotation{Trigger: triggerTime, Reason: "finished by Vault's rollback after an interrupted rotation", Actor: rollbackActor}
-	if p.Set && k.test != nil {
-		if err := callStep(ctx, func(ctx context.Context) error { return k.test(ctx, b, e, p) }); err == nil {
-			if err := e.finishRotation(w.Version, k, cfg, r, now); err != nil {
-				return err
-			}
-			return b.store(ctx, s, e, k, cfg, now)
-		}
-	} else if p.Set {
-		if err := e.finishRotation(w.Version, k, cfg, r, now); err != nil {
+	if p.Set && (k.test == nil || callStep(ctx, func(ctx context.Context) error { return k.test(ctx, b, e, p) }) == nil) {
+		if err := e.finishRotation(version, k, cfg, r, now); err != nil {
 			return err
 		}
 		return b.store(ctx, s, e, k, cfg, now)
 	}
 	if k.undo != nil {
 		if err := callStep(ctx, func(ctx context.Context) error { return k.undo(ctx, b, e, p) }); err != nil {
-			return fmt.Errorf("undo of pending version %d of %s: %w", w.Version, ref.path(), err)
+			return fmt.Errorf("undo of pending version %d of %s: %w", version, ref.path(), err)
 		}
 	}
 	e.dropPending()

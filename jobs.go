@@ -213,7 +213,7 @@ func (b *backend) runJobs(ctx context.Context, s logical.Storage, budget int) (b
 // planJob writes the next plan chunk: up to jobChunkSize secret paths after
 // the plan cursor, in (type, tenant, name) order.
 func (b *backend) planJob(ctx context.Context, s logical.Storage, j *job) error {
-	kinds, err := b.kindsNamed(j.Filter.Types)
+	kinds, err := b.kindsNamed("types", j.Filter.Types)
 	if err != nil {
 		return err
 	}

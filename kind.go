@@ -32,6 +32,11 @@ type secretKind struct {
 	// entry so that it can keep what must stay the same, and now, the
 	// rotation's own time. It must not change e.
 	create func(ctx context.Context, b *backend, e *secretEntry, cfg *engineConfig, now time.Time) (interface{}, error)
+	// The errors of create, set, test, undo and endOverlap reach the 502
+	// answer, the history row, last_rotation_error and the plugin log: they
+	// must name what failed and never carry a secret value (a key, a token,
+	// a response body that echoes one).
+	//
 	// set makes the pending version's material valid where it is used (a
 	// mail server, a provider). Types with no outside system leave it nil,
 	// and their rotations finish in one storage write. set may record what

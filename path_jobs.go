@@ -130,7 +130,7 @@ func jobFrom(b *backend, req *logical.Request, d *framework.FieldData, typ strin
 	if err != nil {
 		return nil, err
 	}
-	kinds, err := b.kindsNamed(d.Get("types").([]string))
+	kinds, err := b.kindsNamed("types", d.Get("types").([]string))
 	if err != nil {
 		return nil, err
 	}

@@ -144,8 +144,9 @@ func revokedBy(e *secretEntry, r rotation) []int {
 	return e.revokedAt(e.LastRotated)
 }
 
-// kindsNamed resolves a types list; empty means every type.
-func (b *backend) kindsNamed(names []string) ([]*secretKind, error) {
+// kindsNamed resolves the list of types given in field; empty means every
+// type. A bad entry is a 400 naming field.
+func (b *backend) kindsNamed(field string, names []string) ([]*secretKind, error) {
 	if len(names) == 0 {
 		return b.sortedKinds(), nil
 	}
@@ -158,7 +159,7 @@ func (b *backend) kindsNamed(names []string) ([]*secretKind, error) {
 			for _, vk := range b.sortedKinds() {
 				valid = append(valid, vk.Name)
 			}
-			return nil, badInput("invalid types entry %s: must be one of %s", quoteShort(n), strings.Join(valid, ", "))
+			return nil, badInput("invalid %s entry %s: must be one of %s", field, quoteShort(n), strings.Join(valid, ", "))
 		}
 		if !seen[k] { // a type listed twice is still rotated or reported once
 			seen[k] = true

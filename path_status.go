@@ -61,9 +61,9 @@ type statusQuery struct {
 
 func (b *backend) statusQueryFrom(ctx context.Context, req *logical.Request, d *framework.FieldData) (*statusQuery, error) {
 	q := &statusQuery{kinds: map[string]*secretKind{}, now: b.now(), after: d.Get("after").(string)}
-	kinds, err := b.kindsNamed(d.Get("type").([]string))
+	kinds, err := b.kindsNamed("type", d.Get("type").([]string))
 	if err != nil {
-		return nil, badInput("%s", strings.Replace(err.Error(), "types entry", "type", 1))
+		return nil, err
 	}
 	for _, k := range kinds {
 		q.kinds[k.Name] = k

@@ -269,17 +269,7 @@ func stopPolling(err error) error { return fmt.Errorf("%w: %w", errStop, err) }
 // poll calls check until it returns nil, an error from stopPolling, or limit
 // passes; the error says what was still missing.
 func poll(limit time.Duration, check func() error) error {
-	deadline := time.Now().Add(limit)
-	for {
-		err := check()
-		if err == nil || errors.Is(err, errStop) {
-			return err
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("still not ready after %s: %w", limit, err)
-		}
-		time.Sleep(200 * time.Millisecond) // polling interval, not synchronisation
-	}
+	return pollEvery(limit, 200*time.Millisecond, check)
 }
 
 // registerAndMount registers the plugin the way an operator would: by
