@@ -172,7 +172,7 @@ func BenchmarkSchedulerTick(b *testing.B) {
 // longer overdue.
 func (m *benchMount) checkRotated(b testing.TB, idx []int, want int) {
 	b.Helper()
-	pol := m.env.b.kinds["smtp"].policy(m.cfg)
+	pol := m.env.b.kinds["smtp"].policy(m.cfg, "")
 	for _, i := range idx {
 		tenant, name := benchName(i)
 		e, err := loadSecret(m.ctx, m.s, "smtp", tenant, name)

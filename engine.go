@@ -9,6 +9,8 @@ import (
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
 	"github.com/mitchellh/mapstructure"
+
+	"github.com/penguinmails/vault-plugin-penguinmails/internal/inputerr"
 )
 
 // The rotation engine. Every rotation of every type runs the same steps:
@@ -68,6 +70,9 @@ type rotation struct {
 	JobID string
 	// NoIncident flags a bulk or tenant rotation without an incident_id.
 	NoIncident bool
+	// Supplied is new material the caller gave with the rotation (the
+	// type's rotateFields).
+	Supplied map[string]interface{}
 	// only, when set, is checked under the secret's lock: a non-empty answer
 	// skips the secret with that reason (a job's status filter).
 	only func(e *secretEntry, pol typePolicy, now time.Time) string
@@ -125,7 +130,7 @@ func (b *backend) rotateLocked(ctx context.Context, s logical.Storage, ref secre
 		return e, &skipped{"already rotated by this job"}
 	}
 	if r.only != nil {
-		if why := r.only(e, ref.kind.policy(cfg), now); why != "" {
+		if why := r.only(e, ref.kind.policy(cfg, e.Name), now); why != "" {
 			return e, &skipped{why}
 		}
 	}
@@ -140,6 +145,14 @@ func (b *backend) rotateLocked(ctx context.Context, s logical.Storage, ref secre
 		}
 		return nil, err
 	}
+	// What the rotation took out of service at once (revoke_previous, or an
+	// overlap of 0) is removed at the outside system now; a failure stays
+	// queued for the worker.
+	if b.removeDue(ctx, out, ref.kind, cfg, now) {
+		if err := b.store(ctx, s, out, ref.kind, cfg, now); err != nil {
+			return nil, err
+		}
+	}
 	b.emit(ctx, "rotate", out, "trigger", r.Trigger, "version", fmt.Sprint(out.CurrentVersion))
 	if r.RevokePrevious {
 		b.emit(ctx, "revoke", out, "trigger", r.Trigger, "version", fmt.Sprint(out.CurrentVersion))
@@ -150,7 +163,10 @@ func (b *backend) rotateLocked(ctx context.Context, s logical.Storage, ref secre
 // runSteps is create, set, test, finish on e, which the caller loaded under
 // the secret's lock.
 func (b *backend) runSteps(ctx context.Context, s logical.Storage, e *secretEntry, kind *secretKind, cfg *engineConfig, r rotation, now time.Time) (*secretEntry, error) {
-	material, err := kind.create(ctx, b, e, cfg, now)
+	material, err := kind.create(ctx, b, e, cfg, now, r.Supplied)
+	if _, bad := inputerr.As(err); bad {
+		return nil, err // the caller's to fix: no failed rotation
+	}
 	if err != nil {
 		return nil, b.failed(ctx, s, e, kind, r, stepCreate, err)
 	}
@@ -484,6 +500,9 @@ func (e *secretEntry) revokeVersions(k *secretKind, versions []int, r rotation, 
 			if err := k.onRevoke(v); err != nil {
 				return nil, err
 			}
+		}
+		if err := e.queueRemoval(k, v, removeRevoked, now); err != nil {
+			return nil, err
 		}
 		revoked = append(revoked, v.Version)
 	}

@@ -163,7 +163,7 @@ func fakeKind(o *fakeOutside) *secretKind {
 		paths:       pathFake,
 		graceStatus: statusGrace,
 		afterGrace:  statusExpired,
-		create: func(ctx context.Context, _ *backend, e *secretEntry, _ *engineConfig, _ time.Time) (interface{}, error) {
+		create: func(ctx context.Context, _ *backend, e *secretEntry, _ *engineConfig, _ time.Time, _ map[string]interface{}) (interface{}, error) {
 			var m fakeMaterial
 			err := o.call(ctx, stepCreate, entryPath(e), 0, func() { o.made++; m.Value = fmt.Sprintf("made-%d", o.made) })
 			return m, err

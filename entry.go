@@ -149,7 +149,10 @@ type secretEntry struct {
 	LastJob string `json:"last_job,omitempty"`
 	// Indexed are the index keys written for this entry (index.go), so that
 	// a change removes exactly the keys it replaces.
-	Indexed  indexKeys       `json:"indexed,omitempty"`
+	Indexed indexKeys `json:"indexed,omitempty"`
+	// Removals are previous credentials still to be removed at the outside
+	// system (removal.go).
+	Removals []removal       `json:"removals,omitempty"`
 	History  []historyEntry  `json:"history,omitempty"`
 	Access   []historyEntry  `json:"access,omitempty"`
 	Settings json.RawMessage `json:"settings,omitempty"`
@@ -221,7 +224,7 @@ func (e *secretEntry) addPending(material interface{}, by actor, now time.Time) 
 // overlap (see trimVersions).
 func (e *secretEntry) promote(n int, kind *secretKind, cfg *engineConfig, now time.Time) error {
 	if prev := e.current(); prev != nil && prev.Status == statusActive {
-		if err := kind.supersede(prev, now, cfg); err != nil {
+		if err := kind.supersede(e, prev, now, cfg); err != nil {
 			return err
 		}
 	}
@@ -237,8 +240,8 @@ func (e *secretEntry) promote(n int, kind *secretKind, cfg *engineConfig, now ti
 			return err
 		}
 	}
-	e.trimVersions(e.effectiveMaxVersions(cfg))
-	return nil
+	_, err := e.trim(kind, cfg, now)
+	return err
 }
 
 // dropPending removes the pending version: its rotation failed or was
@@ -258,7 +261,7 @@ func (e *secretEntry) dropPending() {
 // ends its overlap early. Keeping it instead would let rotations inside the
 // grace window grow the entry (and authorized_keys) without bound. The
 // current version is never dropped. It reports whether anything was dropped.
-func (e *secretEntry) trimVersions(max int) bool {
+func (e *secretEntry) trimVersions(max int) []secretVersion {
 	if max < 1 {
 		max = 1
 	}
@@ -267,10 +270,27 @@ func (e *secretEntry) trimVersions(max int) bool {
 	}
 	over := len(e.Versions) - max
 	if over <= 0 {
-		return false
+		return nil
 	}
+	dropped := append([]secretVersion(nil), e.Versions[:over]...)
 	e.Versions = append([]secretVersion(nil), e.Versions[over:]...)
-	return true
+	return dropped
+}
+
+// trim applies the effective max_versions. A dropped version that is still
+// valid at an outside system is queued for removal there. It reports
+// whether anything was dropped.
+func (e *secretEntry) trim(kind *secretKind, cfg *engineConfig, now time.Time) (bool, error) {
+	dropped := e.trimVersions(e.effectiveMaxVersions(cfg))
+	for i := range dropped {
+		v := &dropped[i]
+		if v.Status == statusActive || (kind.graceStatus != "" && v.Status == kind.graceStatus) {
+			if err := e.queueRemoval(kind, v, removeTrimmed, now); err != nil {
+				return true, err
+			}
+		}
+	}
+	return len(dropped) > 0, nil
 }
 
 func (e *secretEntry) effectiveMaxVersions(cfg *engineConfig) int {
@@ -324,7 +344,10 @@ func (e *secretEntry) metadataView(v *secretVersion, kind *secretKind, cfg *engi
 		"max_versions":    e.effectiveMaxVersions(cfg),
 		"versions":        e.versionsView(kind),
 	}
-	for k, val := range rotationView(e, kind.policy(cfg), now) {
+	if len(e.Removals) > 0 || kind.endOverlap != nil {
+		out["pending_removals"] = e.removalsView()
+	}
+	for k, val := range rotationView(e, kind.policy(cfg, e.Name), now) {
 		out[k] = val
 	}
 	return out
@@ -461,6 +484,6 @@ func (e *secretEntry) derive(kind *secretKind, cfg *engineConfig, now time.Time)
 	if err != nil {
 		return ended, err
 	}
-	trimmed := e.trimVersions(e.effectiveMaxVersions(cfg))
-	return ended || trimmed, nil
+	trimmed, err := e.trim(kind, cfg, now)
+	return ended || trimmed, err
 }

@@ -77,7 +77,7 @@ func TestEvents_RotationDueRotateAndFail(t *testing.T) {
 
 	// A rotation whose create step fails sends rotate-fail, and nothing
 	// else changes.
-	env.b.kinds["smtp"].create = func(context.Context, *backend, *secretEntry, *engineConfig, time.Time) (interface{}, error) {
+	env.b.kinds["smtp"].create = func(context.Context, *backend, *secretEntry, *engineConfig, time.Time, map[string]interface{}) (interface{}, error) {
 		return nil, errors.New("generator down")
 	}
 	if resp, err := env.do(logical.UpdateOperation, "smtp/t1/m1/rotate", nil); err == nil && (resp == nil || !resp.IsError()) {

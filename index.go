@@ -96,10 +96,10 @@ func dayBucket(t time.Time) string {
 
 // indexKeysFor computes the keys e must have now.
 func indexKeysFor(e *secretEntry, kind *secretKind, cfg *engineConfig, now time.Time) indexKeys {
-	next := e.nextRotation(kind.policy(cfg))
+	next := e.nextRotation(kind.policy(cfg, e.Name))
 	keys := indexKeys{
 		Due:     indexDuePrefix + dayBucket(next) + "/" + itemName(next, e.Kind, e.Tenant, e.Name),
-		Failing: e.LastRotationError != "",
+		Failing: e.LastRotationError != "" || e.removalsFailing(),
 	}
 	if at := e.nextWork(kind, cfg); !at.IsZero() {
 		bucket := at

@@ -23,6 +23,10 @@ type secretKind struct {
 	// defaults is the type's rotation policy until config changes it. A
 	// type with a grace status has a grace_period setting, others do not.
 	defaults typePolicy
+	// classes, when set, splits the type into policy classes chosen by the
+	// secret's name (API keys: one per provider), each with its own
+	// defaults and config settings. Without classes the type is one class.
+	classes []policyClass
 	// paths builds the type's own {name} path (create, read, update, delete)
 	// and any extra sub-paths; list, rotate and history paths are shared.
 	paths func(b *backend, k *secretKind) []*framework.Path
@@ -31,7 +35,9 @@ type secretKind struct {
 	// the next version, with no side effect anywhere. It sees the current
 	// entry so that it can keep what must stay the same, and now, the
 	// rotation's own time. It must not change e.
-	create func(ctx context.Context, b *backend, e *secretEntry, cfg *engineConfig, now time.Time) (interface{}, error)
+	// supplied holds the rotateFields the caller gave (nil for automatic
+	// rotations and jobs).
+	create func(ctx context.Context, b *backend, e *secretEntry, cfg *engineConfig, now time.Time, supplied map[string]interface{}) (interface{}, error)
 	// The errors of create, set, test, undo and endOverlap reach the 502
 	// answer, the history row, last_rotation_error and the plugin log: they
 	// must name what failed and never carry a secret value (a key, a token,
@@ -50,10 +56,20 @@ type secretKind struct {
 	// from the outside system (a failed test, a rollback). It must succeed
 	// when there is nothing to remove.
 	undo func(ctx context.Context, b *backend, e *secretEntry, pending *secretVersion) error
-	// endOverlap removes a previous version from the outside system when its
-	// overlap ends (a provider key deleted). It must succeed when the
-	// credential is already gone.
+	// endOverlap removes a previous version from the outside system once it
+	// has left service (its overlap ended, it was revoked or dropped): a
+	// provider key deleted. v carries the version's number and its material
+	// as onRevoke left it. It must succeed when the credential is already
+	// gone. The worker retries it with backoff (removal.go).
 	endOverlap func(ctx context.Context, b *backend, e *secretEntry, v *secretVersion) error
+	// needsRemoval, when set, says whether a version holds anything at the
+	// outside system to remove (a Postmark token, made and revoked in the
+	// provider's console, does not).
+	needsRemoval func(v *secretVersion) bool
+	// rotateFields are extra fields of the {name}/rotate path: new material
+	// that only the caller can supply (a Postmark server token). create gets
+	// them as supplied.
+	rotateFields map[string]*framework.FieldSchema
 
 	// onNewVersion, when set, runs after a version v became current, for
 	// what the type keeps about every version it ever had (DKIM: the
@@ -95,12 +111,49 @@ func (k *secretKind) settingPrefix() string {
 	return k.Name
 }
 
-// policy is the type's rotation policy in force under cfg.
-func (k *secretKind) policy(cfg *engineConfig) typePolicy {
-	if p, ok := cfg.Policies[k.Name]; ok {
+// policyClass is a set of secrets of one type that share a rotation policy
+// and its config settings ({prefix}_rotation_period, ...).
+type policyClass struct {
+	// key names the class in the stored config's policies.
+	key string
+	// prefix names its config settings; title reads well in their help.
+	prefix, title string
+	defaults      typePolicy
+	// manual marks a class whose new material only a person can make (a
+	// Postmark server token, made in Postmark's console): it is reported
+	// due, but never rotated automatically.
+	manual bool
+}
+
+// policyClasses lists the type's classes: its own, or one per name.
+func (k *secretKind) policyClasses() []policyClass {
+	if len(k.classes) > 0 {
+		return k.classes
+	}
+	return []policyClass{{key: k.Name, prefix: k.settingPrefix(), title: k.Title, defaults: k.defaults}}
+}
+
+// classOf is the policy class of the secret called name.
+func (k *secretKind) classOf(name string) policyClass {
+	for _, c := range k.classes {
+		if c.prefix == name {
+			return c
+		}
+	}
+	return k.policyClasses()[0]
+}
+
+// policy is the rotation policy in force under cfg for the type's secret
+// called name.
+func (k *secretKind) policy(cfg *engineConfig, name string) typePolicy {
+	return k.classOf(name).policy(cfg)
+}
+
+func (c policyClass) policy(cfg *engineConfig) typePolicy {
+	if p, ok := cfg.Policies[c.key]; ok {
 		return p
 	}
-	return k.defaults
+	return c.defaults
 }
 
 // checkName validates the {name} segment of {type}/{tenant}/{name}. The
@@ -114,8 +167,8 @@ func (k *secretKind) checkName(tenant, name string) error {
 
 // supersede moves the previously current version out of service: at once, or
 // after the type's overlap when it has one.
-func (k *secretKind) supersede(v *secretVersion, now time.Time, cfg *engineConfig) error {
-	grace := k.policy(cfg).GracePeriod
+func (k *secretKind) supersede(e *secretEntry, v *secretVersion, now time.Time, cfg *engineConfig) error {
+	grace := k.policy(cfg, e.Name).GracePeriod
 	v.StatusTime = now
 	switch {
 	case k.graceStatus != "" && grace > 0:
@@ -125,7 +178,7 @@ func (k *secretKind) supersede(v *secretVersion, now time.Time, cfg *engineConfi
 		// A grace period configured to 0 ends at once, and what must not
 		// outlive it (a DKIM private key) goes now, not at the next tick.
 		v.GraceUntil = now
-		return k.endGrace(v)
+		return k.endGrace(e, v)
 	default:
 		v.Status = statusExpired
 	}
@@ -145,7 +198,7 @@ func (k *secretKind) endGraces(e *secretEntry, now time.Time) (bool, error) {
 		if v.Status != k.graceStatus || v.GraceUntil.After(now) {
 			continue
 		}
-		if err := k.endGrace(v); err != nil {
+		if err := k.endGrace(e, v); err != nil {
 			return changed, err
 		}
 		changed = true
@@ -153,14 +206,17 @@ func (k *secretKind) endGraces(e *secretEntry, now time.Time) (bool, error) {
 	return changed, nil
 }
 
-// endGrace moves one version from its grace status to its final status.
-func (k *secretKind) endGrace(v *secretVersion) error {
+// endGrace moves one version from its grace status to its final status,
+// and queues its removal at the outside system.
+func (k *secretKind) endGrace(e *secretEntry, v *secretVersion) error {
 	v.Status = k.afterGrace
 	v.StatusTime = v.GraceUntil
 	if k.onGraceEnd != nil {
-		return k.onGraceEnd(v)
+		if err := k.onGraceEnd(v); err != nil {
+			return err
+		}
 	}
-	return nil
+	return e.queueRemoval(k, v, removeOverlapEnded, v.GraceUntil)
 }
 
 // stageOf names where a version is in its life, the same words for every

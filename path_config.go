@@ -113,13 +113,13 @@ const (
 	maxGracePeriod    = 30 * day
 )
 
-// policySetting binds one per-type config field to the policy value it
-// sets. The settings are derived from the kinds: each type has
+// policySetting binds one per-class config field to the policy value it
+// sets. The settings are derived from the kinds' policy classes: each has
 // {prefix}_rotation_period, _alert_threshold, _risk_level, and
-// _grace_period when it has an overlap.
+// _grace_period when its type has an overlap.
 type policySetting struct {
 	field string
-	kind  *secretKind
+	class policyClass
 	help  string
 	// max bounds a duration setting; zero marks the risk level.
 	max time.Duration
@@ -129,21 +129,31 @@ type policySetting struct {
 func (b *backend) policySettings() []policySetting {
 	var out []policySetting
 	for _, k := range b.sortedKinds() {
-		p, d := k.settingPrefix(), k.defaults
-		out = append(out,
-			policySetting{p + "_rotation_period", k, fmt.Sprintf("Default rotation period of %ss (%s). 0 disables scheduled rotation.", k.Title, days(d.RotationPeriod)),
-				maxRotationPeriod, func(t *typePolicy) *time.Duration { return &t.RotationPeriod }},
-			policySetting{p + "_alert_threshold", k, fmt.Sprintf("How long before next_rotation a %s is due_soon (%s).", k.Title, days(d.AlertThreshold)),
-				maxRotationPeriod, func(t *typePolicy) *time.Duration { return &t.AlertThreshold }},
-		)
-		if k.graceStatus != "" {
-			out = append(out, policySetting{p + "_grace_period", k, fmt.Sprintf("How long a replaced %s stays valid (%s).", k.Title, days(d.GracePeriod)),
-				maxGracePeriod, func(t *typePolicy) *time.Duration { return &t.GracePeriod }})
+		for _, c := range k.policyClasses() {
+			out = append(out, classSettings(k, c)...)
 		}
-		out = append(out, policySetting{field: p + "_risk_level", kind: k,
-			help: fmt.Sprintf("Risk level of %ss in rotation/status: %s (default %s).", k.Title, strings.Join(riskLevels, ", "), d.RiskLevel)})
 	}
 	return out
+}
+
+func classSettings(k *secretKind, c policyClass) []policySetting {
+	p, d := c.prefix, c.defaults
+	period := fmt.Sprintf("Default rotation period of %ss (%s). 0 disables scheduled rotation.", c.title, days(d.RotationPeriod))
+	if c.manual {
+		period = fmt.Sprintf("How long a %s may be used before it is reported due (%s); it is never rotated automatically, "+
+			"the new one is supplied to rotate. 0 turns the report off.", c.title, days(d.RotationPeriod))
+	}
+	out := []policySetting{
+		{p + "_rotation_period", c, period, maxRotationPeriod, func(t *typePolicy) *time.Duration { return &t.RotationPeriod }},
+		{p + "_alert_threshold", c, fmt.Sprintf("How long before next_rotation a %s is due_soon (%s).", c.title, days(d.AlertThreshold)),
+			maxRotationPeriod, func(t *typePolicy) *time.Duration { return &t.AlertThreshold }},
+	}
+	if k.graceStatus != "" {
+		out = append(out, policySetting{p + "_grace_period", c, fmt.Sprintf("How long a replaced %s stays valid (%s).", c.title, days(d.GracePeriod)),
+			maxGracePeriod, func(t *typePolicy) *time.Duration { return &t.GracePeriod }})
+	}
+	return append(out, policySetting{field: p + "_risk_level", class: c,
+		help: fmt.Sprintf("Risk level of %ss in rotation/status: %s (default %s).", c.title, strings.Join(riskLevels, ", "), d.RiskLevel)})
 }
 
 // days renders a default duration for help text: 30d, 48h.
@@ -260,7 +270,7 @@ func (b *backend) pathConfigRead(ctx context.Context, req *logical.Request, _ *f
 	}
 	data["history_limit"], data["access_limit"], data["job_concurrency"] = cfg.HistoryLimit, cfg.AccessLimit, cfg.JobConcurrency
 	for _, s := range b.policySettings() {
-		pol := s.kind.policy(cfg)
+		pol := s.class.policy(cfg)
 		if s.ptr == nil {
 			data[s.field] = pol.RiskLevel
 			continue
@@ -292,7 +302,7 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 		if !ok {
 			continue
 		}
-		pol := s.kind.policy(&next)
+		pol := s.class.policy(&next)
 		if s.ptr == nil {
 			level := strings.TrimSpace(v.(string))
 			if !strutil.StrListContains(riskLevels, level) {
@@ -307,7 +317,7 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 			periodsChanged = periodsChanged || *s.ptr(&pol) != dur
 			*s.ptr(&pol) = dur
 		}
-		next.Policies[s.kind.Name] = pol
+		next.Policies[s.class.key] = pol
 	}
 	for _, lim := range []struct {
 		field    string
@@ -376,11 +386,13 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 // secret would be due_soon from the moment it is created.
 func (b *backend) validatePolicies(c *engineConfig) error {
 	for _, k := range b.sortedKinds() {
-		pol := k.policy(c)
-		if pol.RotationPeriod > 0 && pol.AlertThreshold > pol.RotationPeriod {
-			p := k.settingPrefix()
-			return badInput("%s_alert_threshold (%s) must not be longer than %s_rotation_period (%s)",
-				p, pol.AlertThreshold, p, pol.RotationPeriod)
+		for _, cl := range k.policyClasses() {
+			pol := cl.policy(c)
+			if pol.RotationPeriod > 0 && pol.AlertThreshold > pol.RotationPeriod {
+				p := cl.prefix
+				return badInput("%s_alert_threshold (%s) must not be longer than %s_rotation_period (%s)",
+					p, pol.AlertThreshold, p, pol.RotationPeriod)
+			}
 		}
 	}
 	return nil

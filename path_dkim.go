@@ -248,7 +248,7 @@ func writeDKIM(b *backend, req *logical.Request, d *framework.FieldData, e *secr
 // generateDKIMVersion makes a rotated version: a new key of the secret's
 // key_type under a new generated selector for the month of now. It leaves
 // e alone; noteDKIMVersion records the selector when the version is added.
-func generateDKIMVersion(_ context.Context, b *backend, e *secretEntry, _ *engineConfig, now time.Time) (interface{}, error) {
+func generateDKIMVersion(_ context.Context, b *backend, e *secretEntry, _ *engineConfig, now time.Time, _ map[string]interface{}) (interface{}, error) {
 	settings, err := dkimSettingsOf(e)
 	if err != nil {
 		return nil, err

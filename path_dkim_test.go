@@ -940,7 +940,7 @@ func TestDKIM_GenerateDoesNotChangeTheEntry(t *testing.T) {
 	}
 	before, _ := json.Marshal(e)
 	cfg, _ := env.b.config(context.Background(), env.storage)
-	if _, err := env.b.kinds["dkim"].create(context.Background(), env.b, e, cfg, env.clock.Now()); err != nil {
+	if _, err := env.b.kinds["dkim"].create(context.Background(), env.b, e, cfg, env.clock.Now(), nil); err != nil {
 		t.Fatal(err)
 	}
 	if after, _ := json.Marshal(e); !bytes.Equal(before, after) {

@@ -115,7 +115,7 @@ func (b *backend) rotateOne(k *secretKind) framework.OperationFunc {
 		if err != nil {
 			return nil, err
 		}
-		data := rotationView(e, k.policy(cfg), b.now())
+		data := rotationView(e, k.policy(cfg, e.Name), b.now())
 		data["version"] = e.CurrentVersion
 		data["previous_version"] = rotatedFrom(e)
 		data["revoked_versions"] = revokedBy(e, r)

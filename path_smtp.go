@@ -181,7 +181,7 @@ func writeSMTP(ctx context.Context, b *backend, req *logical.Request, d *framewo
 }
 
 // generateSMTPVersion makes a rotated version: same username, new password.
-func generateSMTPVersion(ctx context.Context, b *backend, e *secretEntry, cfg *engineConfig, _ time.Time) (interface{}, error) {
+func generateSMTPVersion(ctx context.Context, b *backend, e *secretEntry, cfg *engineConfig, _ time.Time, _ map[string]interface{}) (interface{}, error) {
 	var cur smtpMaterial
 	if err := decodeMaterial(e.current(), &cur); err != nil {
 		return nil, err

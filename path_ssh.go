@@ -216,7 +216,7 @@ func importSSHKey(pemText string, d *framework.FieldData, comment string) (sshMa
 }
 
 // generateSSHVersion makes a rotated version: a new key of the current type.
-func generateSSHVersion(_ context.Context, b *backend, e *secretEntry, _ *engineConfig, _ time.Time) (interface{}, error) {
+func generateSSHVersion(_ context.Context, b *backend, e *secretEntry, _ *engineConfig, _ time.Time, _ map[string]interface{}) (interface{}, error) {
 	cur, err := sshMaterialOf(e.current())
 	if err != nil {
 		return nil, err

@@ -177,7 +177,7 @@ func (b *backend) statusFromIndex(ctx context.Context, s logical.Storage, q *sta
 			}
 			it, ok := parseItem(n)
 			k := q.kinds[it.kind]
-			if !ok || k == nil || !q.timeMatches(it.at, k) {
+			if !ok || k == nil || !q.timeMatches(it.at, k, it.name) {
 				continue
 			}
 			row, err := b.statusRow(ctx, s, q, k, it, indexDuePrefix+day+"/"+n)
@@ -204,8 +204,10 @@ func (q *statusQuery) lastDay() string {
 		horizon = 0
 	case rotationDueSoon:
 		for _, k := range q.kinds {
-			if t := k.policy(q.cfg).AlertThreshold; t > horizon {
-				horizon = t
+			for _, c := range k.policyClasses() {
+				if t := c.policy(q.cfg).AlertThreshold; t > horizon {
+					horizon = t
+				}
 			}
 		}
 	}
@@ -219,14 +221,14 @@ func (q *statusQuery) lastDay() string {
 }
 
 // timeMatches filters by the index time before the entry is read.
-func (q *statusQuery) timeMatches(at time.Time, k *secretKind) bool {
+func (q *statusQuery) timeMatches(at time.Time, k *secretKind, name string) bool {
 	if q.dueWithin > 0 && (at.IsZero() || at.After(q.now.Add(q.dueWithin))) {
 		return false
 	}
 	if q.status == "" {
 		return true
 	}
-	return statusAt(at, k.policy(q.cfg), q.now) == q.status
+	return statusAt(at, k.policy(q.cfg, name), q.now) == q.status
 }
 
 // statusRow reads one secret and renders its row; nil when the index key is
@@ -246,12 +248,13 @@ func (b *backend) statusRow(ctx context.Context, s logical.Storage, q *statusQue
 }
 
 func secretStatusRow(e *secretEntry, k *secretKind, cfg *engineConfig, now time.Time) map[string]interface{} {
-	pol := k.policy(cfg)
+	pol := k.policy(cfg, e.Name)
 	return map[string]interface{}{
 		"type": k.Name, "tenant": e.Tenant, "name": e.Name, "path": k.Name + "/" + e.Tenant + "/" + e.Name,
 		"last_rotated": formatTime(e.LastRotated), "next_rotation": formatTime(e.nextRotation(pol)),
 		"status": e.rotationStatus(pol, now), "risk_level": pol.RiskLevel, "auto_rotate": e.AutoRotate,
-		"failing": e.LastRotationError != "", "last_error": e.LastRotationError, "rotation_failures": e.RotationFailures,
+		"failing": e.LastRotationError != "" || e.removalsFailing(), "last_error": e.LastRotationError, "rotation_failures": e.RotationFailures,
+		"pending_removals": len(e.Removals),
 	}
 }
 
@@ -320,7 +323,7 @@ func (b *backend) statusOfTenant(ctx context.Context, s logical.Storage, q *stat
 			if q.status == rotationFailing && !row["failing"].(bool) || q.status != "" && q.status != rotationFailing && st != q.status || !q.rowMatches(row) {
 				continue
 			}
-			next := e.nextRotation(k.policy(q.cfg))
+			next := e.nextRotation(k.policy(q.cfg, n))
 			all = append(all, keyed{dayBucket(next) + "/" + itemName(next, k.Name, q.tenant, n), row})
 		}
 	}

@@ -232,7 +232,9 @@ func (b *backend) secretWriter(k *secretKind, write writeFunc, view viewFunc) fr
 		if e.current() == nil {
 			return nil, fmt.Errorf("%s write produced no version", k.Name)
 		}
-		e.trimVersions(e.effectiveMaxVersions(cfg)) // a settings-only write may lower it
+		if _, err := e.trim(k, cfg, now); err != nil { // a settings-only write may lower it
+			return nil, err
+		}
 		if e.LastRotated.Equal(now) {
 			// The write replaced the material (a new password or key): like
 			// a rotation, it ends a run of failed rotations and the count of
@@ -355,6 +357,12 @@ func (b *backend) secretDeleter(k *secretKind) framework.OperationFunc {
 			return nil, err
 		}
 		b.emit(ctx, "delete", &secretEntry{Kind: k.Name, Tenant: ref.tenant, Name: ref.name})
+		if w := e.removalWarning(); w != "" {
+			b.Logger().Warn("deleted a secret with credentials still owed a removal at the provider", "secret", ref.path())
+			resp := &logical.Response{}
+			resp.AddWarning(w)
+			return resp, nil
+		}
 		return nil, nil
 	}
 }

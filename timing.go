@@ -133,10 +133,10 @@ func (e *secretEntry) alertStart(pol typePolicy) time.Time {
 }
 
 // nextWork is the earliest time the worker must look at the secret: the end
-// of an overlap, its next automatic rotation (or retry), the threshold
+// of an overlap, a removal at an outside system, its next automatic rotation (or retry), the threshold
 // trigger, or the rotation-due event. Zero means never.
 func (e *secretEntry) nextWork(kind *secretKind, cfg *engineConfig) time.Time {
-	pol := kind.policy(cfg)
+	pol := kind.policy(cfg, e.Name)
 	var at time.Time
 	earlier := func(t time.Time) {
 		if !t.IsZero() && (at.IsZero() || t.Before(at)) {
@@ -149,6 +149,7 @@ func (e *secretEntry) nextWork(kind *secretKind, cfg *engineConfig) time.Time {
 		}
 	}
 	earlier(e.alertStart(pol))
+	earlier(e.nextRemoval())
 	if cur := e.current(); cur != nil && cur.Status == statusActive && e.pending() == nil {
 		var rotateAt time.Time
 		switch {

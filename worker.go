@@ -251,8 +251,8 @@ var triggerReasons = map[string]string{
 }
 
 // upkeep persists what the clock has done to one secret (ended overlaps,
-// versions beyond max_versions), removes ended overlaps from outside
-// systems, and sends the rotation-due event. It returns the trigger that has
+// versions beyond max_versions), removes credentials that left service from
+// outside systems (removal.go), and sends the rotation-due event. It returns the trigger that has
 // fired, if any.
 func (b *backend) upkeep(ctx context.Context, s logical.Storage, ref secretRef) (string, *secretEntry, error) {
 	lock := b.lockFor(ref.key())
@@ -270,11 +270,11 @@ func (b *backend) upkeep(ctx context.Context, s logical.Storage, ref secretRef) 
 		return "", nil, err
 	}
 	now := b.now()
-	pol := ref.kind.policy(cfg)
-	b.endOverlaps(ctx, e, ref.kind, cfg, now)
+	pol := ref.kind.policy(cfg, ref.name)
 	if _, err := e.derive(ref.kind, cfg, now); err != nil {
 		return "", nil, err
 	}
+	b.removeDue(ctx, e, ref.kind, cfg, now)
 	if at := e.alertStart(pol); !at.IsZero() && !now.Before(at) {
 		e.DueNotified = e.nextRotation(pol)
 		b.emit(ctx, "rotation-due", e, "next_rotation", formatTime(e.DueNotified))
@@ -283,26 +283,6 @@ func (b *backend) upkeep(ctx context.Context, s logical.Storage, ref secretRef) 
 		return "", nil, err
 	}
 	return e.dueTrigger(pol, now), e, nil
-}
-
-// endOverlaps removes versions whose overlap has ended from the outside
-// system (a type's endOverlap). One that fails stays in its overlap, still
-// valid where it is used, and is retried with backoff.
-func (b *backend) endOverlaps(ctx context.Context, e *secretEntry, kind *secretKind, cfg *engineConfig, now time.Time) {
-	if kind.endOverlap == nil || kind.graceStatus == "" {
-		return
-	}
-	for i := range e.Versions {
-		v := &e.Versions[i]
-		if v.Status != kind.graceStatus || v.GraceUntil.After(now) {
-			continue
-		}
-		if err := callStep(ctx, func(ctx context.Context) error { return kind.endOverlap(ctx, b, e, v) }); err != nil {
-			r := rotation{Trigger: triggerTime, Reason: "end of overlap", Actor: schedulerActor}
-			e.noteFailure(r, "end_overlap", fmt.Errorf("version %d: %w", v.Version, err), now, cfg)
-			v.GraceUntil = e.NextAttempt
-		}
-	}
 }
 
 // recoverBackground turns a panic in background work into an error, so that
