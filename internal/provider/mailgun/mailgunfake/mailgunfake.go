@@ -1,0 +1,363 @@
+// Package mailgunfake is a fake Mailgun API for the Keys API and the two
+// calls the driver tests keys with, following the reference:
+// https://documentation.mailgun.com/docs/mailgun/api-reference/send/mailgun/keys/post-v1-keys
+// https://documentation.mailgun.com/docs/mailgun/api-reference/openapi-final/tag/Keys
+// https://documentation.mailgun.com/docs/mailgun/api-reference/authentication
+//
+// Requests authenticate with HTTP Basic, user "api", password the key; a
+// missing or unknown key gets 401 with the plain text "Forbidden", as
+// Mailgun answers. Errors otherwise are {"message": "..."}. Only an admin
+// key manages keys; a domain sending key may only post messages for its
+// domain.
+package mailgunfake
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"mime"
+	"net/http"
+	"net/http/httptest"
+	"sort"
+	"sync"
+
+	"github.com/penguinmails/vault-plugin-penguinmails/internal/provider"
+	"github.com/penguinmails/vault-plugin-penguinmails/internal/provider/providertest"
+)
+
+// Server is a fake Mailgun account. Ops for faults and Requests: "create"
+// (POST /v1/keys), "delete" (DELETE /v1/keys/{id}), "domains" (GET
+// /v3/domains), "messages" (POST /v3/{domain}/messages).
+type Server struct {
+	providertest.Base
+	srv *httptest.Server
+
+	mu      sync.Mutex
+	keys    map[string]*key // by secret
+	domains map[string]bool
+	echo    bool
+}
+
+type key struct {
+	id, secret, role, kind, domain, description string
+}
+
+var roles = map[string]bool{"admin": true, "basic": true, "sending": true, "developer": true}
+var kinds = map[string]bool{"domain": true, "user": true, "web": true}
+
+// New starts the fake on 127.0.0.1.
+func New() *Server {
+	f := &Server{keys: map[string]*key{}, domains: map[string]bool{}}
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /v1/keys", f.create)
+	mux.HandleFunc("DELETE /v1/keys/{id}", f.delete)
+	mux.HandleFunc("GET /v3/domains", f.listDomains)
+	mux.HandleFunc("POST /v3/{domain}/messages", f.messages)
+	f.srv = httptest.NewServer(mux)
+	return f
+}
+
+// URL is the fake's base URL.
+func (f *Server) URL() string { return f.srv.URL }
+
+// Close stops the fake, ending hanging calls first.
+func (f *Server) Close() {
+	f.Release()
+	f.srv.Close()
+}
+
+// AddDomain adds a sending domain to the account.
+func (f *Server) AddDomain(name string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.domains[name] = true
+}
+
+// AddKey seeds a key with role, description (the key's name) and, for a
+// domain key, its domain (added to the account), and returns it as the
+// engine would store it.
+func (f *Server) AddKey(role, description, domain string) provider.Key {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	kind := "user"
+	if domain != "" {
+		kind = "domain"
+		f.domains[domain] = true
+	}
+	k := f.newKeyLocked(role, kind, domain, description)
+	return provider.Key{ID: k.id, Secret: k.secret, Name: k.description, Role: k.role, Domain: k.domain}
+}
+
+// Live returns the secrets of the keys the fake accepts, sorted.
+func (f *Server) Live() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := make([]string, 0, len(f.keys))
+	for s := range f.keys {
+		out = append(out, s)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// EchoSecrets makes error answers quote the request's key, as a careless
+// provider might, so tests prove drivers never repeat them.
+func (f *Server) EchoSecrets(on bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.echo = on
+}
+
+// newKeyLocked mints a key shaped like Mailgun's: a 32-8-8 hex secret and
+// an 8-8 hex id.
+func (f *Server) newKeyLocked(role, kind, domain, description string) *key {
+	k := &key{id: randomHex(4) + "-" + randomHex(4), secret: randomHex(16) + "-" + randomHex(4) + "-" + randomHex(4),
+		role: role, kind: kind, domain: domain, description: description}
+	f.keys[k.secret] = k
+	return k
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// authorize finds the key of the request's basic auth; it answers 401
+// itself and reports whether to go on.
+func (f *Server) authorize(w http.ResponseWriter, r *http.Request) (*key, bool) {
+	user, pass, ok := r.BasicAuth()
+	f.mu.Lock()
+	k := f.keys[pass]
+	f.mu.Unlock()
+	if !ok || user != "api" || k == nil {
+		f.forbidden(w, r)
+		return nil, false
+	}
+	return k, true
+}
+
+// forbidden is Mailgun's 401: the plain text "Forbidden".
+func (f *Server) forbidden(w http.ResponseWriter, r *http.Request) {
+	msg := "Forbidden"
+	if f.echoing() {
+		_, pass, _ := r.BasicAuth()
+		msg += " " + pass
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.WriteHeader(http.StatusUnauthorized)
+	_, _ = w.Write([]byte(msg))
+}
+
+func (f *Server) echoing() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.echo
+}
+
+// parseForm reads a multipart or urlencoded body; anything else is 400.
+func (f *Server) parseForm(w http.ResponseWriter, r *http.Request) bool {
+	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	var err error
+	switch mt {
+	case "multipart/form-data":
+		err = r.ParseMultipartForm(1 << 20)
+	case "application/x-www-form-urlencoded":
+		err = r.ParseForm()
+	default:
+		f.writeMessage(w, r, http.StatusBadRequest, "Expected a multipart/form-data or urlencoded body")
+		return false
+	}
+	if err != nil {
+		f.writeMessage(w, r, http.StatusBadRequest, "Malformed form body")
+		return false
+	}
+	return true
+}
+
+// create: POST /v1/keys -> 200 {"key": {...}, "message"}; admin keys only.
+func (f *Server) create(w http.ResponseWriter, r *http.Request) {
+	if f.Intercept("create", w, r, f.writeError) {
+		return
+	}
+	caller, ok := f.authorize(w, r)
+	if !ok {
+		return
+	}
+	if caller.role != "admin" {
+		f.writeMessage(w, r, http.StatusForbidden, "Insufficient permissions to manage API keys")
+		return
+	}
+	if !f.parseForm(w, r) {
+		return
+	}
+	role, kind, domain := r.PostFormValue("role"), r.PostFormValue("kind"), r.PostFormValue("domain_name")
+	if kind == "" {
+		kind = "user"
+	}
+	if msg := checkCreate(role, kind, domain); msg != "" {
+		f.writeMessage(w, r, http.StatusBadRequest, msg)
+		return
+	}
+	f.mu.Lock()
+	if kind == "domain" && !f.domains[domain] {
+		f.mu.Unlock()
+		f.writeMessage(w, r, http.StatusNotFound, "domain not found")
+		return
+	}
+	k := f.newKeyLocked(role, kind, domain, r.PostFormValue("description"))
+	f.mu.Unlock()
+	writeJSON(w, http.StatusOK, map[string]any{"key": keyObject(k), "message": "great success"})
+}
+
+// checkCreate is the create request's validation: role required and known,
+// kind known, a domain key names its domain, a sending key is a domain key.
+func checkCreate(role, kind, domain string) string {
+	switch {
+	case role == "":
+		return "role is required"
+	case !roles[role]:
+		return "role is invalid"
+	case !kinds[kind]:
+		return "kind is invalid"
+	case kind == "domain" && domain == "":
+		return "domain_name is required for keys of domain kind"
+	case role == "sending" && kind != "domain":
+		return "sending role requires a key of domain kind"
+	}
+	return ""
+}
+
+// keyObject is the documented key JSON; domain_name is null for user keys.
+func keyObject(k *key) map[string]any {
+	var domain any
+	if k.domain != "" {
+		domain = k.domain
+	}
+	return map[string]any{"id": k.id, "secret": k.secret, "description": k.description, "kind": k.kind,
+		"role": k.role, "domain_name": domain, "is_disabled": false, "requestor": nil,
+		"created_at": "2026-01-23T10:16:00", "updated_at": "2026-01-23T10:16:00"}
+}
+
+// delete: DELETE /v1/keys/{id} -> 200 {"message": "key deleted"}; 404 for
+// an unknown id.
+func (f *Server) delete(w http.ResponseWriter, r *http.Request) {
+	if f.Intercept("delete", w, r, f.writeError) {
+		return
+	}
+	caller, ok := f.authorize(w, r)
+	if !ok {
+		return
+	}
+	if caller.role != "admin" {
+		f.writeMessage(w, r, http.StatusForbidden, "Insufficient permissions to manage API keys")
+		return
+	}
+	f.mu.Lock()
+	var found *key
+	for _, k := range f.keys {
+		if k.id == r.PathValue("id") {
+			found = k
+		}
+	}
+	if found != nil {
+		delete(f.keys, found.secret)
+	}
+	f.mu.Unlock()
+	if found == nil {
+		f.writeMessage(w, r, http.StatusNotFound, "no key matching id")
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"message": "key deleted"})
+}
+
+// listDomains: GET /v3/domains -> {"total_count", "items"}; user keys only
+// (a domain sending key may only send).
+func (f *Server) listDomains(w http.ResponseWriter, r *http.Request) {
+	if f.Intercept("domains", w, r, f.writeError) {
+		return
+	}
+	caller, ok := f.authorize(w, r)
+	if !ok {
+		return
+	}
+	if caller.kind == "domain" {
+		f.forbidden(w, r)
+		return
+	}
+	f.mu.Lock()
+	items := []map[string]string{}
+	for name := range f.domains {
+		items = append(items, map[string]string{"name": name, "state": "active"})
+	}
+	f.mu.Unlock()
+	sort.Slice(items, func(i, j int) bool { return items[i]["name"] < items[j]["name"] })
+	total := len(items)
+	if len(items) > 1 && r.URL.Query().Get("limit") == "1" {
+		items = items[:1]
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"total_count": total, "items": items})
+}
+
+// messages: POST /v3/{domain}/messages. The key is checked first (401),
+// then the domain (404), then the form (400 "from parameter is missing").
+// The fake sends nothing; a complete message is answered as queued.
+func (f *Server) messages(w http.ResponseWriter, r *http.Request) {
+	if f.Intercept("messages", w, r, f.writeError) {
+		return
+	}
+	caller, ok := f.authorize(w, r)
+	if !ok {
+		return
+	}
+	domain := r.PathValue("domain")
+	if caller.kind == "domain" && caller.domain != domain {
+		f.forbidden(w, r)
+		return
+	}
+	f.mu.Lock()
+	known := f.domains[domain]
+	f.mu.Unlock()
+	if !known {
+		f.writeMessage(w, r, http.StatusNotFound, "Domain not found: "+domain)
+		return
+	}
+	if !f.parseForm(w, r) {
+		return
+	}
+	for _, field := range []string{"from", "to"} {
+		if r.PostFormValue(field) == "" {
+			f.writeMessage(w, r, http.StatusBadRequest, field+" parameter is missing")
+			return
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"id": "<fake@" + domain + ">", "message": "Queued. Thank you."})
+}
+
+// writeError answers an injected fault: 401 as plain "Forbidden", others
+// as Mailgun's error JSON.
+func (f *Server) writeError(w http.ResponseWriter, status int) {
+	if status == http.StatusUnauthorized {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.WriteHeader(status)
+		_, _ = w.Write([]byte("Forbidden"))
+		return
+	}
+	writeJSON(w, status, map[string]string{"message": http.StatusText(status)})
+}
+
+// writeMessage answers {"message": msg}; with EchoSecrets on, the message
+// quotes the request's key.
+func (f *Server) writeMessage(w http.ResponseWriter, r *http.Request, status int, msg string) {
+	if f.echoing() {
+		_, pass, _ := r.BasicAuth()
+		msg += " (key " + pass + ")"
+	}
+	writeJSON(w, status, map[string]string{"message": msg})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
