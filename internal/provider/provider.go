@@ -184,3 +184,16 @@ type MailServer interface {
 	// one.
 	SetPassword(ctx context.Context, email, password string) error
 }
+
+// Finder is implemented by drivers whose provider lists keys. It finds a key
+// that Create made but whose id the engine lost (the plugin stopped, or
+// storage failed, between the provider's answer and the engine's write), so
+// that the rollback can remove it instead of leaving it valid and unknown.
+type Finder interface {
+	// Find returns the id of the key like describes that is not one of
+	// held (the ids the engine knows): for SendGrid and Mailgun the key
+	// named like.Name (the engine names every new key uniquely); for IAM a
+	// key of like.User created at or after since. ok is false when there
+	// is none. More than one candidate is an error, never a guess.
+	Find(ctx context.Context, like Key, since time.Time, held []string) (id string, ok bool, err error)
+}
