@@ -410,3 +410,52 @@ func TestCheckKeys(t *testing.T) {
 		}
 	}
 }
+
+// captureTransport records the requests it is given and answers none.
+type captureTransport struct{ reqs []*http.Request }
+
+func (c *captureTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	c.reqs = append(c.reqs, r)
+	return nil, errors.New("no network in tests")
+}
+
+// TestAWSEndpointsAndNoAmbientCredentials: without a BaseURL, IAM goes to
+// its global endpoint signed for us-east-1 and STS to the regional one;
+// AWS environment variables are never read.
+func TestAWSEndpointsAndNoAmbientCredentials(t *testing.T) {
+	t.Setenv("AWS_ACCESS_KEY_ID", "AKIAENVIRONMENTXXXXX")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", strings.Repeat("E", 40))
+	t.Setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:1")
+	t.Setenv("AWS_ENDPOINT_URL_IAM", "http://127.0.0.1:1")
+	t.Setenv("AWS_REGION", "ap-south-1")
+	capture := &captureTransport{}
+	auth := provider.Key{ID: "AKIAIOSFODNN7EXAMPLE", Secret: "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"}
+	d, err := ses.New(provider.Endpoint{Region: region, Auth: auth, HTTP: &http.Client{Transport: capture}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.KeyPropagation = 0
+	ctx := context.Background()
+	if _, err := d.Create(ctx, provider.Key{User: "mailer"}); err == nil {
+		t.Fatal("Create without network succeeded")
+	} else if pe := asProviderError(t, err); pe.Status != 0 || !pe.Temporary() {
+		t.Errorf("transport error: %v", err)
+	}
+	_ = d.Test(ctx, provider.Key{ID: "ASIAIOSFODNN7EXAMPLE", Secret: auth.Secret, User: "mailer"})
+
+	var hosts []string
+	for _, r := range capture.reqs {
+		hosts = append(hosts, r.URL.Scheme+"://"+r.URL.Host)
+	}
+	if len(hosts) < 2 || hosts[0] != "https://iam.amazonaws.com" || hosts[len(hosts)-1] != "https://sts.eu-west-1.amazonaws.com" {
+		t.Fatalf("requests went to %v", hosts)
+	}
+	iamAuth := capture.reqs[0].Header.Get("Authorization")
+	if !strings.Contains(iamAuth, "Credential="+auth.ID+"/") || !strings.Contains(iamAuth, "/us-east-1/iam/aws4_request") {
+		t.Errorf("IAM signed as %q", iamAuth)
+	}
+	stsAuth := capture.reqs[len(capture.reqs)-1].Header.Get("Authorization")
+	if !strings.Contains(stsAuth, "Credential=ASIAIOSFODNN7EXAMPLE/") || !strings.Contains(stsAuth, "/eu-west-1/sts/aws4_request") {
+		t.Errorf("STS signed as %q", stsAuth)
+	}
+}
