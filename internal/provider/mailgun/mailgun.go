@@ -2,6 +2,7 @@
 //
 // It follows the reference:
 // https://documentation.mailgun.com/docs/mailgun/api-reference/send/mailgun/keys/post-v1-keys
+// https://documentation.mailgun.com/docs/mailgun/api-reference/send/mailgun/keys/get-v1-keys
 // https://documentation.mailgun.com/docs/mailgun/api-reference/openapi-final/tag/Keys
 // https://documentation.mailgun.com/docs/mailgun/api-reference/authentication
 package mailgun
@@ -16,7 +17,10 @@ import (
 	"mime/multipart"
 	"net/http"
 	"net/url"
+	"slices"
+	"sort"
 	"strings"
+	"time"
 
 	"github.com/penguinmails/vault-plugin-penguinmails/internal/provider"
 )
@@ -57,7 +61,10 @@ type Driver struct {
 	http *http.Client
 }
 
-var _ provider.Driver = (*Driver)(nil)
+var (
+	_ provider.Driver = (*Driver)(nil)
+	_ provider.Finder = (*Driver)(nil)
+)
 
 // New checks the endpoint: its region must be a Mailgun region and its
 // BaseURL (default: the region's public URL) must pass
@@ -86,7 +93,12 @@ type keyJSON struct {
 	Kind        string  `json:"kind"`
 	Role        string  `json:"role"`
 	DomainName  *string `json:"domain_name"`
+	CreatedAt   string  `json:"created_at"`
 }
+
+// timeLayout is the Keys API's created_at: ISO 8601 in UTC without an
+// offset, to the second.
+const timeLayout = "2006-01-02T15:04:05"
 
 // Create mints a key like the given one (POST /v1/keys, multipart form):
 // role like.Role (required, one of Roles), kind "domain" with domain_name
@@ -196,6 +208,77 @@ func (d *Driver) Delete(ctx context.Context, k provider.Key) error {
 		return nil
 	}
 	return err
+}
+
+// Find returns the id of the one key like describes that is not in held:
+// a key Create made whose id the engine lost. It lists the keys of like's
+// kind (GET /v1/keys?kind=user, or kind=domain&domain_name=like.Domain) and
+// matches the description to like.Name exactly, the domain, and, when
+// created_at parses, a creation at or after since (to the second, as
+// Mailgun records it). Two such keys are an error; the driver never
+// guesses which to remove.
+func (d *Driver) Find(ctx context.Context, like provider.Key, since time.Time, held []string) (string, bool, error) {
+	const op = "find key"
+	if like.Name == "" {
+		return "", false, &provider.Error{Provider: Name, Op: op, Err: errors.New("name is required: Mailgun keys are found by description")}
+	}
+	keys, err := d.listKeys(ctx, op, like.Domain)
+	if err != nil {
+		return "", false, err
+	}
+	var found []string
+	for _, k := range keys {
+		if k.ID != "" && !slices.Contains(held, k.ID) && isLike(k, like, since) {
+			found = append(found, k.ID)
+		}
+	}
+	switch len(found) {
+	case 0:
+		return "", false, nil
+	case 1:
+		return found[0], true, nil
+	}
+	// Status is the listing's 200: the provider answered, and the answer
+	// stays ambiguous until someone acts, so this is no Temporary error.
+	sort.Strings(found)
+	return "", false, &provider.Error{Provider: Name, Op: op, Status: http.StatusOK,
+		Err: fmt.Errorf("keys %s are not held by the engine and share the description %q: remove the stray ones by hand", strings.Join(found, ", "), like.Name)}
+}
+
+// listKeys lists the account's keys of the kind Create makes for domain:
+// user keys when it is empty, else that domain's keys. The Keys API
+// returns them all in one answer (no paging).
+func (d *Driver) listKeys(ctx context.Context, op, domain string) ([]keyJSON, error) {
+	q := url.Values{"kind": {"user"}}
+	if domain != "" {
+		q = url.Values{"kind": {"domain"}, "domain_name": {domain}}
+	}
+	var out struct {
+		Items      []keyJSON `json:"items"`
+		TotalCount int       `json:"total_count"`
+	}
+	if err := d.call(ctx, op, http.MethodGet, "/v1/keys?"+q.Encode(), d.auth, nil, "", &out); err != nil {
+		return nil, err
+	}
+	return out.Items, nil
+}
+
+// isLike reports whether the listed key k is one Create made for like
+// since since. The domain is checked again though the query filtered it:
+// a filter the API ignored must not widen the match.
+func isLike(k keyJSON, like provider.Key, since time.Time) bool {
+	domain := ""
+	if k.DomainName != nil {
+		domain = *k.DomainName
+	}
+	if k.Description != like.Name || domain != like.Domain {
+		return false
+	}
+	created, err := time.ParseInLocation(timeLayout, k.CreatedAt, time.UTC)
+	if err != nil || since.IsZero() {
+		return true // no usable time: the unique name is the mark
+	}
+	return !created.Before(since.UTC().Truncate(time.Second))
 }
 
 // call makes one request authenticated as user "api" with password key,

@@ -3,6 +3,7 @@
 // It follows the API Keys reference:
 // https://twilio.com/docs/sendgrid/api-reference/api-keys/create-api-keys
 // https://twilio.com/docs/sendgrid/api-reference/api-keys/retrieve-an-existing-api-key
+// https://twilio.com/docs/sendgrid/api-reference/api-keys/retrieve-all-api-keys-belonging-to-the-authenticated-user
 // and the scopes endpoint that Test calls:
 // https://twilio.com/docs/sendgrid/api-reference/api-key-permissions/retrieve-a-list-of-scopes-for-which-this-user-has-access
 package sendgrid
@@ -16,8 +17,10 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/penguinmails/vault-plugin-penguinmails/internal/provider"
 )
@@ -59,7 +62,10 @@ type Driver struct {
 	http *http.Client
 }
 
-var _ provider.Driver = (*Driver)(nil)
+var (
+	_ provider.Driver = (*Driver)(nil)
+	_ provider.Finder = (*Driver)(nil)
+)
 
 // New checks the endpoint: its region must be a SendGrid region and its
 // BaseURL (default: the region's public URL) must pass
@@ -132,16 +138,57 @@ func (d *Driver) keyLimit(ctx context.Context, err error) error {
 	return pe
 }
 
-// countKeys lists the account's keys (GET /v3/api_keys).
+// countKeys counts the account's keys.
 func (d *Driver) countKeys(ctx context.Context) (int, error) {
+	keys, err := d.listKeys(ctx, "list keys")
+	return len(keys), err
+}
+
+// listKeys lists the account's keys, ids and names only (GET
+// /v3/api_keys?limit=100): the account holds at most MaxKeys, so one page
+// is all of them.
+func (d *Driver) listKeys(ctx context.Context, op string) ([]keyJSON, error) {
 	var out struct {
 		Result []keyJSON `json:"result"`
 	}
 	path := fmt.Sprintf("/v3/api_keys?limit=%d", MaxKeys)
-	if err := d.call(ctx, "list keys", http.MethodGet, path, d.auth, nil, http.StatusOK, &out); err != nil {
-		return 0, err
+	if err := d.call(ctx, op, http.MethodGet, path, d.auth, nil, http.StatusOK, &out); err != nil {
+		return nil, err
 	}
-	return len(out.Result), nil
+	return out.Result, nil
+}
+
+// Find returns the id of the one key named exactly like.Name whose id is
+// not in held: a key Create made whose id the engine lost. since is not
+// used: SendGrid's listing carries no creation time, so the name (which the
+// engine makes unique per key) is the only mark. Two such keys are an
+// error; the driver never guesses which to remove.
+func (d *Driver) Find(ctx context.Context, like provider.Key, since time.Time, held []string) (string, bool, error) {
+	const op = "find key"
+	if like.Name == "" {
+		return "", false, &provider.Error{Provider: Name, Op: op, Err: errors.New("name is required: SendGrid keys are found by name")}
+	}
+	keys, err := d.listKeys(ctx, op)
+	if err != nil {
+		return "", false, err
+	}
+	var found []string
+	for _, k := range keys {
+		if k.Name == like.Name && k.APIKeyID != "" && !slices.Contains(held, k.APIKeyID) {
+			found = append(found, k.APIKeyID)
+		}
+	}
+	switch len(found) {
+	case 0:
+		return "", false, nil
+	case 1:
+		return found[0], true, nil
+	}
+	// Status is the listing's 200: the provider answered, and the answer
+	// stays ambiguous until someone acts, so this is no Temporary error.
+	sort.Strings(found)
+	return "", false, &provider.Error{Provider: Name, Op: op, Status: http.StatusOK,
+		Err: fmt.Errorf("keys %s are not held by the engine and share the name %q: remove the stray ones by hand", strings.Join(found, ", "), like.Name)}
 }
 
 // Test reads the scopes of k itself (GET /v3/scopes): every valid key may,

@@ -1,6 +1,7 @@
 // Package mailgunfake is a fake Mailgun API for the Keys API and the two
 // calls the driver tests keys with, following the reference:
 // https://documentation.mailgun.com/docs/mailgun/api-reference/send/mailgun/keys/post-v1-keys
+// https://documentation.mailgun.com/docs/mailgun/api-reference/send/mailgun/keys/get-v1-keys
 // https://documentation.mailgun.com/docs/mailgun/api-reference/openapi-final/tag/Keys
 // https://documentation.mailgun.com/docs/mailgun/api-reference/authentication
 //
@@ -20,13 +21,14 @@ import (
 	"net/http/httptest"
 	"sort"
 	"sync"
+	"time"
 
 	"github.com/penguinmails/vault-plugin-penguinmails/internal/provider"
 	"github.com/penguinmails/vault-plugin-penguinmails/internal/provider/providertest"
 )
 
 // Server is a fake Mailgun account. Ops for faults and Requests: "create"
-// (POST /v1/keys), "delete" (DELETE /v1/keys/{id}), "domains" (GET
+// (POST /v1/keys), "list" (GET /v1/keys), "delete" (DELETE /v1/keys/{id}), "domains" (GET
 // /v3/domains), "messages" (POST /v3/{domain}/messages).
 type Server struct {
 	providertest.Base
@@ -36,11 +38,18 @@ type Server struct {
 	keys    map[string]*key // by secret
 	domains map[string]bool
 	echo    bool
+	// unfiltered makes the listing ignore kind and domain_name.
+	unfiltered bool
 }
 
 type key struct {
 	id, secret, role, kind, domain, description string
+	created                                     time.Time // UTC, to the second
 }
+
+// timeLayout is the Keys API's created_at and updated_at: UTC without an
+// offset.
+const timeLayout = "2006-01-02T15:04:05"
 
 var roles = map[string]bool{"admin": true, "basic": true, "sending": true, "developer": true}
 var kinds = map[string]bool{"domain": true, "user": true, "web": true}
@@ -50,6 +59,7 @@ func New() *Server {
 	f := &Server{keys: map[string]*key{}, domains: map[string]bool{}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/keys", f.create)
+	mux.HandleFunc("GET /v1/keys", f.list)
 	mux.HandleFunc("DELETE /v1/keys/{id}", f.delete)
 	mux.HandleFunc("GET /v3/domains", f.listDomains)
 	mux.HandleFunc("POST /v3/{domain}/messages", f.messages)
@@ -88,6 +98,20 @@ func (f *Server) AddKey(role, description, domain string) provider.Key {
 	return provider.Key{ID: k.id, Secret: k.secret, Name: k.description, Role: k.role, Domain: k.domain}
 }
 
+// SetCreated sets the creation time of the key with id, as if it had been
+// made at t, and reports whether there is such a key.
+func (f *Server) SetCreated(id string, t time.Time) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, k := range f.keys {
+		if k.id == id {
+			k.created = t.UTC().Truncate(time.Second)
+			return true
+		}
+	}
+	return false
+}
+
 // Live returns the secrets of the keys the fake accepts, sorted.
 func (f *Server) Live() []string {
 	f.mu.Lock()
@@ -108,11 +132,20 @@ func (f *Server) EchoSecrets(on bool) {
 	f.echo = on
 }
 
+// IgnoreListFilters makes the listing ignore its kind and domain_name
+// filters, as an API that dropped them would, so tests prove a driver
+// checks what it gets.
+func (f *Server) IgnoreListFilters(on bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.unfiltered = on
+}
+
 // newKeyLocked mints a key shaped like Mailgun's: a 32-8-8 hex secret and
 // an 8-8 hex id.
 func (f *Server) newKeyLocked(role, kind, domain, description string) *key {
 	k := &key{id: randomHex(4) + "-" + randomHex(4), secret: randomHex(16) + "-" + randomHex(4) + "-" + randomHex(4),
-		role: role, kind: kind, domain: domain, description: description}
+		role: role, kind: kind, domain: domain, description: description, created: time.Now().UTC().Truncate(time.Second)}
 	f.keys[k.secret] = k
 	return k
 }
@@ -228,15 +261,58 @@ func checkCreate(role, kind, domain string) string {
 	return ""
 }
 
-// keyObject is the documented key JSON; domain_name is null for user keys.
+// keyObject is the documented key JSON of the create answer, with the
+// secret; domain_name is null for user keys.
 func keyObject(k *key) map[string]any {
+	obj := listedKey(k)
+	obj["secret"] = k.secret
+	return obj
+}
+
+// listedKey is the key JSON of the listing: everything but the secret.
+func listedKey(k *key) map[string]any {
 	var domain any
 	if k.domain != "" {
 		domain = k.domain
 	}
-	return map[string]any{"id": k.id, "secret": k.secret, "description": k.description, "kind": k.kind,
-		"role": k.role, "domain_name": domain, "is_disabled": false, "requestor": nil,
-		"created_at": "2026-01-23T10:16:00", "updated_at": "2026-01-23T10:16:00"}
+	created := k.created.Format(timeLayout)
+	return map[string]any{"id": k.id, "description": k.description, "kind": k.kind,
+		"role": k.role, "domain_name": domain, "is_disabled": false, "requestor": nil, "user_name": nil,
+		"created_at": created, "updated_at": created}
+}
+
+// list: GET /v1/keys[?kind=&domain_name=] -> 200 {"items": [...],
+// "total_count"}; admin keys only. kind, when given, must be domain, user
+// or web (else 400 with Mailgun's documented message); domain_name keeps
+// the keys of that domain. There is no paging: total_count is the number
+// of items. The order is unspecified; the fake's is random.
+func (f *Server) list(w http.ResponseWriter, r *http.Request) {
+	if f.Intercept("list", w, r, f.writeError) {
+		return
+	}
+	caller, ok := f.authorize(w, r)
+	if !ok {
+		return
+	}
+	if caller.role != "admin" {
+		f.writeMessage(w, r, http.StatusForbidden, "Insufficient permissions to manage API keys")
+		return
+	}
+	q := r.URL.Query()
+	kind, domain := q.Get("kind"), q.Get("domain_name")
+	if kind != "" && !kinds[kind] {
+		f.writeMessage(w, r, http.StatusBadRequest, "expected `kind` param to be one of [domain user web] or absent")
+		return
+	}
+	f.mu.Lock()
+	items := []map[string]any{}
+	for _, k := range f.keys {
+		if f.unfiltered || (kind == "" || k.kind == kind) && (domain == "" || k.domain == domain) {
+			items = append(items, listedKey(k))
+		}
+	}
+	f.mu.Unlock()
+	writeJSON(w, http.StatusOK, map[string]any{"items": items, "total_count": len(items)})
 }
 
 // delete: DELETE /v1/keys/{id} -> 200 {"message": "key deleted"}; 404 for

@@ -2,6 +2,7 @@
 // following the reference pages:
 // https://twilio.com/docs/sendgrid/api-reference/api-keys/create-api-keys
 // https://twilio.com/docs/sendgrid/api-reference/api-keys/retrieve-an-existing-api-key
+// https://twilio.com/docs/sendgrid/api-reference/api-keys/retrieve-all-api-keys-belonging-to-the-authenticated-user
 // https://twilio.com/docs/sendgrid/api-reference/api-key-permissions/retrieve-a-list-of-scopes-for-which-this-user-has-access
 //
 // Requests authenticate with "Authorization: Bearer <key>"; a missing or
@@ -20,6 +21,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -195,7 +197,10 @@ func (f *Server) scopesOf(k *key) []string {
 	return []string{"api_keys.create", "api_keys.delete", "api_keys.read", "api_keys.update", "mail.send"}
 }
 
-// list: GET /v3/api_keys -> {"result": [{"api_key_id", "name"}]}.
+// list: GET /v3/api_keys[?limit=n] -> {"result": [{"name", "api_key_id"}]},
+// names and ids only (never the secrets), at most limit of them when the
+// optional limit is a positive integer. The order is unspecified, as in
+// the reference; the fake's is random.
 func (f *Server) list(w http.ResponseWriter, r *http.Request) {
 	if f.Intercept("list", w, r, f.writeError) {
 		return
@@ -206,9 +211,12 @@ func (f *Server) list(w http.ResponseWriter, r *http.Request) {
 	f.mu.Lock()
 	result := make([]map[string]string, 0, len(f.keys))
 	for _, k := range f.keys {
-		result = append(result, map[string]string{"api_key_id": k.id, "name": k.name})
+		result = append(result, map[string]string{"name": k.name, "api_key_id": k.id})
 	}
 	f.mu.Unlock()
+	if n, err := strconv.Atoi(r.URL.Query().Get("limit")); err == nil && n > 0 && n < len(result) {
+		result = result[:n]
+	}
 	writeJSON(w, http.StatusOK, map[string]any{"result": result})
 }
 
