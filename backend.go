@@ -81,7 +81,7 @@ type backend struct {
 }
 
 func newBackend(clock func() time.Time) *backend {
-	return newBackendOf(clock, smtpKind(), sshKind(), dkimKind())
+	return newBackendOf(clock, smtpKind(), sshKind(), dkimKind(), apiKeyKind())
 }
 
 // newBackendOf builds a backend that serves kinds. Production serves the
@@ -99,6 +99,7 @@ func newBackendOf(clock func() time.Time, kinds ...*secretKind) *backend {
 
 	paths := []*framework.Path{pathConfig(b), pathRotateTenant(b), pathRotateBulk(b), pathRotationStatus(b)}
 	paths = append(paths, pathRotateJobs(b)...)
+	paths = append(paths, pathProviders(b)...)
 	for _, k := range b.sortedKinds() {
 		paths = append(paths, pathsForKind(b, k)...)
 	}

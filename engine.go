@@ -129,6 +129,11 @@ func (b *backend) rotateLocked(ctx context.Context, s logical.Storage, ref secre
 	if r.JobID != "" && e.LastJob == r.JobID {
 		return e, &skipped{"already rotated by this job"}
 	}
+	// Only a caller with the new material rotates a manual class; jobs and
+	// the scheduler pass it by.
+	if c := ref.kind.classOf(e.Name); c.manual && (r.JobID != "" || r.Trigger == triggerTime || r.Trigger == triggerThreshold) {
+		return e, &skipped{fmt.Sprintf("a %s is made by hand in the provider's console: rotate it with the new one", c.title)}
+	}
 	if r.only != nil {
 		if why := r.only(e, ref.kind.policy(cfg, e.Name), now); why != "" {
 			return e, &skipped{why}

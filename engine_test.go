@@ -301,7 +301,7 @@ func (env *engEnv) fresh() *backend {
 	conf := logical.TestBackendConfig()
 	conf.StorageView = env.s
 	conf.Logger = hclog.New(&hclog.LoggerOptions{Output: env.logs, Level: hclog.Trace})
-	b := newBackendOf(env.clock.Now, smtpKind(), sshKind(), dkimKind(), fakeKind(env.out))
+	b := newBackendOf(env.clock.Now, smtpKind(), sshKind(), dkimKind(), apiKeyKind(), fakeKind(env.out))
 	if err := b.Setup(context.Background(), conf); err != nil {
 		env.t.Fatal(err)
 	}

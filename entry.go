@@ -206,10 +206,7 @@ func (e *secretEntry) addPending(material interface{}, by actor, now time.Time) 
 	if err != nil {
 		return nil, fmt.Errorf("encoding version: %w", err)
 	}
-	n := max(e.CurrentVersion, e.LastVersion) + 1
-	if last := len(e.Versions); last > 0 && e.Versions[last-1].Version >= n {
-		n = e.Versions[last-1].Version + 1
-	}
+	n := e.nextVersionNumber()
 	e.LastVersion = n // numbers of undone versions are not reused
 	e.Versions = append(e.Versions, secretVersion{
 		Version: n, CreatedTime: now, CreatedBy: by, Status: statusPending, StatusTime: now, Material: raw,
@@ -242,6 +239,16 @@ func (e *secretEntry) promote(n int, kind *secretKind, cfg *engineConfig, now ti
 	}
 	_, err := e.trim(kind, cfg, now)
 	return err
+}
+
+// nextVersionNumber is the number the next version gets: never one given
+// before, kept or not.
+func (e *secretEntry) nextVersionNumber() int {
+	n := max(e.CurrentVersion, e.LastVersion) + 1
+	if last := len(e.Versions); last > 0 && e.Versions[last-1].Version >= n {
+		n = e.Versions[last-1].Version + 1
+	}
+	return n
 }
 
 // dropPending removes the pending version: its rotation failed or was

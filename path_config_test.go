@@ -19,12 +19,18 @@ func TestConfig_DefaultsFromFeatureDocument(t *testing.T) {
 		"ssh_rotation_period": 90 * 86400, "ssh_alert_threshold": 14 * 86400, "ssh_grace_period": 86400,
 		"dkim_rotation_period": 365 * 86400, "dkim_alert_threshold": 30 * 86400, "dkim_grace_period": 2 * 86400,
 	}
+	// API keys: one policy per provider, the feature document's 90 days and
+	// 7-day alert; the previous key stays valid for a day.
+	for _, p := range []string{"mailgun", "postmark", "sendgrid", "ses"} {
+		want[p+"_rotation_period"], want[p+"_alert_threshold"], want[p+"_grace_period"] = 90*86400, 7*86400, 86400
+	}
 	for k, v := range want {
 		if got[k] != v {
 			t.Errorf("%s = %v, want %d", k, got[k], v)
 		}
 	}
-	risk := map[string]string{"smtp_risk_level": "medium", "ssh_risk_level": "high", "dkim_risk_level": "low"}
+	risk := map[string]string{"smtp_risk_level": "medium", "ssh_risk_level": "high", "dkim_risk_level": "low",
+		"mailgun_risk_level": "medium", "postmark_risk_level": "medium", "sendgrid_risk_level": "medium", "ses_risk_level": "medium"}
 	for k, v := range risk {
 		if got[k] != v {
 			t.Errorf("%s = %v, want %s", k, got[k], v)

@@ -66,6 +66,9 @@ func pathRotateSecret(b *backend, k *secretKind) *framework.Path {
 			"history with the reason, the incident_id and who asked for it. With revoke_previous=true every "+
 			"version that was valid before is revoked in the same change, and the history records that too.")
 	p.Fields["revoke_previous"] = revokePreviousField()
+	for name, f := range k.rotateFields {
+		p.Fields[name] = f
+	}
 	return p
 }
 
@@ -103,6 +106,14 @@ func (b *backend) rotateOne(k *secretKind) framework.OperationFunc {
 		ref, r, err := actionFrom(k, req, d)
 		if err != nil {
 			return nil, err
+		}
+		for name := range k.rotateFields {
+			if v, ok := d.GetOk(name); ok {
+				if r.Supplied == nil {
+					r.Supplied = map[string]interface{}{}
+				}
+				r.Supplied[name] = v
+			}
 		}
 		e, err := b.rotate(ctx, req.Storage, ref, r)
 		if err != nil {

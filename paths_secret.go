@@ -222,6 +222,9 @@ func (b *backend) secretWriter(k *secretKind, write writeFunc, view viewFunc) fr
 		if err != nil {
 			return nil, err
 		}
+		if err := settings.allowedFor(k.classOf(ref.name)); err != nil {
+			return nil, err
+		}
 		// The settings apply before the type's write, so that a max_versions
 		// sent with new material bounds the trim that material causes. A
 		// failed write saves nothing, settings included.
@@ -312,6 +315,20 @@ func commonSettingsFrom(d *framework.FieldData) (commonSettings, error) {
 		s.maxVersions = &n
 	}
 	return s, nil
+}
+
+// allowedFor refuses what a manual class cannot do: rotate by itself.
+func (s commonSettings) allowedFor(c policyClass) error {
+	if !c.manual {
+		return nil
+	}
+	if s.autoRotate != nil && *s.autoRotate {
+		return badInput("auto_rotate must be false for a %s: it is made by hand in the provider's console, so only rotate with the new one can replace it", c.title)
+	}
+	if s.maxUses != nil && *s.maxUses > 0 {
+		return badInput("max_uses must be 0 for a %s: it is made by hand in the provider's console and cannot be rotated automatically", c.title)
+	}
+	return nil
 }
 
 func (s commonSettings) apply(e *secretEntry, now time.Time) {
