@@ -175,7 +175,7 @@ func (b *backend) runSteps(ctx context.Context, s logical.Storage, e *secretEntr
 	if err != nil {
 		return nil, b.failed(ctx, s, e, kind, r, stepCreate, err)
 	}
-	if !kind.staged() {
+	if !kind.stagedFor(e) {
 		if err := e.rotateTo(material, kind, cfg, r, now); err != nil {
 			return nil, err
 		}

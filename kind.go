@@ -50,6 +50,10 @@ type secretKind struct {
 	// safe to call undo on a pending version whose set never ran or ran
 	// half way (a crash), using only what create recorded.
 	set func(ctx context.Context, b *backend, e *secretEntry, pending *secretVersion) error
+	// plain, when set, reports that rotations of e touch no outside system
+	// (an SMTP secret without a mail server driver): they finish in one
+	// storage write although the type has set and test steps.
+	plain func(e *secretEntry) bool
 	// test checks that the pending material works where it is used.
 	test func(ctx context.Context, b *backend, e *secretEntry, pending *secretVersion) error
 	// undo removes a pending credential that will never become current
@@ -103,6 +107,11 @@ type secretKind struct {
 // staged reports whether rotations of this type change an outside system,
 // and so run as separate steps with a write-ahead log.
 func (k *secretKind) staged() bool { return k.set != nil || k.test != nil }
+
+// stagedFor reports whether rotations of e run as separate steps.
+func (k *secretKind) stagedFor(e *secretEntry) bool {
+	return k.staged() && (k.plain == nil || !k.plain(e))
+}
 
 func (k *secretKind) settingPrefix() string {
 	if k.configPrefix != "" {

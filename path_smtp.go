@@ -35,6 +35,12 @@ type smtpSettings struct {
 	Port       int    `json:"port"`
 	Encryption string `json:"encryption"`
 	WebmailURL string `json:"webmail_url,omitempty"`
+	// The mail server driver (smtp_driver.go).
+	Driver  string `json:"driver,omitempty"`
+	APIURL  string `json:"api_url,omitempty"`
+	Account string `json:"account,omitempty"`
+	Verify  *bool  `json:"verify,omitempty"`
+	CACert  string `json:"ca_cert,omitempty"`
 }
 
 // smtpMaterial is one version: a changed username or password is a new one.
@@ -51,6 +57,10 @@ func smtpKind() *secretKind {
 		defaults: typePolicy{RotationPeriod: 30 * day, AlertThreshold: 7 * day, RiskLevel: "medium"},
 		paths:    pathSMTP,
 		create:   generateSMTPVersion,
+		set:      setSMTPPassword,
+		test:     testSMTPLogin,
+		undo:     undoSMTPPassword,
+		plain:    smtpPlain,
 		// A revoked password (rotate with revoke_previous) is destroyed:
 		// version=N of it reads as revoked, without a password.
 		onRevoke: destroySMTPPassword,
@@ -85,6 +95,9 @@ func pathSMTP(b *backend, k *secretKind) []*framework.Path {
 			AllowedValues: []interface{}{"none", "starttls", "tls"}},
 		"webmail_url": {Type: framework.TypeString,
 			Description: fmt.Sprintf("Optional webmail address (http or https URL, at most %d characters).", maxWebmailURLLen)},
+	}
+	for name, f := range smtpServerFields() {
+		fields[name] = f
 	}
 	return []*framework.Path{
 		secretPath(b, k, fields, writeSMTP, viewSMTP, "Create, read, update and delete an SMTP credential.", smtpHelp),
@@ -129,6 +142,9 @@ func writeSMTP(ctx context.Context, b *backend, req *logical.Request, d *framewo
 		settings.WebmailURL = strings.TrimSpace(v.(string))
 	}
 	if err := validateWebmailURL(settings.WebmailURL); err != nil {
+		return err
+	}
+	if err := b.applyServerFields(ctx, d, &settings); err != nil {
 		return err
 	}
 	if v, ok := d.GetOk("username"); ok {
@@ -222,6 +238,14 @@ func viewSMTP(e *secretEntry, v *secretVersion, withSecrets bool) (map[string]in
 		"encryption":         s.Encryption,
 		"webmail_url":        s.WebmailURL,
 		"password_generated": m.Generated,
+		"driver":             s.Driver,
+		"api_url":            s.APIURL,
+		"account":            s.Account,
+		"verify":             s.verifies(),
+		"ca_cert":            s.CACert,
+	}
+	if s.Driver == "" {
+		out["driver"] = "none"
 	}
 	if withSecrets && v.Status != statusRevoked {
 		out["password"] = m.Password
