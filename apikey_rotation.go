@@ -187,6 +187,7 @@ func (b *backend) keyDriver(ctx context.Context, e *secretEntry) (provider.Drive
 			return nil, fmt.Errorf("account %q is not a %s credential in config/providers", s.Account, svc.name)
 		}
 		ep.Auth = provider.Key{ID: c.ID, Secret: c.Secret}
+		ep.BaseURL = c.BaseURL // the credential goes to its own API root only
 	} else {
 		var cur apiKeyMaterial
 		if err := decodeMaterial(e.current(), &cur); err != nil {

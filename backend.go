@@ -112,7 +112,7 @@ func newBackendOf(clock func() time.Time, kinds ...*secretKind) *backend {
 		BackendType: logical.TypeLogical,
 		PathsSpecial: &logical.Paths{
 			// Everything under these prefixes is secret material or policy.
-			SealWrapStorage: []string{configStoragePath, secretsStoragePrefix},
+			SealWrapStorage: []string{configStoragePath, providersStoragePrefix, secretsStoragePrefix},
 		},
 		Paths:             paths,
 		PeriodicFunc:      b.periodic,

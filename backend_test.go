@@ -314,13 +314,41 @@ func TestFactory_ServesHelp(t *testing.T) {
 func TestPathsSpecial_SealWrapsSecretMaterial(t *testing.T) {
 	env := newTestEnv(t)
 	wrapped := env.b.SpecialPaths().SealWrapStorage
-	for _, want := range []string{secretsStoragePrefix, configStoragePath} {
+	for _, want := range []string{secretsStoragePrefix, configStoragePath, providersStoragePrefix} {
 		found := false
 		for _, w := range wrapped {
 			found = found || w == want
 		}
 		if !found {
 			t.Errorf("storage prefix %q is not seal-wrapped (have %v)", want, wrapped)
+		}
+	}
+}
+
+// sealWrapped applies Vault's rule for SealWrapStorage: exact match, or a
+// prefix when the entry ends with "/".
+func sealWrapped(rules []string, key string) bool {
+	for _, r := range rules {
+		if key == r || (strings.HasSuffix(r, "/") && strings.HasPrefix(key, r)) {
+			return true
+		}
+	}
+	return false
+}
+
+// Every stored key that holds a credential, the provider credentials
+// included, falls under a seal-wrap rule as Vault matches them.
+func TestPathsSpecial_EveryCredentialKeyIsSealWrapped(t *testing.T) {
+	env := newTestEnv(t)
+	env.ok(logical.UpdateOperation, "config", map[string]interface{}{"max_versions": 3})
+	env.ok(logical.UpdateOperation, "config/providers/sg", map[string]interface{}{"provider": "sendgrid", "api_key": "SG.admin"})
+	env.ok(logical.CreateOperation, "smtp/t1/m1", map[string]interface{}{"username": "a@example.com", "host": "smtp.example.com"})
+	for _, key := range env.storedKeys() {
+		if strings.HasPrefix(key, "index/") || strings.HasPrefix(key, "jobs") || strings.HasPrefix(key, "job-") {
+			continue // names and times, no credential
+		}
+		if !sealWrapped(env.b.SpecialPaths().SealWrapStorage, key) {
+			t.Errorf("stored key %q is not seal-wrapped", key)
 		}
 	}
 }

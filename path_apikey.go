@@ -220,6 +220,7 @@ func writeAPIKey(ctx context.Context, b *backend, req *logical.Request, d *frame
 			return err
 		}
 	}
+	prevURL := settings.BaseURL
 	next := cur
 	next.Key.Scopes = slices.Clone(cur.Key.Scopes)
 	if err := applyAPIKeyFields(d, svc, &settings, &next); err != nil {
@@ -227,6 +228,9 @@ func writeAPIKey(ctx context.Context, b *backend, req *logical.Request, d *frame
 	}
 	if err := b.checkAPIKey(ctx, req.Storage, svc, settings, next); err != nil {
 		return err
+	}
+	if _, newSecret := d.GetOk(svc.secretField); !creating && !newSecret && settings.BaseURL != prevURL {
+		return badInput("base_url can change only together with a new %s: the current key would be sent to the new URL", svc.secretField)
 	}
 	raw, err := json.Marshal(settings)
 	if err != nil {
@@ -337,7 +341,7 @@ func (b *backend) checkAPIKey(ctx context.Context, s logical.Storage, svc *keySe
 			return badInput("invalid base_url %s: %v", quoteShort(settings.BaseURL), err)
 		}
 	}
-	if err := b.checkAccount(ctx, s, svc, settings.Account); err != nil {
+	if err := b.checkAccount(ctx, s, svc, settings); err != nil {
 		return err
 	}
 	if svc.check != nil {
@@ -349,8 +353,11 @@ func (b *backend) checkAPIKey(ctx context.Context, s logical.Storage, svc *keySe
 func isControl(r rune) bool { return r < 0x20 || r == 0x7f }
 
 // checkAccount refuses an account that does not exist or belongs to another
-// provider: a rotation would fail with it, long after the write.
-func (b *backend) checkAccount(ctx context.Context, s logical.Storage, svc *keyService, name string) error {
+// provider (a rotation would fail with it, long after the write), and a
+// base_url other than the account's: the account's credential is sent to
+// its own API root only.
+func (b *backend) checkAccount(ctx context.Context, s logical.Storage, svc *keyService, settings apiKeySettings) error {
+	name := settings.Account
 	if name == "" {
 		return nil
 	}
@@ -369,6 +376,9 @@ func (b *backend) checkAccount(ctx context.Context, s logical.Storage, svc *keyS
 	}
 	if c.Provider != svc.name {
 		return badInput("account %s is a %s credential, not %s", quoteShort(name), c.Provider, svc.name)
+	}
+	if settings.BaseURL != "" && settings.BaseURL != c.BaseURL {
+		return badInput("base_url must be empty or the base_url of account %s: its credential is sent to that URL only", quoteShort(name))
 	}
 	return nil
 }

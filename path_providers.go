@@ -8,6 +8,8 @@ import (
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/penguinmails/vault-plugin-penguinmails/internal/provider"
 )
 
 // providersStoragePrefix holds the mount's own provider credentials: the
@@ -23,6 +25,9 @@ type providerCredential struct {
 	// secret (an IAM access key id).
 	ID          string    `json:"id,omitempty"`
 	Secret      string    `json:"secret"`
+	// BaseURL is the only API root this credential is ever sent to: a
+	// secret that names the credential cannot point it elsewhere.
+	BaseURL     string    `json:"base_url,omitempty"`
 	CreatedTime time.Time `json:"created_time"`
 	UpdatedTime time.Time `json:"updated_time"`
 }
@@ -52,6 +57,9 @@ func pathProviders(b *backend) []*framework.Path {
 			Description: "SES: that access key's secret."},
 		"api_token": {Type: framework.TypeString, DisplayAttrs: &framework.DisplayAttributes{Sensitive: true},
 			Description: "Mailu: an API token of the admin API (API_TOKEN in mailu.env)."},
+		"base_url": {Type: framework.TypeString,
+			Description: "The only API root the credential is sent to (https, or http to a loopback address). Mailu: required, " +
+				"e.g. https://mail.example.com/api. Others: default the provider's public API for the secret's region."},
 	}
 	return []*framework.Path{
 		{
@@ -149,6 +157,14 @@ func (b *backend) writeProvider(ctx context.Context, req *logical.Request, d *fr
 			return nil, err
 		}
 	}
+	if v, ok := d.GetOk("base_url"); ok {
+		c.BaseURL = strings.TrimSpace(v.(string))
+	}
+	if c.BaseURL != "" || c.Provider == "mailu" {
+		if _, err := provider.CheckBaseURL(c.BaseURL); err != nil {
+			return nil, badInput("invalid base_url %s: %v", quoteShort(c.BaseURL), err)
+		}
+	}
 	c.UpdatedTime = now
 	entry, err := logical.StorageEntryJSON(providersStoragePrefix+name, c)
 	if err != nil {
@@ -168,6 +184,9 @@ func (b *backend) readProvider(ctx context.Context, req *logical.Request, d *fra
 	if c.ID != "" {
 		data["access_key_id"] = c.ID
 	}
+	if c.BaseURL != "" {
+		data["base_url"] = c.BaseURL
+	}
 	return &logical.Response{Data: data}, nil
 }
 
@@ -182,7 +201,12 @@ seal-wrapped storage and never returned by a read.
   vault write penguinmails/config/providers/sendgrid-main provider=sendgrid api_key=SG.xxx
   vault write penguinmails/config/providers/aws-iam provider=ses \
       access_key_id=AKIA... secret_access_key=...
-  vault write penguinmails/config/providers/mailu-1 provider=mailu api_token=...
+  vault write penguinmails/config/providers/mailu-1 provider=mailu api_token=... \
+      base_url=https://mail.example.com/api
+
+A credential is sent only to its own base_url: a secret that names it
+cannot point it elsewhere (its base_url or api_url must be empty or the
+same).
 
 An API key secret names one in its account field; its rotations then create
 and delete keys with it. Without an account a secret's own current key

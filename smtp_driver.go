@@ -34,7 +34,7 @@ func smtpServerFields() map[string]*framework.FieldSchema {
 		"driver": {Type: framework.TypeString, AllowedValues: []interface{}{"none", "mailu"},
 			Description: "Where a rotation sets the new password: none (only Vault's copy changes; default) or mailu (Mailu's admin API)."},
 		"api_url": {Type: framework.TypeString,
-			Description: "driver=mailu: the Mailu API root, for example https://mail.example.com/api (https, or http to a loopback address)."},
+			Description: "driver=mailu: the Mailu API root; empty or the base_url of the account, to which alone its token is sent."},
 		"account": {Type: framework.TypeString,
 			Description: "driver=mailu: name of a config/providers entry with provider=mailu holding the API token."},
 		"verify": {Type: framework.TypeBool,
@@ -73,13 +73,8 @@ func (b *backend) applyServerFields(ctx context.Context, d *framework.FieldData,
 		if s.verifies() {
 			return badInput("verify=true needs a driver: with driver=none a rotation changes only Vault's copy, which the server would refuse")
 		}
-	} else {
-		if _, err := provider.CheckBaseURL(s.APIURL); err != nil {
-			return badInput("invalid api_url %s: %v", quoteShort(s.APIURL), err)
-		}
-		if err := b.checkMailuAccount(ctx, s.Account); err != nil {
-			return err
-		}
+	} else if err := b.checkMailuAccount(ctx, s.Account, s.APIURL); err != nil {
+		return err
 	}
 	if s.CACert != "" {
 		if len(s.CACert) > maxCACertLen {
@@ -114,8 +109,10 @@ func (s *smtpSettings) rootCAs() (*x509.CertPool, error) {
 	return pool, nil
 }
 
-// checkMailuAccount refuses an account that is missing or not a Mailu one.
-func (b *backend) checkMailuAccount(ctx context.Context, name string) error {
+// checkMailuAccount refuses an account that is missing or not a Mailu one,
+// and an api_url other than the account's: the token is sent to that URL
+// only.
+func (b *backend) checkMailuAccount(ctx context.Context, name, apiURL string) error {
 	if name == "" {
 		return badInput("account is required with driver=mailu: the config/providers entry holding Mailu's API token")
 	}
@@ -128,6 +125,9 @@ func (b *backend) checkMailuAccount(ctx context.Context, name string) error {
 	}
 	if c == nil || c.Provider != "mailu" {
 		return badInput("account %s is not a mailu credential in config/providers", quoteShort(name))
+	}
+	if apiURL != "" && apiURL != c.BaseURL {
+		return badInput("api_url must be empty or the base_url of account %s (%s): its token is sent to that URL only", quoteShort(name), c.BaseURL)
 	}
 	return nil
 }
@@ -184,7 +184,7 @@ func (b *backend) mailServer(ctx context.Context, s *smtpSettings) (provider.Mai
 	if err != nil {
 		return nil, err
 	}
-	return mailu.New(s.APIURL, c.Secret, client)
+	return mailu.New(c.BaseURL, c.Secret, client)
 }
 
 func (s *smtpSettings) httpClient() (*http.Client, error) {

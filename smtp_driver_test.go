@@ -35,7 +35,8 @@ func newMailStack(t *testing.T, mode smtpfake.Mode) *mailStack {
 func (m *mailStack) writeMailuSecret(env *testEnv, encryption string, extra map[string]interface{}) {
 	env.t.Helper()
 	m.mailu.AddUser("admin@example.com", "old-password-1")
-	env.ok(logical.UpdateOperation, "config/providers/mailu-1", map[string]interface{}{"provider": "mailu", "api_token": m.mailu.Token()})
+	env.ok(logical.UpdateOperation, "config/providers/mailu-1", map[string]interface{}{"provider": "mailu", "api_token": m.mailu.Token(),
+		"base_url": m.mailu.URL()})
 	host, port := m.smtp.Addr()
 	data := map[string]interface{}{
 		"username": "admin@example.com", "password": "old-password-1", "host": host, "port": port,
@@ -133,6 +134,8 @@ func TestSMTPDriver_NoneRotatesInOneWrite(t *testing.T) {
 func TestSMTPDriver_BadSettings(t *testing.T) {
 	env := newTestEnv(t)
 	env.ok(logical.UpdateOperation, "config/providers/sg", map[string]interface{}{"provider": "sendgrid", "api_key": "SG.x"})
+	env.ok(logical.UpdateOperation, "config/providers/mailu-1", map[string]interface{}{"provider": "mailu", "api_token": "t",
+		"base_url": "https://mail.example.com/api"})
 	base := map[string]interface{}{"username": "a@example.com", "host": "smtp.example.com"}
 	for _, tc := range []struct {
 		data map[string]interface{}
@@ -141,7 +144,7 @@ func TestSMTPDriver_BadSettings(t *testing.T) {
 		{map[string]interface{}{"driver": "postfix"}, "driver"},
 		{map[string]interface{}{"driver": "mailu", "account": "sg", "api_url": "https://mail.example.com/api"}, "account"},
 		{map[string]interface{}{"driver": "mailu", "api_url": "https://mail.example.com/api"}, "account is required"},
-		{map[string]interface{}{"driver": "mailu", "api_url": "http://mail.example.com/api", "account": "sg"}, "api_url"},
+		{map[string]interface{}{"driver": "mailu", "api_url": "https://evil.example.com/api", "account": "mailu-1"}, "api_url must be empty or the base_url"},
 		{map[string]interface{}{"verify": true}, "verify=true needs a driver"},
 		{map[string]interface{}{"api_url": "https://mail.example.com/api"}, "driver=mailu only"},
 		{map[string]interface{}{"ca_cert": "not a certificate"}, "ca_cert"},
