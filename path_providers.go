@@ -23,8 +23,8 @@ type providerCredential struct {
 	Provider string `json:"provider"`
 	// ID is what the provider knows the credential by, when it is not
 	// secret (an IAM access key id).
-	ID          string    `json:"id,omitempty"`
-	Secret      string    `json:"secret"`
+	ID     string `json:"id,omitempty"`
+	Secret string `json:"secret"`
 	// BaseURL is the only API root this credential is ever sent to: a
 	// secret that names the credential cannot point it elsewhere.
 	BaseURL     string    `json:"base_url,omitempty"`
