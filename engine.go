@@ -323,7 +323,23 @@ func (e *secretEntry) finishRotation(n int, kind *secretKind, cfg *engineConfig,
 	return err
 }
 
+// haltError is a step failure that retrying cannot fix (an OAuth grant the
+// provider no longer honours): automatic rotation stops, in state, until a
+// person acts and a new version ends it.
+type haltError struct {
+	state string
+	err   error
+}
+
+func (h *haltError) Error() string { return h.state + ": " + h.err.Error() }
+func (h *haltError) Unwrap() error { return h.err }
+
+// retryHinter is an error that knows when a retry may succeed (a provider's
+// Retry-After).
+type retryHinter interface{ RetryDelay() time.Duration }
+
 func (e *secretEntry) clearFailures() {
+	e.Halted, e.HaltedTime = "", time.Time{}
 	e.LastRotationError, e.LastRotationErrorTime, e.LastRotationErrorStep = "", time.Time{}, ""
 	e.RotationFailures, e.NextAttempt = 0, time.Time{}
 }
@@ -361,8 +377,15 @@ func (b *backend) failed(ctx context.Context, s logical.Storage, e *secretEntry,
 	}
 	now := b.now()
 	e.noteFailure(r, step, stepErr, now, cfg)
+	var h *haltError
+	if errors.As(stepErr, &h) {
+		e.Halted, e.HaltedTime = h.state, now
+	}
 	if err := b.store(ctx, s, e, kind, cfg, now); err != nil {
 		return err
+	}
+	if h != nil {
+		b.emit(ctx, "halted", e, "state", h.state)
 	}
 	b.Logger().Warn("rotation failed", "secret", kind.Name+"/"+e.Tenant+"/"+e.Name, "trigger", r.Trigger, "step", step,
 		"failures", e.RotationFailures, "next_attempt", formatTime(e.NextAttempt), "error", stepErr)
@@ -376,6 +399,10 @@ func (e *secretEntry) noteFailure(r rotation, step string, err error, now time.T
 	e.LastRotationError, e.LastRotationErrorTime, e.LastRotationErrorStep = err.Error(), now, step
 	e.RotationFailures++
 	e.NextAttempt = now.Add(retryDelay(e.RotationFailures))
+	var hint retryHinter
+	if errors.As(err, &hint) && now.Add(hint.RetryDelay()).After(e.NextAttempt) {
+		e.NextAttempt = now.Add(hint.RetryDelay()) // the provider asked for longer
+	}
 	row := historyEntry{
 		Time: now, Operation: "rotate", Trigger: r.Trigger, Reason: r.Reason, IncidentID: r.IncidentID, Actor: r.Actor,
 		Result: "failed", Step: step, JobID: r.JobID, FromVersion: e.CurrentVersion, ToVersion: e.CurrentVersion, Error: err.Error(),

@@ -126,6 +126,14 @@ type secretEntry struct {
 	// LastRotationErrorStep is the step that failed: create, set, test or
 	// finish.
 	LastRotationErrorStep string `json:"last_rotation_error_step,omitempty"`
+	// DueAt, when set, is a due time the type derives from the material (an
+	// OAuth access token's expiry less the refresh lead): the secret is due
+	// then, or at the end of its period if that comes first.
+	DueAt time.Time `json:"due_at,omitempty"`
+	// Halted says why automatic rotation stopped until a person acts (an
+	// OAuth grant the provider no longer honours); HaltedTime is when.
+	Halted     string    `json:"halted,omitempty"`
+	HaltedTime time.Time `json:"halted_time,omitempty"`
 	// RotationFailures counts automatic rotations failed in a row;
 	// NextAttempt is when the next one may run (exponential backoff).
 	RotationFailures int       `json:"rotation_failures,omitempty"`

@@ -99,7 +99,7 @@ func indexKeysFor(e *secretEntry, kind *secretKind, cfg *engineConfig, now time.
 	next := e.nextRotation(kind.policy(cfg, e.Name))
 	keys := indexKeys{
 		Due:     indexDuePrefix + dayBucket(next) + "/" + itemName(next, e.Kind, e.Tenant, e.Name),
-		Failing: e.LastRotationError != "" || e.removalsFailing(),
+		Failing: e.LastRotationError != "" || e.Halted != "" || e.removalsFailing(),
 	}
 	if at := e.nextWork(kind, cfg); !at.IsZero() {
 		bucket := at

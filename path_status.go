@@ -253,7 +253,7 @@ func secretStatusRow(e *secretEntry, k *secretKind, cfg *engineConfig, now time.
 		"type": k.Name, "tenant": e.Tenant, "name": e.Name, "path": k.Name + "/" + e.Tenant + "/" + e.Name,
 		"last_rotated": formatTime(e.LastRotated), "next_rotation": formatTime(e.nextRotation(pol)),
 		"status": e.rotationStatus(pol, now), "risk_level": pol.RiskLevel, "auto_rotate": e.AutoRotate,
-		"failing": e.LastRotationError != "" || e.removalsFailing(), "last_error": e.LastRotationError, "rotation_failures": e.RotationFailures,
+		"failing": e.LastRotationError != "" || e.Halted != "" || e.removalsFailing(), "halted": e.Halted, "last_error": e.LastRotationError, "rotation_failures": e.RotationFailures,
 		"pending_removals": len(e.Removals),
 	}
 }

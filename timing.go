@@ -60,8 +60,17 @@ func (e *secretEntry) effectivePeriod(pol typePolicy) time.Duration {
 // the secret. A secret's own rotation_schedule wins over any period.
 func (e *secretEntry) nextRotation(pol typePolicy) time.Time {
 	if e.LastRotated.IsZero() {
-		return time.Time{}
+		return e.DueAt
 	}
+	next := e.scheduledRotation(pol)
+	if !e.DueAt.IsZero() && (next.IsZero() || e.DueAt.Before(next)) {
+		return e.DueAt
+	}
+	return next
+}
+
+// scheduledRotation is the due time of the period or schedule alone.
+func (e *secretEntry) scheduledRotation(pol typePolicy) time.Time {
 	if e.RotationSchedule != "" {
 		next, err := parseSchedule(e.RotationSchedule)
 		if err != nil {
@@ -109,7 +118,7 @@ func (e *secretEntry) overUses() bool { return e.MaxUses > 0 && e.Uses >= e.MaxU
 // once.
 func (e *secretEntry) dueTrigger(pol typePolicy, now time.Time) string {
 	cur := e.current()
-	if cur == nil || cur.Status != statusActive || e.pending() != nil || now.Before(e.NextAttempt) {
+	if cur == nil || cur.Status != statusActive || e.pending() != nil || e.Halted != "" || now.Before(e.NextAttempt) {
 		return ""
 	}
 	if e.overUses() {
@@ -150,7 +159,7 @@ func (e *secretEntry) nextWork(kind *secretKind, cfg *engineConfig) time.Time {
 	}
 	earlier(e.alertStart(pol))
 	earlier(e.nextRemoval())
-	if cur := e.current(); cur != nil && cur.Status == statusActive && e.pending() == nil {
+	if cur := e.current(); cur != nil && cur.Status == statusActive && e.pending() == nil && e.Halted == "" {
 		var rotateAt time.Time
 		switch {
 		case e.overUses():
@@ -182,6 +191,9 @@ func rotationView(e *secretEntry, pol typePolicy, now time.Time) map[string]inte
 		"last_rotation_error":        e.LastRotationError,
 		"max_uses":                   e.MaxUses,
 		"uses":                       e.Uses,
+	}
+	if e.Halted != "" {
+		out["halted"], out["halted_time"] = e.Halted, formatTime(e.HaltedTime)
 	}
 	if e.RotationFailures > 0 {
 		out["rotation_failures"] = e.RotationFailures

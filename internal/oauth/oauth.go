@@ -199,6 +199,10 @@ func (e *Error) Error() string {
 
 func (e *Error) Unwrap() error { return e.Err }
 
+// RetryDelay is how long the server asked to wait before a retry (its
+// Retry-After); zero when it did not say.
+func (e *Error) RetryDelay() time.Duration { return e.RetryAfter }
+
 // NeedsReauthorization reports a grant the server no longer honours
 // (invalid_grant: revoked, expired, or the user changed their password):
 // only a new consent helps, and retrying never will.

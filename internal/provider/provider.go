@@ -126,6 +126,10 @@ func (e *Error) Error() string {
 
 func (e *Error) Unwrap() error { return e.Err }
 
+// RetryDelay is how long the server asked to wait before a retry (its
+// Retry-After); zero when it did not say.
+func (e *Error) RetryDelay() time.Duration { return e.RetryAfter }
+
 // Temporary reports whether the call may succeed if retried: a rate limit,
 // a server error or no answer at all.
 func (e *Error) Temporary() bool {
