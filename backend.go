@@ -81,7 +81,7 @@ type backend struct {
 }
 
 func newBackend(clock func() time.Time) *backend {
-	return newBackendOf(clock, smtpKind(), sshKind(), dkimKind(), apiKeyKind())
+	return newBackendOf(clock, smtpKind(), sshKind(), dkimKind(), apiKeyKind(), oauthKind())
 }
 
 // newBackendOf builds a backend that serves kinds. Production serves the

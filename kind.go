@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/logical"
 )
 
 // secretKind describes one secret type. Everything a type does differently
@@ -75,6 +76,10 @@ type secretKind struct {
 	// them as supplied.
 	rotateFields map[string]*framework.FieldSchema
 
+	// beforeRead, when set, runs before a read of the current version and
+	// returns the entry to show: it may rotate first (an OAuth access token
+	// that expires too soon is refreshed) or refuse the read with an error.
+	beforeRead func(ctx context.Context, b *backend, s logical.Storage, ref secretRef, e *secretEntry, d *framework.FieldData) (*secretEntry, error)
 	// onNewVersion, when set, runs after a version v became current, for
 	// what the type keeps about every version it ever had (DKIM: the
 	// selectors, which are never reused).

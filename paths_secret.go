@@ -148,6 +148,14 @@ func (b *backend) secretReader(k *secretKind, view viewFunc) framework.Operation
 		if err != nil || e == nil {
 			return nil, err
 		}
+		if k.beforeRead != nil && d.Get("version").(int) == 0 {
+			// The type may bring the current version up to date first (an
+			// OAuth access token about to expire is refreshed).
+			if e, err = k.beforeRead(ctx, b, req.Storage, ref, e, d); err != nil || e == nil {
+				return nil, err
+			}
+			now = b.now()
+		}
 		v, err := pickVersion(e, d.Get("version").(int))
 		if err != nil {
 			return nil, err

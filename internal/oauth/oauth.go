@@ -10,11 +10,13 @@ package oauth
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -159,6 +161,11 @@ func (c Config) token(t *oauth2.Token, oldRefresh string) Token {
 		out.RefreshToken = oldRefresh
 	}
 	out.RefreshRotated = oldRefresh != "" && out.RefreshToken != oldRefresh
+	// x/oauth2 counts expires_in from the wall clock; the engine's clock
+	// decides (tests inject one).
+	if secs, ok := expiresIn(t.Extra("expires_in")); ok {
+		out.Expiry = c.now().Add(time.Duration(secs) * time.Second)
+	}
 	if out.Expiry.IsZero() {
 		out.Expiry, out.ExpiryDefaulted = c.now().Add(c.DefaultTTL), true
 	}
@@ -166,6 +173,21 @@ func (c Config) token(t *oauth2.Token, oldRefresh string) Token {
 		out.Scopes = strings.Fields(s)
 	}
 	return out
+}
+
+// expiresIn reads expires_in as the server sent it: a JSON number or a
+// numeric string; zero or negative is none.
+func expiresIn(v interface{}) (int64, bool) {
+	var n int64
+	switch x := v.(type) {
+	case float64:
+		n = int64(x)
+	case json.Number:
+		n, _ = x.Int64()
+	case string:
+		n, _ = strconv.ParseInt(x, 10, 64)
+	}
+	return n, n > 0
 }
 
 // Error is a failed call to the token endpoint.
