@@ -3,6 +3,7 @@ package penguinmails
 import (
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"io"
 	"mime"
 	"mime/multipart"
@@ -864,5 +865,99 @@ func TestAPIKey_SendGridIDsMayBeginWithDashOrUnderscore(t *testing.T) {
 		if msg := env.badRequest(logical.UpdateOperation, "api-keys/t1/sendgrid", map[string]interface{}{"api_key": "SG.y", "api_key_id": id}); !strings.Contains(msg, "api_key_id") {
 			t.Errorf("id %q: %s", id, msg)
 		}
+	}
+}
+
+// A key the provider made whose id the engine lost (storage failed between
+// the provider's answer and the engine's write) is found by the rollback
+// (provider.Finder: by its unique name, or its IAM user and creation time)
+// and deleted: nothing stays valid at the provider that Vault does not
+// hold.
+func TestAPIKey_KeyLostBeforeItsIDWasStoredIsFoundAndDeleted(t *testing.T) {
+	for _, service := range []string{"sendgrid", "mailgun", "ses"} {
+		t.Run(service, func(t *testing.T) {
+			env := newEngEnv(t)
+			// The providers stamp keys with the real time; Find compares it
+			// with the pending version's time.
+			env.clock.Advance(time.Since(env.clock.Now()))
+			rig := newKeyRig(t, env, service, false)
+			env.ok(logical.CreateOperation, rig.path(), rig.data)
+
+			entryKey := secretStorageKey("api-keys", "t1", service)
+			puts := 0
+			env.s.setFailPut(func(key string) error {
+				if key == entryKey {
+					if puts++; puts == 2 { // the pending version is stored, set runs, its id is not
+						return errors.New("storage unavailable")
+					}
+				}
+				return nil
+			})
+			if code, msg := env.status(logical.UpdateOperation, rig.path()+"/rotate", nil); code != 500 {
+				t.Fatalf("rotate with a failing store: %d %s", code, msg)
+			}
+			env.s.setFailPut(nil)
+			if n := len(rig.fake.Live()); n != 2 {
+				t.Fatalf("%d keys at the provider, want the current one and the orphan", n)
+			}
+			if len(env.wals()) != 1 {
+				t.Fatalf("WALs %v, want the rotation's", env.wals())
+			}
+
+			if err := env.rollback(env.b); err != nil {
+				t.Fatalf("rollback: %v", err)
+			}
+			rig.wantLive(t, rig.current.Secret)
+			deletes := rig.fake.Requests("delete")
+			if len(deletes) != 1 || rig.deletedID(t, deletes[0]) == rig.current.ID {
+				t.Fatalf("%d delete requests, want one of the orphan", len(deletes))
+			}
+			if len(env.wals()) != 0 {
+				t.Fatalf("WALs left: %v", env.wals())
+			}
+			got := env.ok(logical.ReadOperation, rig.path(), nil)
+			if got["current_version"] != 1 || got[rig.secretField] != rig.current.Secret {
+				t.Fatalf("after the rollback: current_version %v", got["current_version"])
+			}
+			if e := env.entry("api-keys", "t1", service); e.pending() != nil {
+				t.Fatal("a pending version is left")
+			}
+		})
+	}
+}
+
+// A write that corrects the secret of a key but keeps its id (a typo in
+// the first write) makes a new version of the same provider key: when the
+// old version's overlap ends, the key it names is the current one, and it
+// must not be deleted at the provider.
+func TestAPIKey_CorrectedWriteNeverDeletesTheCurrentKey(t *testing.T) {
+	for _, service := range []string{"sendgrid", "ses"} {
+		t.Run(service, func(t *testing.T) {
+			env := newEngEnv(t)
+			rig := newKeyRig(t, env, service, false)
+			typo := map[string]interface{}{}
+			for k, v := range rig.data {
+				typo[k] = v
+			}
+			typo[rig.secretField] = rig.current.Secret[:len(rig.current.Secret)-1] + "A"
+			if typo[rig.secretField] == rig.current.Secret {
+				typo[rig.secretField] = rig.current.Secret[:len(rig.current.Secret)-1] + "B"
+			}
+			env.ok(logical.CreateOperation, rig.path(), typo)
+			env.ok(logical.UpdateOperation, rig.path(), map[string]interface{}{rig.secretField: rig.current.Secret})
+			if got := env.ok(logical.ReadOperation, rig.path(), nil); got["version"] != 2 || got[rig.idField] != rig.current.ID {
+				t.Fatalf("corrected write: version %v", got["version"])
+			}
+			env.clock.Advance(day + time.Minute)
+			env.tick(env.b)
+			rig.wantLive(t, rig.current.Secret)
+			if n := len(rig.fake.Requests("delete")); n != 0 {
+				t.Fatalf("%d delete requests of the key in use", n)
+			}
+			got := env.ok(logical.ReadOperation, rig.path(), nil)
+			if rows, _ := got["pending_removals"].([]interface{}); len(rows) != 0 {
+				t.Fatalf("pending_removals %v", rows)
+			}
+		})
 	}
 }
