@@ -961,3 +961,67 @@ func TestAPIKey_CorrectedWriteNeverDeletesTheCurrentKey(t *testing.T) {
 		})
 	}
 }
+
+// rotate takes server_token for Postmark only, and checks it like a write.
+func TestAPIKey_RotateServerTokenRules(t *testing.T) {
+	env := newTestEnv(t)
+	postmarkSecret(t, env)
+	env.ok(logical.CreateOperation, "api-keys/t1/sendgrid", map[string]interface{}{"api_key": "SG.a.b", "api_key_id": "id1", "scopes": "mail.send"})
+	if msg := env.badRequest(logical.UpdateOperation, "api-keys/t1/sendgrid/rotate", map[string]interface{}{"server_token": "x"}); !strings.Contains(msg, "server_token") {
+		t.Errorf("server_token on a sendgrid rotate: %q", msg)
+	}
+	if msg := env.badRequest(logical.UpdateOperation, "api-keys/t1/postmark/rotate", map[string]interface{}{"server_token": "two words"}); !strings.Contains(msg, "server_token") || strings.Contains(msg, "two words") {
+		t.Errorf("server_token with a space: %q", msg)
+	}
+	for _, p := range []string{"api-keys/t1/sendgrid", "api-keys/t1/postmark"} {
+		if got := env.ok(logical.ReadOperation, p, nil); got["current_version"] != 1 || got["last_rotation_error"] != "" {
+			t.Errorf("%s after refused rotations: version %v, error %q", p, got["current_version"], got["last_rotation_error"])
+		}
+	}
+}
+
+// A removal that fails (the account's key no longer works, and the
+// provider quotes it) stays queued with its error, is reported failing,
+// and neither the error nor the log carries a key.
+func TestAPIKey_FailingRemovalIsShownWithoutSecrets(t *testing.T) {
+	env := newEngEnv(t)
+	rig := newKeyRig(t, env, "sendgrid", true)
+	f := rig.fake.(*sendgridfake.Server)
+	env.ok(logical.CreateOperation, rig.path(), rig.data)
+	env.ok(logical.UpdateOperation, rig.path()+"/rotate", nil)
+	newSecret := env.ok(logical.ReadOperation, rig.path(), nil)["api_key"].(string)
+
+	f.EchoSecrets(true)
+	env.ok(logical.UpdateOperation, "config/providers/sg-main", map[string]interface{}{"api_key": "SG.revoked.account-key"})
+	env.clock.Advance(day + time.Minute)
+	env.tick(env.b)
+
+	got := env.ok(logical.ReadOperation, rig.path(), nil)
+	rows, _ := got["pending_removals"].([]interface{})
+	if len(rows) != 1 {
+		t.Fatalf("pending_removals %v, want version 1", got["pending_removals"])
+	}
+	row := rows[0].(map[string]interface{})
+	lastErr, _ := row["last_error"].(string)
+	if row["version"] != 1 || row["attempts"] != 1 || !strings.Contains(lastErr, "401") {
+		t.Fatalf("pending removal %v", row)
+	}
+	failing := statusRows(env.ok(logical.ReadOperation, "rotation/status", map[string]interface{}{"status": "failing"}))
+	if len(failing) != 1 || failing[0]["path"] != rig.path() {
+		t.Fatalf("rotation/status failing: %v", failing)
+	}
+	for what, text := range map[string]string{"last_error": lastErr, "the log": env.logs.String(),
+		"history": mustJSON(t, historyOf(t, env, "sendgrid")), "rotation/status": mustJSON(t, failing)} {
+		noSecretIn(t, what, text, rig.current.Secret, newSecret, rig.account.Secret, "SG.revoked.account-key")
+	}
+	rig.wantLive(t, newSecret, rig.current.Secret)
+
+	// With the account's key fixed, the retry after the backoff succeeds.
+	env.ok(logical.UpdateOperation, "config/providers/sg-main", map[string]interface{}{"api_key": rig.account.Secret})
+	env.clock.Advance(2 * time.Minute)
+	env.tick(env.b)
+	rig.wantLive(t, newSecret)
+	if rows, _ := env.ok(logical.ReadOperation, rig.path(), nil)["pending_removals"].([]interface{}); len(rows) != 0 {
+		t.Fatalf("pending_removals after the retry: %v", rows)
+	}
+}
