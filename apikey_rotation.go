@@ -162,11 +162,39 @@ func removeAPIKey(ctx context.Context, b *backend, e *secretEntry, v *secretVers
 	if err := decodeMaterial(v, &m); err != nil {
 		return err
 	}
+	if keyInService(b, e, v.Version, m.Key.ID) {
+		// A write that corrected the key's secret kept its id: the key
+		// this version names is the one a later version serves.
+		return nil
+	}
 	drv, err := b.keyDriver(ctx, e)
 	if err != nil {
 		return err
 	}
 	return drv.Delete(ctx, m.Key)
+}
+
+// keyInService reports whether a version of e other than version, still
+// pending, current or in its overlap, holds the provider key with id.
+func keyInService(b *backend, e *secretEntry, version int, id string) bool {
+	k := b.kinds[e.Kind]
+	if k == nil || id == "" {
+		return false
+	}
+	for i := range e.Versions {
+		o := &e.Versions[i]
+		if o.Version == version {
+			continue
+		}
+		switch k.stageOf(o) {
+		case stagePending, stageCurrent, stagePrevious:
+			var m apiKeyMaterial
+			if decodeMaterial(o, &m) == nil && m.Key.ID == id {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // keyDriver builds the driver of e's provider, authenticated with the

@@ -302,7 +302,11 @@ const (
 	defaultMsgStrm = "outbound"
 )
 
-var keyAttrRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._@:/+-]*$`)
+// keyAttrRe bounds key ids and attributes. They may begin with - or _:
+// SendGrid's api_key_id is 22 characters of base64url, and one in 32
+// begins with one of them. A leading . is refused (no "." or ".." path
+// segment in the provider's URL).
+var keyAttrRe = regexp.MustCompile(`^[A-Za-z0-9_-][A-Za-z0-9._@:/+-]*$`)
 
 // checkAPIKey validates a key and its settings as a whole: what every
 // service requires, then the service's own rules.

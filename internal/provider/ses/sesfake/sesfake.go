@@ -9,6 +9,8 @@
 //   - https://docs.aws.amazon.com/IAM/latest/APIReference/API_CreateAccessKey.html
 //   - https://docs.aws.amazon.com/IAM/latest/APIReference/API_DeleteAccessKey.html
 //   - https://docs.aws.amazon.com/IAM/latest/APIReference/API_ListAccessKeys.html
+//     (AccessKeyMetadata members with UserName, AccessKeyId, Status and
+//     CreateDate in ISO 8601; MaxItems, Marker and IsTruncated for paging)
 //   - https://docs.aws.amazon.com/IAM/latest/APIReference/CommonErrors.html
 //   - https://docs.aws.amazon.com/STS/latest/APIReference/API_GetCallerIdentity.html
 //   - IAM quotas, two access keys per user:
@@ -26,6 +28,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -96,12 +99,17 @@ func (s *Server) AddUserWithPath(name, path string) {
 
 // AddKey gives user (created if missing) a new access key, beyond the
 // quota if need be (a seed), and returns it as the engine stores it.
-func (s *Server) AddKey(userName string) provider.Key {
+func (s *Server) AddKey(userName string) provider.Key { return s.AddKeyAt(userName, time.Now()) }
+
+// AddKeyAt is AddKey with the key's CreateDate set to created (a key made
+// before or after some moment, for finding orphans by time).
+func (s *Server) AddKeyAt(userName string, created time.Time) provider.Key {
 	s.mu.Lock()
 	if s.users[userName] == nil {
 		s.users[userName] = &user{name: userName, path: "/", id: "AIDA" + randomID(), created: time.Now().UTC()}
 	}
 	k := s.newKeyLocked(userName)
+	k.created = created.UTC()
 	s.mu.Unlock()
 	return provider.Key{ID: k.id, Secret: k.secret, User: userName}
 }
@@ -217,7 +225,7 @@ func (s *Server) dispatch(w http.ResponseWriter, action string, form url.Values,
 	case "DeleteAccessKey":
 		result, err = s.deleteKey(userParam(form, caller), form.Get("AccessKeyId"))
 	case "ListAccessKeys":
-		result, err = s.listKeys(userParam(form, caller))
+		result, err = s.listKeys(userParam(form, caller), form.Get("MaxItems"), form.Get("Marker"))
 	case "GetUser":
 		result, err = s.getUser(userParam(form, caller))
 	case "GetCallerIdentity":
@@ -323,19 +331,45 @@ func (s *Server) deleteKey(userName, id string) (any, *apiError) {
 	return deleteKeyResponse{XMLNS: iamXMLNS, Meta: meta()}, nil
 }
 
-func (s *Server) listKeys(userName string) (any, *apiError) {
+// listKeys answers one page of the user's keys in the order of their ids:
+// MaxItems (1 to 1000, default 100) per page, IsTruncated and Marker (the
+// index of the next key, opaque to the client) when more follow.
+func (s *Server) listKeys(userName, maxItems, marker string) (any, *apiError) {
+	limit, start := 100, 0
+	if maxItems != "" {
+		n, err := strconv.Atoi(maxItems)
+		if err != nil || n < 1 || n > 1000 {
+			return nil, &apiError{400, "ValidationError", "1 validation error detected: Value at 'maxItems' failed to satisfy constraint: Member must have value between 1 and 1000"}
+		}
+		limit = n
+	}
+	if marker != "" {
+		n, err := strconv.Atoi(marker)
+		if err != nil || n < 0 {
+			return nil, &apiError{400, "ValidationError", "invalid Marker"}
+		}
+		start = n
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.users[userName] == nil {
 		return nil, noSuchUser(userName)
 	}
-	resp := listKeysResponse{XMLNS: iamXMLNS, UserName: userName, Meta: meta()}
+	var all []keyMetadata
 	for _, k := range s.keys {
 		if k.user == userName {
-			resp.Members = append(resp.Members, keyMetadata{UserName: userName, AccessKeyID: k.id, Status: "Active", CreateDate: stamp(k.created)})
+			all = append(all, keyMetadata{UserName: userName, AccessKeyID: k.id, Status: "Active", CreateDate: stamp(k.created)})
 		}
 	}
-	sort.Slice(resp.Members, func(i, j int) bool { return resp.Members[i].AccessKeyID < resp.Members[j].AccessKeyID })
+	sort.Slice(all, func(i, j int) bool { return all[i].AccessKeyID < all[j].AccessKeyID })
+	resp := listKeysResponse{XMLNS: iamXMLNS, UserName: userName, Meta: meta()}
+	if start < len(all) {
+		end := min(start+limit, len(all))
+		resp.Members = all[start:end]
+		if end < len(all) {
+			resp.IsTruncated, resp.Marker = true, strconv.Itoa(end)
+		}
+	}
 	return resp, nil
 }
 

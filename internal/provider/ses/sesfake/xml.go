@@ -42,6 +42,7 @@ type listKeysResponse struct {
 	UserName    string           `xml:"ListAccessKeysResult>UserName"`
 	Members     []keyMetadata    `xml:"ListAccessKeysResult>AccessKeyMetadata>member"`
 	IsTruncated bool             `xml:"ListAccessKeysResult>IsTruncated"`
+	Marker      string           `xml:"ListAccessKeysResult>Marker,omitempty"`
 	Meta        responseMetadata `xml:"ResponseMetadata"`
 }
 
