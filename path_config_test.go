@@ -24,13 +24,16 @@ func TestConfig_DefaultsFromFeatureDocument(t *testing.T) {
 	for _, p := range []string{"mailgun", "postmark", "sendgrid", "ses"} {
 		want[p+"_rotation_period"], want[p+"_alert_threshold"], want[p+"_grace_period"] = 90*86400, 7*86400, 86400
 	}
+	// OAuth tokens are due by their expiry (refresh_lead before it); the
+	// period is only an upper bound on a token's age, off by default.
+	want["oauth_rotation_period"], want["oauth_alert_threshold"] = 0, 0
 	for k, v := range want {
 		if got[k] != v {
 			t.Errorf("%s = %v, want %d", k, got[k], v)
 		}
 	}
 	risk := map[string]string{"smtp_risk_level": "medium", "ssh_risk_level": "high", "dkim_risk_level": "low",
-		"mailgun_risk_level": "medium", "postmark_risk_level": "medium", "sendgrid_risk_level": "medium", "ses_risk_level": "medium"}
+		"mailgun_risk_level": "medium", "postmark_risk_level": "medium", "sendgrid_risk_level": "medium", "ses_risk_level": "medium", "oauth_risk_level": "high"}
 	for k, v := range risk {
 		if got[k] != v {
 			t.Errorf("%s = %v, want %s", k, got[k], v)
