@@ -139,15 +139,25 @@ type faultsFixture struct {
 	crashAt string
 }
 
-// newFaultsFixture writes the secret (with extra fields) over the fake;
-// baseURL, when not empty, routes the driver elsewhere (a proxy).
+// newFaultsFixture writes the secret (with extra fields) over the fake.
 func newFaultsFixture(t *testing.T, p faultsProvider, extra map[string]interface{}) *faultsFixture {
+	t.Helper()
+	return newFaultsFixtureVia(t, p, extra, nil)
+}
+
+// newFaultsFixtureVia is newFaultsFixture with the driver routed to the
+// base URL via returns for the fake (a proxy in front of it); nil: the
+// fake itself.
+func newFaultsFixtureVia(t *testing.T, p faultsProvider, extra map[string]interface{}, via func(faultsFake) string) *faultsFixture {
 	t.Helper()
 	fake, seed, data := p.start()
 	t.Cleanup(fake.Close)
 	fx := &faultsFixture{t: t, env: newEngEnv(t), p: p, fake: fake, path: "api-keys/t1/" + p.name,
 		keyOf: map[string]string{seed.ID: seed.Secret}, seen: map[string]bool{seed.Secret: true}}
 	data["base_url"] = fake.URL()
+	if via != nil {
+		data["base_url"] = via(fake)
+	}
 	for k, v := range extra {
 		data[k] = v
 	}
@@ -430,9 +440,11 @@ func faultsCreateAnswerLost(t *testing.T, p faultsProvider) {
 			"unknown to Vault; undoAPIKey skips it", p.name)
 	}
 	faultsShortTimeout(t, 500*time.Millisecond)
-	fx := newFaultsFixture(t, p, nil)
-	proxy := newFaultsProxy(t, fx.fake.URL(), p.isCreate)
-	fx.env.ok(logical.UpdateOperation, fx.path, map[string]interface{}{"base_url": proxy.srv.URL})
+	var proxy *faultsProxy
+	fx := newFaultsFixtureVia(t, p, nil, func(f faultsFake) string {
+		proxy = newFaultsProxy(t, f.URL(), p.isCreate)
+		return proxy.srv.URL
+	})
 	proxy.dropCreates(1)
 
 	code, msg := fx.rotate()
