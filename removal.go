@@ -3,6 +3,7 @@ package penguinmails
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 )
@@ -105,6 +106,10 @@ func (b *backend) removeDue(ctx context.Context, e *secretEntry, k *secretKind, 
 		}
 		r.Attempts++
 		r.NextAttempt = now.Add(retryDelay(r.Attempts))
+		var hint retryHinter
+		if errors.As(err, &hint) && now.Add(hint.RetryDelay()).After(r.NextAttempt) {
+			r.NextAttempt = now.Add(hint.RetryDelay()) // the provider asked for longer
+		}
 		r.LastError = err.Error()
 		b.Logger().Warn("removal of a previous credential failed; retried with backoff",
 			"secret", e.Kind+"/"+e.Tenant+"/"+e.Name, "version", r.Version, "attempts", r.Attempts,
