@@ -135,7 +135,10 @@ func undoAPIKey(ctx context.Context, b *backend, e *secretEntry, p *secretVersio
 		if !ok {
 			return nil
 		}
-		id, found, err := finder.Find(ctx, m.Key, p.CreatedTime, heldKeyIDs(e))
+		// The provider stamps creation with its own clock: the margin keeps
+		// a Vault clock that runs ahead from missing the key. The name tag
+		// (or IAM's two keys per user) keeps the match unique.
+		id, found, err := finder.Find(ctx, m.Key, p.CreatedTime.Add(-findClockMargin), heldKeyIDs(e))
 		if err != nil || !found {
 			return err
 		}
@@ -143,6 +146,9 @@ func undoAPIKey(ctx context.Context, b *backend, e *secretEntry, p *secretVersio
 	}
 	return drv.Delete(ctx, m.Key)
 }
+
+// findClockMargin is how far the provider's clock may lag Vault's.
+const findClockMargin = 5 * time.Minute
 
 // heldKeyIDs are the ids of every key the secret holds: never candidates
 // for an orphan.

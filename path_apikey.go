@@ -317,7 +317,7 @@ func (b *backend) checkAPIKey(ctx context.Context, s logical.Storage, svc *keySe
 	if svc.idField != "" && m.Key.ID == "" {
 		return badInput("%s is required: rotation deletes the old key at %s by its id", svc.idField, svc.name)
 	}
-	for field, v := range map[string]string{"key_id": m.Key.ID, "role": m.Key.Role, "domain": m.Key.Domain, "iam_user": m.Key.User, "message_stream": settings.MessageStream} {
+	for field, v := range map[string]string{"key_id": m.Key.ID, "role": m.Key.Role, "domain": m.Key.Domain, "message_stream": settings.MessageStream} {
 		if v != "" && (len(v) > maxAttrLen || !keyAttrRe.MatchString(v)) {
 			if field == "key_id" {
 				field = svc.idField
@@ -428,8 +428,14 @@ func checkSESKey(k provider.Key, _ string) error {
 	if k.User == "" {
 		return badInput("iam_user is required for ses keys: rotation creates the new key for that IAM user")
 	}
+	if !iamUserRe.MatchString(k.User) {
+		return badInput("invalid iam_user %s: an IAM user name is 1 to 64 letters, digits and + = , . @ _ -", quoteShort(k.User))
+	}
 	return nil
 }
+
+// iamUserRe is IAM's rule for user names.
+var iamUserRe = regexp.MustCompile(`^[A-Za-z0-9+=,.@_-]{1,64}$`)
 
 func checkAccessKeyID(field, id string) error {
 	if err := ses.CheckAccessKeyID(id); err != nil {

@@ -110,7 +110,7 @@ func sendgridRig(t *testing.T, env requester, withAccount bool) *keyRig {
 	r := &keyRig{fake: f, secretField: "api_key", idField: "api_key_id"}
 	if withAccount {
 		r.account = f.AddKey("vault admin", sendgridAdminScopes...)
-		env.ok(logical.UpdateOperation, "config/providers/sg-main", map[string]interface{}{"provider": "sendgrid", "api_key": r.account.Secret})
+		env.ok(logical.UpdateOperation, "config/providers/sg-main", map[string]interface{}{"provider": "sendgrid", "api_key": r.account.Secret, "base_url": f.URL()})
 		r.current = f.AddKey("billing mail", "mail.send", "stats.read")
 	} else {
 		r.current = f.AddKey("billing mail", append([]string{"mail.send"}, sendgridAdminScopes...)...)
@@ -155,7 +155,7 @@ func mailgunRig(t *testing.T, env requester, withAccount bool) *keyRig {
 	if withAccount {
 		// The account's admin key manages a domain sending key.
 		r.account = f.AddKey("admin", "vault admin", "")
-		env.ok(logical.UpdateOperation, "config/providers/mg-main", map[string]interface{}{"provider": "mailgun", "api_key": r.account.Secret})
+		env.ok(logical.UpdateOperation, "config/providers/mg-main", map[string]interface{}{"provider": "mailgun", "api_key": r.account.Secret, "base_url": f.URL()})
 		r.current = f.AddKey("sending", "billing mail", "mg.example.com")
 	} else {
 		r.current = f.AddKey("admin", "billing mail", "")
@@ -204,7 +204,7 @@ func sesRig(t *testing.T, env requester, withAccount bool) *keyRig {
 		f.AddUser("vault-admin")
 		r.account = f.AddKey("vault-admin")
 		env.ok(logical.UpdateOperation, "config/providers/aws-main", map[string]interface{}{"provider": "ses",
-			"access_key_id": r.account.ID, "secret_access_key": r.account.Secret})
+			"access_key_id": r.account.ID, "secret_access_key": r.account.Secret, "base_url": f.URL()})
 	}
 	r.data = map[string]interface{}{"access_key_id": r.current.ID, "secret_access_key": r.current.Secret,
 		"iam_user": "mailer", "region": "eu-west-1"}
@@ -674,7 +674,8 @@ func TestAPIKey_SecretsNeverInErrorsOrLogs(t *testing.T) {
 		rig.wantLive(t, rig.current.Secret)
 		// The current key no longer may create keys: SendGrid answers 403,
 		// quoting the key (EchoSecrets).
-		env.ok(logical.UpdateOperation, "config/providers/weak", map[string]interface{}{"provider": "sendgrid", "api_key": "SG.unknown.account-key"})
+		env.ok(logical.UpdateOperation, "config/providers/weak", map[string]interface{}{"provider": "sendgrid", "api_key": "SG.unknown.account-key",
+			"base_url": rig.fake.URL()})
 		env.ok(logical.UpdateOperation, rig.path(), map[string]interface{}{"account": "weak"})
 		code, msg2 := env.status(logical.UpdateOperation, rig.path()+"/rotate", nil)
 		if code != 502 {
