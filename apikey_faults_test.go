@@ -54,9 +54,6 @@ type faultsProvider struct {
 	testOp string
 	// rejectStatus is the status with which the provider refuses a key.
 	rejectStatus int
-	// finds: the driver is a provider.Finder (a key whose id was lost can
-	// be found and removed).
-	finds bool
 	// start starts the fake with a seeded key and returns the write data of
 	// the secret that holds it.
 	start func() (faultsFake, provider.Key, map[string]interface{})
@@ -69,7 +66,7 @@ type faultsProvider struct {
 
 var faultsProviders = []faultsProvider{
 	{
-		name: "sendgrid", attempts: 1, testOp: "test", rejectStatus: http.StatusUnauthorized, finds: true,
+		name: "sendgrid", attempts: 1, testOp: "test", rejectStatus: http.StatusUnauthorized,
 		start: func() (faultsFake, provider.Key, map[string]interface{}) {
 			scopes := []string{"api_keys.create", "api_keys.delete", "api_keys.read", "mail.send"}
 			f, k := faultsSendGridSeed(scopes)
@@ -82,7 +79,7 @@ var faultsProviders = []faultsProvider{
 		},
 	},
 	{
-		name: "mailgun", attempts: 1, testOp: "domains", rejectStatus: http.StatusUnauthorized, finds: true,
+		name: "mailgun", attempts: 1, testOp: "domains", rejectStatus: http.StatusUnauthorized,
 		start: func() (faultsFake, provider.Key, map[string]interface{}) {
 			f := mailgunfake.New()
 			k := f.AddKey("admin", "penguinmails mail", "")
@@ -435,10 +432,6 @@ func (fx *faultsFixture) wantInFlight() {
 // key exists at the provider, Vault has no id for it, and the rollback
 // finds it by name and deletes it.
 func faultsCreateAnswerLost(t *testing.T, p faultsProvider) {
-	if !p.finds {
-		t.Skipf("the %s driver on main has no Find (provider.Finder): a key whose answer was lost stays at the provider "+
-			"unknown to Vault; undoAPIKey skips it", p.name)
-	}
 	faultsShortTimeout(t, 500*time.Millisecond)
 	var proxy *faultsProxy
 	fx := newFaultsFixtureVia(t, p, nil, func(f faultsFake) string {
@@ -613,10 +606,6 @@ func faultsDelete500(t *testing.T, p faultsProvider) {
 // version has no id. A restarted backend's rollback finds it by name and
 // deletes it.
 func faultsStorageAfterCreate(t *testing.T, p faultsProvider) {
-	if !p.finds {
-		t.Skipf("the %s driver on main has no Find (provider.Finder): a key made before a storage failure stays at the "+
-			"provider unknown to Vault; undoAPIKey skips it", p.name)
-	}
 	fx := newFaultsFixture(t, p, nil)
 	key := secretsStoragePrefix + fx.path
 	puts := 0
