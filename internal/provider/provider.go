@@ -201,3 +201,50 @@ type Finder interface {
 	// is none. More than one candidate is an error, never a guess.
 	Find(ctx context.Context, like Key, since time.Time, held []string) (id string, ok bool, err error)
 }
+
+// Region is one of a provider's API regions and its public API root.
+type Region struct{ Name, URL string }
+
+// Regions are a provider's API regions, the first the default.
+type Regions struct {
+	Provider string
+	List     []Region
+}
+
+// Names lists the regions' names.
+func (r Regions) Names() []string {
+	out := make([]string, len(r.List))
+	for i, g := range r.List {
+		out[i] = g.Name
+	}
+	return out
+}
+
+// BaseURL is the public API root of region ("" is the default region).
+func (r Regions) BaseURL(region string) (string, error) {
+	if region == "" {
+		return r.List[0].URL, nil
+	}
+	for _, g := range r.List {
+		if g.Name == region {
+			return g.URL, nil
+		}
+	}
+	return "", fmt.Errorf("region %q is not a %s region: use one of %s", region, r.Provider, strings.Join(r.Names(), ", "))
+}
+
+// Base is the API root an endpoint calls: its BaseURL, checked with
+// CheckBaseURL, or else its region's public root.
+func (r Regions) Base(ep Endpoint) (string, error) {
+	def, err := r.BaseURL(ep.Region)
+	if err != nil {
+		return "", err
+	}
+	if ep.BaseURL == "" {
+		return def, nil
+	}
+	if _, err := CheckBaseURL(ep.BaseURL); err != nil {
+		return "", fmt.Errorf("base_url %w", err)
+	}
+	return ep.BaseURL, nil
+}

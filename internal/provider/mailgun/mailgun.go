@@ -29,28 +29,19 @@ import (
 const Name = "mailgun"
 
 // Regions are Mailgun's API regions.
-var Regions = []string{"us", "eu"}
+var Regions = regions.Names()
 
-var baseURLs = map[string]string{
-	"us": "https://api.mailgun.net",
-	"eu": "https://api.eu.mailgun.net",
-}
+var regions = provider.Regions{Provider: "Mailgun", List: []provider.Region{
+	{Name: "us", URL: "https://api.mailgun.net"},
+	{Name: "eu", URL: "https://api.eu.mailgun.net"},
+}}
 
 // Roles are the key roles the Keys API accepts ("basic" stands in for the
 // former analyst; "sending" goes with keys of domain kind).
 var Roles = []string{"admin", "basic", "sending", "developer"}
 
 // DefaultBaseURL is Mailgun's public API root for region ("" is us).
-func DefaultBaseURL(region string) (string, error) {
-	if region == "" {
-		region = "us"
-	}
-	u, ok := baseURLs[region]
-	if !ok {
-		return "", fmt.Errorf("region %q is not a Mailgun region: use one of %s", region, strings.Join(Regions, ", "))
-	}
-	return u, nil
-}
+func DefaultBaseURL(region string) (string, error) { return regions.BaseURL(region) }
 
 // Driver mints, tests and deletes Mailgun API keys. Create and Delete
 // authenticate with the Endpoint's Auth.Secret (a key whose role may
@@ -70,16 +61,9 @@ var (
 // BaseURL (default: the region's public URL) must pass
 // provider.CheckBaseURL.
 func New(ep provider.Endpoint) (*Driver, error) {
-	def, err := DefaultBaseURL(ep.Region)
+	base, err := regions.Base(ep)
 	if err != nil {
 		return nil, err
-	}
-	base := ep.BaseURL
-	if base == "" {
-		base = def
-	}
-	if _, err := provider.CheckBaseURL(base); err != nil {
-		return nil, fmt.Errorf("base_url %w", err)
 	}
 	return &Driver{base: base, auth: ep.Auth.Secret, http: ep.Client()}, nil
 }

@@ -37,15 +37,12 @@ const Name = "postmark"
 const ErrorCodeBadToken = 10
 
 // Regions are Postmark's API regions: it has one.
-var Regions = []string{"global"}
+var Regions = regions.Names()
+
+var regions = provider.Regions{Provider: "Postmark", List: []provider.Region{{Name: "global", URL: "https://api.postmarkapp.com"}}}
 
 // DefaultBaseURL is Postmark's public API root ("" is global).
-func DefaultBaseURL(region string) (string, error) {
-	if region != "" && region != "global" {
-		return "", fmt.Errorf("region %q is not a Postmark region: use global", region)
-	}
-	return "https://api.postmarkapp.com", nil
-}
+func DefaultBaseURL(region string) (string, error) { return regions.BaseURL(region) }
 
 // Driver tests Postmark server tokens. It mints and revokes none (see the
 // package comment).
@@ -61,16 +58,9 @@ var _ provider.Driver = (*Driver)(nil)
 // endpoint's Auth is not used: no Postmark call of the driver needs more
 // than the token it tests.
 func New(ep provider.Endpoint) (*Driver, error) {
-	def, err := DefaultBaseURL(ep.Region)
+	base, err := regions.Base(ep)
 	if err != nil {
 		return nil, err
-	}
-	base := ep.BaseURL
-	if base == "" {
-		base = def
-	}
-	if _, err := provider.CheckBaseURL(base); err != nil {
-		return nil, fmt.Errorf("base_url %w", err)
 	}
 	return &Driver{base: base, http: ep.Client()}, nil
 }

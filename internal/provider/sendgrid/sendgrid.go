@@ -34,24 +34,15 @@ const MaxKeys = 100
 
 // Regions are SendGrid's API regions: "global" for global users and
 // subusers, "eu" for EU regional subusers.
-var Regions = []string{"global", "eu"}
+var Regions = regions.Names()
 
-var baseURLs = map[string]string{
-	"global": "https://api.sendgrid.com",
-	"eu":     "https://api.eu.sendgrid.com",
-}
+var regions = provider.Regions{Provider: "SendGrid", List: []provider.Region{
+	{Name: "global", URL: "https://api.sendgrid.com"},
+	{Name: "eu", URL: "https://api.eu.sendgrid.com"},
+}}
 
 // DefaultBaseURL is SendGrid's public API root for region ("" is global).
-func DefaultBaseURL(region string) (string, error) {
-	if region == "" {
-		region = "global"
-	}
-	u, ok := baseURLs[region]
-	if !ok {
-		return "", fmt.Errorf("region %q is not a SendGrid region: use one of %s", region, strings.Join(Regions, ", "))
-	}
-	return u, nil
-}
+func DefaultBaseURL(region string) (string, error) { return regions.BaseURL(region) }
 
 // Driver mints, tests and deletes SendGrid API keys. Create, Delete and
 // Describe authenticate with the Endpoint's Auth.Secret; Test with the key
@@ -71,16 +62,9 @@ var (
 // BaseURL (default: the region's public URL) must pass
 // provider.CheckBaseURL.
 func New(ep provider.Endpoint) (*Driver, error) {
-	def, err := DefaultBaseURL(ep.Region)
+	base, err := regions.Base(ep)
 	if err != nil {
 		return nil, err
-	}
-	base := ep.BaseURL
-	if base == "" {
-		base = def
-	}
-	if _, err := provider.CheckBaseURL(base); err != nil {
-		return nil, fmt.Errorf("base_url %w", err)
 	}
 	return &Driver{base: base, auth: ep.Auth.Secret, http: ep.Client()}, nil
 }
