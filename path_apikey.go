@@ -245,17 +245,7 @@ func writeAPIKey(ctx context.Context, b *backend, req *logical.Request, d *frame
 		cur.Material, err = json.Marshal(next)
 		return err
 	}
-	from := e.CurrentVersion
-	if err := e.addVersion(next, actorOf(req), now, e.kindOf(b), cfg); err != nil {
-		return err
-	}
-	e.LastRotated = now
-	if !creating {
-		e.record(historyEntry{Time: now, Operation: "write", Trigger: triggerManual,
-			Reason: "key replaced by write", Actor: actorOf(req), Result: "success",
-			FromVersion: from, ToVersion: e.CurrentVersion}, cfg.HistoryLimit)
-	}
-	return nil
+	return e.writeVersion(next, req, now, e.kindOf(b), cfg, true, "key replaced by write")
 }
 
 // applyAPIKeyFields copies the given fields into settings and m.

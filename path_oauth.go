@@ -178,22 +178,13 @@ func writeOAuth(ctx context.Context, b *backend, req *logical.Request, d *framew
 	if len(m.RefreshToken) > maxKeyLen || strings.ContainsAny(m.RefreshToken, " \t\r\n") {
 		return badInput("refresh_token must be at most %d characters without spaces", maxKeyLen)
 	}
-	from := e.CurrentVersion
-	if err := e.addVersion(m, actorOf(req), now, e.kindOf(b), cfg); err != nil {
-		return err
-	}
+	// Without a grant the secret waits for exchange; last_rotated stays
+	// unset, which also keeps the shared writer from clearing that state as
+	// it does for new material.
 	if m.RefreshToken == "" {
-		// Waits for exchange; last_rotated stays unset, which also keeps the
-		// shared writer from clearing this state as it does for new material.
 		e.Halted, e.HaltedTime = oauthNeedsAuthorization, now
-	} else {
-		e.LastRotated = now
 	}
-	if !creating {
-		e.record(historyEntry{Time: now, Operation: "write", Trigger: triggerManual, Reason: "refresh token replaced by write",
-			Actor: actorOf(req), Result: "success", FromVersion: from, ToVersion: e.CurrentVersion}, cfg.HistoryLimit)
-	}
-	return nil
+	return e.writeVersion(m, req, now, e.kindOf(b), cfg, m.RefreshToken != "", "refresh token replaced by write")
 }
 
 // applyOAuthFields copies and validates the client settings given.

@@ -181,19 +181,7 @@ func writeSMTP(ctx context.Context, b *backend, req *logical.Request, d *framewo
 	if !creating && next == material {
 		return nil // settings only: no new version
 	}
-	from := e.CurrentVersion
-	if err := e.addVersion(next, actorOf(req), now, e.kindOf(b), cfg); err != nil {
-		return err
-	}
-	if creating || next.Password != material.Password {
-		e.LastRotated = now
-	}
-	if !creating {
-		e.record(historyEntry{Time: now, Operation: "write", Trigger: triggerManual,
-			Reason: "credential changed by write", Actor: actorOf(req), Result: "success",
-			FromVersion: from, ToVersion: e.CurrentVersion}, cfg.HistoryLimit)
-	}
-	return nil
+	return e.writeVersion(next, req, now, e.kindOf(b), cfg, creating || next.Password != material.Password, "credential changed by write")
 }
 
 // generateSMTPVersion makes a rotated version: same username, new password.

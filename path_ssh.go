@@ -127,17 +127,7 @@ func writeSSH(ctx context.Context, b *backend, req *logical.Request, d *framewor
 	if material == nil {
 		return nil // settings only: no new version
 	}
-	from := e.CurrentVersion
-	if err := e.addVersion(material, actorOf(req), now, e.kindOf(b), cfg); err != nil {
-		return err
-	}
-	e.LastRotated = now
-	if !creating {
-		e.record(historyEntry{Time: now, Operation: "write", Trigger: triggerManual,
-			Reason: "key replaced by write", Actor: actorOf(req), Result: "success",
-			FromVersion: from, ToVersion: e.CurrentVersion}, cfg.HistoryLimit)
-	}
-	return nil
+	return e.writeVersion(material, req, now, e.kindOf(b), cfg, true, "key replaced by write")
 }
 
 // sshKeyFromRequest returns the next version's material when the request

@@ -261,6 +261,27 @@ func (b *backend) secretWriter(k *secretKind, write writeFunc, view viewFunc) fr
 	}
 }
 
+// writeVersion makes material the current version as a write does: a new
+// version by the caller, and, unless it is the first, a history row with
+// reason. rotated says whether the write replaced the secret itself (and so
+// restarts its rotation period); a changed username alone does not.
+func (e *secretEntry) writeVersion(material interface{}, req *logical.Request, now time.Time, kind *secretKind, cfg *engineConfig,
+	rotated bool, reason string) error {
+	creating := e.current() == nil
+	from := e.CurrentVersion
+	if err := e.addVersion(material, actorOf(req), now, kind, cfg); err != nil {
+		return err
+	}
+	if rotated {
+		e.LastRotated = now
+	}
+	if !creating {
+		e.record(historyEntry{Time: now, Operation: "write", Trigger: triggerManual, Reason: reason, Actor: actorOf(req),
+			Result: "success", FromVersion: from, ToVersion: e.CurrentVersion}, cfg.HistoryLimit)
+	}
+	return nil
+}
+
 // maxMaxUses bounds max_uses.
 const maxMaxUses = 1 << 30
 
