@@ -70,6 +70,12 @@ type dkimSettings struct {
 	// next one is found without scanning and a forgotten one never returns.
 	SelectorBase string `json:"selector_base,omitempty"`
 	SelectorSeq  int    `json:"selector_seq,omitempty"`
+	// Activation is the secret's own activation mode (dns, delay,
+	// immediate); empty follows config dkim_activation.
+	Activation string `json:"activation,omitempty"`
+	// DelegationZone is set for a delegated domain: its two stable
+	// selectors are CNAMEs into this platform zone (dkim_delegation.go).
+	DelegationZone string `json:"delegation_zone,omitempty"`
 }
 
 // selectorTaken reports, in O(1) per candidate, whether a selector may not

@@ -70,6 +70,8 @@ type rotation struct {
 	JobID string
 	// NoIncident flags a bulk or tenant rotation without an incident_id.
 	NoIncident bool
+	// Operation is the history row's operation; empty means "rotate".
+	Operation string
 	// Supplied is new material the caller gave with the rotation (the
 	// type's rotateFields).
 	Supplied map[string]interface{}
@@ -139,6 +141,13 @@ func (b *backend) rotateLocked(ctx context.Context, s logical.Storage, ref secre
 			return e, &skipped{why}
 		}
 	}
+	if p := e.pending(); p != nil && ref.kind.checkReady != nil && !p.Set {
+		if r.JobID != "" {
+			return e, &skipped{fmt.Sprintf("version %d awaits activation", p.Version)}
+		}
+		return nil, &inProgress{fmt.Sprintf("%s has version %d awaiting activation since %s; activate it, or wait until it is activated, "+
+			"before rotating again", ref.path(), p.Version, formatTime(p.CreatedTime))}
+	}
 	if p := e.pending(); p != nil {
 		return nil, &inProgress{fmt.Sprintf("%s has a rotation in progress (pending version %d since %s); "+
 			"Vault's rollback finishes or undoes it within %s", ref.path(), p.Version, formatTime(p.CreatedTime), walRollbackMinAge)}
@@ -174,6 +183,12 @@ func (b *backend) runSteps(ctx context.Context, s logical.Storage, e *secretEntr
 	}
 	if err != nil {
 		return nil, b.failed(ctx, s, e, kind, r, stepCreate, err)
+	}
+	if kind.awaitsActivation(e, cfg) {
+		if err := e.stageRotation(material, kind, cfg, r, now); err != nil {
+			return nil, err
+		}
+		return e, b.store(ctx, s, e, kind, cfg, now)
 	}
 	if !kind.stagedFor(e) {
 		if err := e.rotateTo(material, kind, cfg, r, now); err != nil {
@@ -311,8 +326,12 @@ func (e *secretEntry) finishRotation(n int, kind *secretKind, cfg *engineConfig,
 	if r.JobID != "" {
 		e.LastJob = r.JobID
 	}
+	op := r.Operation
+	if op == "" {
+		op = "rotate"
+	}
 	e.record(historyEntry{
-		Time: now, Operation: "rotate", Trigger: r.Trigger, Reason: r.Reason,
+		Time: now, Operation: op, Trigger: r.Trigger, Reason: r.Reason,
 		IncidentID: r.IncidentID, Actor: r.Actor, Result: "success", JobID: r.JobID, NoIncident: r.NoIncident,
 		FromVersion: from, ToVersion: e.CurrentVersion, RevokePrevious: r.RevokePrevious,
 	}, cfg.HistoryLimit)

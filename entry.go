@@ -134,6 +134,12 @@ type secretEntry struct {
 	// OAuth grant the provider no longer honours); HaltedTime is when.
 	Halted     string    `json:"halted,omitempty"`
 	HaltedTime time.Time `json:"halted_time,omitempty"`
+	// ActivationCheck is when the pending version awaiting activation is
+	// looked at next; ActivationChecks counts the looks (backoff), and
+	// ActivationReported marks that its deadline passed and was reported.
+	ActivationCheck    time.Time `json:"activation_check,omitempty"`
+	ActivationChecks   int       `json:"activation_checks,omitempty"`
+	ActivationReported bool      `json:"activation_reported,omitempty"`
 	// RotationFailures counts automatic rotations failed in a row;
 	// NextAttempt is when the next one may run (exponential backoff).
 	RotationFailures int       `json:"rotation_failures,omitempty"`

@@ -80,6 +80,13 @@ type secretKind struct {
 	// returns the entry to show: it may rotate first (an OAuth access token
 	// that expires too soon is refreshed) or refuse the read with an error.
 	beforeRead func(ctx context.Context, b *backend, s logical.Storage, ref secretRef, e *secretEntry, d *framework.FieldData) (*secretEntry, error)
+	// activation, when set, says whether new versions of e wait for
+	// activation (activation.go): the rotation stores them pending, and
+	// checkReady decides when they become current. activationAt, when set,
+	// is the earliest time worth checking (a publication delay).
+	activation   func(e *secretEntry, cfg *engineConfig) bool
+	checkReady   func(ctx context.Context, b *backend, e *secretEntry, p *secretVersion, cfg *engineConfig, now time.Time) (activationCheck, error)
+	activationAt func(e *secretEntry, p *secretVersion, cfg *engineConfig) time.Time
 	// onNewVersion, when set, runs after a version v became current, for
 	// what the type keeps about every version it ever had (DKIM: the
 	// selectors, which are never reused).
@@ -103,6 +110,10 @@ type secretKind struct {
 	// with one canonical spelling must refuse every other spelling with a
 	// 400 that names the canonical path, never treat it as an alias.
 	checkNameSpelling func(tenant, name string) error
+	// settings, when set, are the type's own config settings beyond its
+	// policy classes (DKIM: activation, resolvers, ...), derived into the
+	// config path's fields, reads and help like the class settings.
+	settings *typeSettings
 	// nameRule describes the {name} segment in help text when
 	// checkNameSpelling applies a rule other than the generic identifier
 	// rule.

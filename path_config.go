@@ -2,6 +2,7 @@ package penguinmails
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"time"
@@ -47,6 +48,9 @@ type engineConfig struct {
 	AccessLimit  int `json:"access_limit,omitempty"`
 	// JobConcurrency is how many secrets a rotation job rotates at once.
 	JobConcurrency int `json:"job_concurrency,omitempty"`
+	// TypeSettings holds each type's own settings (secretKind.settings), by
+	// type name, in the type's own encoding.
+	TypeSettings map[string]json.RawMessage `json:"type_settings,omitempty"`
 
 	// Legacy per-type fields of configs written before Policies; read once
 	// and moved into Policies (migrateLegacy).
@@ -177,6 +181,31 @@ func checkDuration(field string, secs int, max time.Duration) (time.Duration, er
 	return d, nil
 }
 
+// typeSettings are config settings a type brings beyond its policy
+// classes. The type owns their encoding; config stores what update returns
+// under the type's name.
+type typeSettings struct {
+	fields map[string]*framework.FieldSchema
+	// update applies the fields given in d to stored (nil: nothing stored
+	// yet) and returns what to store. Errors are input errors naming the
+	// field.
+	update func(ctx context.Context, b *backend, d *framework.FieldData, stored json.RawMessage) (json.RawMessage, error)
+	// view renders the settings in force, defaults included.
+	view func(stored json.RawMessage) (map[string]interface{}, error)
+	// help lists "field  what it does (default)" lines for config's help.
+	help []string
+}
+
+func (b *backend) typeSettingKinds() []*secretKind {
+	var out []*secretKind
+	for _, k := range b.sortedKinds() {
+		if k.settings != nil {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
 func pathConfig(b *backend) *framework.Path {
 	fields := map[string]*framework.FieldSchema{
 		"max_versions": {
@@ -199,6 +228,11 @@ func pathConfig(b *backend) *framework.Path {
 		Description: fmt.Sprintf("Access records (downloads, exports) kept per secret, apart from the history (default %d, 1 to %d).", defaultAccessLimit, maxLogLimit)}
 	fields["job_concurrency"] = &framework.FieldSchema{Type: framework.TypeInt,
 		Description: fmt.Sprintf("Secrets a rotation job rotates at once (default %d, 1 to %d).", defaultJobConcurrency, maxJobConcurrency)}
+	for _, k := range b.typeSettingKinds() {
+		for name, f := range k.settings.fields {
+			fields[name] = f
+		}
+	}
 	for _, s := range b.policySettings() {
 		if s.ptr == nil {
 			fields[s.field] = &framework.FieldSchema{Type: framework.TypeString, Description: s.help}
@@ -269,6 +303,15 @@ func (b *backend) pathConfigRead(ctx context.Context, req *logical.Request, _ *f
 		"dkim_sign_max_message_bytes": cfg.DKIMSignMaxMessageBytes,
 	}
 	data["history_limit"], data["access_limit"], data["job_concurrency"] = cfg.HistoryLimit, cfg.AccessLimit, cfg.JobConcurrency
+	for _, k := range b.typeSettingKinds() {
+		view, err := k.settings.view(cfg.TypeSettings[k.Name])
+		if err != nil {
+			return nil, err
+		}
+		for name, v := range view {
+			data[name] = v
+		}
+	}
 	for _, s := range b.policySettings() {
 		pol := s.class.policy(cfg)
 		if s.ptr == nil {
@@ -295,6 +338,19 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 	next.Policies = map[string]typePolicy{}
 	for name, p := range current.Policies {
 		next.Policies[name] = p
+	}
+	next.TypeSettings = map[string]json.RawMessage{}
+	for name, raw := range current.TypeSettings {
+		next.TypeSettings[name] = raw
+	}
+	for _, k := range b.typeSettingKinds() {
+		raw, err := k.settings.update(ctx, b, d, next.TypeSettings[k.Name])
+		if err != nil {
+			return nil, err
+		}
+		if raw != nil {
+			next.TypeSettings[k.Name] = raw
+		}
 	}
 	periodsChanged := false
 	for _, s := range b.policySettings() {
@@ -405,6 +461,11 @@ func (b *backend) configHelp() string {
 	sb.WriteString("Durations accept seconds or a unit: 30d, 720h, 2592000.\n\n")
 	for _, s := range b.policySettings() {
 		fmt.Fprintf(&sb, "  %-32s %s\n", s.field, s.help)
+	}
+	for _, k := range b.typeSettingKinds() {
+		for _, line := range k.settings.help {
+			fmt.Fprintf(&sb, "  %s\n", line)
+		}
 	}
 	fmt.Fprintf(&sb, "  %-32s %d\n", "max_versions", defaultConfig().MaxVersions)
 	fmt.Fprintf(&sb, "  %-32s %s\n", "password_policy", `"" (built-in generator)`)

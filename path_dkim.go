@@ -43,6 +43,10 @@ func dkimKind() *secretKind {
 		},
 		create:       generateDKIMVersion,
 		onNewVersion: noteDKIMVersion,
+		activation:   dkimAwaitsActivation,
+		checkReady:   dkimCheckReady,
+		activationAt: dkimActivationAt,
+		settings:     dkimTypeSettings(),
 		graceStatus:  dkimStatusRetiring,
 		afterGrace:   dkimStatusRetired,
 		onGraceEnd:   destroyDKIMPrivateKey,
@@ -65,6 +69,8 @@ func pathDKIM(b *backend, k *secretKind, owners *domainOwners) []*framework.Path
 				"On an existing key, a different selector makes a new key."},
 		"selector_prefix": {Type: framework.TypeString,
 			Description: fmt.Sprintf("Prefix of generated selectors (default %q), %s.", dkimDefaultSelectorPrefix, dkimkey.SelectorPrefixRule)},
+		"activation": {Type: framework.TypeString,
+			Description: "When this domain's new keys start signing: dns, delay or immediate; empty follows config dkim_activation."},
 		"exportable": {Type: framework.TypeBool, Default: true,
 			Description: "Whether the private key can be exported at {domain}/private (default true). Once false it can never be turned on again; the key can still sign."},
 	}
@@ -79,8 +85,8 @@ func pathDKIM(b *backend, k *secretKind, owners *domainOwners) []*framework.Path
 	forwardToActive(private)
 	return append([]*framework.Path{
 		secret,
-		dkimSubPath(b, k, "dns", logical.ReadOperation, dkimDNS, nil,
-			"DNS records of a domain's DKIM keys: to publish now, to remove, and to revoke.", dkimDNSHelp),
+		pathDKIMDNS(b, k),
+		pathDKIMActivate(b, k),
 		dkimSignPath(b, k),
 		private,
 	}, owners.paths(b, k)...)
@@ -180,6 +186,15 @@ func dkimChangeFrom(d *framework.FieldData, e *secretEntry, cur dkimMaterial, no
 		}
 		c.settings.SelectorPrefix = v.(string)
 	}
+	if v, ok := d.GetOk("activation"); ok {
+		mode := strings.TrimSpace(v.(string))
+		if mode != "" {
+			if err := validateOneOf("activation", mode, dkimActivationModes); err != nil {
+				return c, err
+			}
+		}
+		c.settings.Activation = mode
+	}
 	if v, ok := d.GetOk("exportable"); ok {
 		if v.(bool) && !settings.Exportable && !creating {
 			return c, badInput("exportable cannot be turned on: this key was created with exportable=false, and such a key can never be exported")
@@ -227,6 +242,9 @@ func writeDKIM(b *backend, req *logical.Request, d *framework.FieldData, e *secr
 			return err
 		}
 	}
+	if p := e.pending(); p != nil && c.newKey {
+		return logical.CodedError(409, fmt.Sprintf("version %d of %s awaits activation: activate it, or wait, before making another key", p.Version, e.Name))
+	}
 	raw, err := json.Marshal(c.settings)
 	if err != nil {
 		return err
@@ -234,13 +252,19 @@ func writeDKIM(b *backend, req *logical.Request, d *framework.FieldData, e *secr
 	// Everything is validated and generated: only now is the entry changed.
 	// The new version's selector is recorded by noteDKIMVersion.
 	e.Settings = raw
+	k := e.kindOf(b)
 	switch {
+	case creating && k.awaitsActivation(e, cfg):
+		return e.stageFirst(material, k, cfg, actorOf(req), now)
 	case creating:
 		e.LastRotated = now
-		return e.addVersion(material, actorOf(req), now, e.kindOf(b), cfg)
+		return e.addVersion(material, actorOf(req), now, k, cfg)
+	case c.newKey && k.awaitsActivation(e, cfg):
+		r := rotation{Trigger: triggerManual, Reason: "new key_type or selector written", Actor: actorOf(req)}
+		return e.stageRotation(material, k, cfg, r, now)
 	case c.newKey:
 		r := rotation{Trigger: triggerManual, Reason: "new key_type or selector written", Actor: actorOf(req)}
-		return e.rotateTo(material, e.kindOf(b), cfg, r, now)
+		return e.rotateTo(material, k, cfg, r, now)
 	}
 	return nil
 }
@@ -305,29 +329,6 @@ func destroyDKIMPrivateKey(v *secretVersion) error {
 	return nil
 }
 
-// dkimRecord is the DNS view of one version's key. A revoked key's record
-// keeps its name and says it is revoked: an empty p= (RFC 6376 3.6.1).
-func dkimRecord(domain string, v *secretVersion, m dkimMaterial) map[string]interface{} {
-	value := dkimkey.TXTValue(m.KeyType, m.PublicKey)
-	if v.Status == statusRevoked {
-		value = dkimkey.RevokedTXTValue
-	}
-	rec := map[string]interface{}{
-		"version":     v.Version,
-		"status":      v.Status,
-		"selector":    m.Selector,
-		"key_type":    m.KeyType,
-		"name":        dkimkey.RecordName(m.Selector, domain),
-		"type":        "TXT",
-		"value":       value,
-		"txt_strings": dkimkey.SplitTXT(value),
-	}
-	if !v.GraceUntil.IsZero() {
-		rec["grace_until"] = formatTime(v.GraceUntil)
-	}
-	return rec
-}
-
 // viewDKIM renders a version for reads and write responses. It never
 // includes the private key, whatever withSecrets says: that is /private.
 func viewDKIM(e *secretEntry, v *secretVersion, _ bool) (map[string]interface{}, error) {
@@ -384,32 +385,6 @@ func dkimVersionsView(e *secretEntry) (map[string]interface{}, error) {
 		item["has_private_key"] = m.PrivateKey != ""
 	}
 	return out, nil
-}
-
-// dkimDNS answers {domain}/dns, newest first: the records of the active and
-// retiring keys (publish), of the revoked ones, whose record must say so
-// (revoke), and of the retired ones still kept (remove).
-func dkimDNS(e *secretEntry, _ secretRef, _ *framework.FieldData) (*logical.Response, error) {
-	publish, revoke, remove := []interface{}{}, []interface{}{}, []interface{}{}
-	for i := len(e.Versions) - 1; i >= 0; i-- {
-		v := &e.Versions[i]
-		var m dkimMaterial
-		if err := decodeMaterial(v, &m); err != nil {
-			return nil, err
-		}
-		rec := dkimRecord(e.Name, v, m)
-		switch v.Status {
-		case statusActive, dkimStatusRetiring:
-			publish = append(publish, rec)
-		case statusRevoked:
-			revoke = append(revoke, rec)
-		default:
-			remove = append(remove, rec)
-		}
-	}
-	return &logical.Response{Data: map[string]interface{}{
-		"domain": e.Name, "publish": publish, "revoke": revoke, "remove": remove,
-	}}, nil
 }
 
 // refuseRevoked answers 409 for a revoked version: its private key was
@@ -471,6 +446,10 @@ func dkimSign(e *secretEntry, ref secretRef, encoded string, opts *dkim.SignOpti
 	}
 	if err := refuseRevoked(ref, v, m); err != nil {
 		return nil, err
+	}
+	if v.Status == statusPending {
+		return nil, logical.CodedError(409, fmt.Sprintf("%s has no active key yet: version %d (selector %s) awaits activation; "+
+			"publish its record (see %s/dns), then it activates, or activate it with %s/activate", ref.path(), v.Version, m.Selector, ref.path(), ref.path()))
 	}
 	signer, err := dkimkey.ParsePrivateKey(m.PrivateKey)
 	if err != nil {
@@ -537,19 +516,28 @@ txt_value "v=DKIM1; k=rsa; p=..." (k=ed25519 for ed25519 keys), also split into
 txt_strings of at most 255 bytes. No read ever returns the private key; see
 {domain}/private.
 
-On rotation the new key is active at once; the previous one is "retiring":
-still published and valid for verification for dkim_grace_period (config,
-default 48h). Then it is "retired": its private key is deleted from storage
-and its public part stays in the version list. A write with a different
-key_type or selector on an existing key is a rotation too.
+A new key is "pending" until it is activated: listed under publish in
+{domain}/dns, never used by sign. It activates when the resolvers return its
+record (activation=dns), after dkim_publish_lead (delay, the default), at
+once (immediate), or with {domain}/activate. Only then does the previous key
+become "retiring": still published and valid for verification for
+dkim_grace_period (config, default 48h). Then it is "retired": its private
+key is deleted from storage, and its record is listed as revoked
+(v=DKIM1; p=) for dkim_revocation_period before it is listed for removal. A
+write with a different key_type or selector on an existing key is a
+rotation too.
 `
 
 const dkimDNSHelp = `
-Lists the DNS TXT records of the domain's keys. "publish" holds the active
-key and the retiring ones (keep them in DNS until their grace_until has
-passed); "revoke" holds revoked keys, whose record must read "v=DKIM1; p="
-(an empty p= means revoked, RFC 6376 3.6.1); "remove" holds retired keys
-whose records can be deleted.
+Lists the DNS TXT records of the domain's keys. "publish" holds the pending
+key (publish it now: it activates once visible), the active one and the
+retiring ones (keep them until their grace_until has passed); "revoke" holds
+revoked keys and keys whose overlap ended less than dkim_revocation_period
+ago, whose record must read "v=DKIM1; p=" (an empty p= means revoked,
+RFC 6376 3.6.1); "remove" holds older ones whose records can be deleted.
+With check=true each record also says what every configured resolver
+returns: published, missing, mismatch (with the difference), revoked or
+error.
 Each record has name, type, value and txt_strings (value cut into strings of
 at most 255 bytes, for DNS servers that need it).
 `

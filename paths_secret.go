@@ -395,7 +395,7 @@ func (b *backend) secretDeleter(k *secretKind) framework.OperationFunc {
 		if e == nil { // missing, or unreadable: delete what is there
 			e = &secretEntry{Kind: k.Name, Tenant: ref.tenant, Name: ref.name}
 		}
-		if p := e.pending(); p != nil {
+		if p := e.pending(); p != nil && k.checkReady == nil { // a version awaiting activation is no rotation in flight
 			return nil, logical.CodedError(409, fmt.Sprintf("%s has a rotation in progress (pending version %d); "+
 				"delete it once Vault's rollback has finished or undone it (within %s)", ref.path(), p.Version, walRollbackMinAge))
 		}

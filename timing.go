@@ -159,6 +159,9 @@ func (e *secretEntry) nextWork(kind *secretKind, cfg *engineConfig) time.Time {
 	}
 	earlier(e.alertStart(pol))
 	earlier(e.nextRemoval())
+	if e.pending() != nil && kind.checkReady != nil {
+		earlier(e.ActivationCheck)
+	}
 	if cur := e.current(); cur != nil && cur.Status == statusActive && e.pending() == nil && e.Halted == "" {
 		var rotateAt time.Time
 		switch {

@@ -275,6 +275,9 @@ func (b *backend) upkeep(ctx context.Context, s logical.Storage, ref secretRef) 
 		return "", nil, err
 	}
 	b.removeDue(ctx, e, ref.kind, cfg, now)
+	if _, err := b.checkActivation(ctx, e, ref.kind, cfg, now); err != nil {
+		return "", nil, err
+	}
 	if at := e.alertStart(pol); !at.IsZero() && !now.Before(at) {
 		e.DueNotified = e.nextRotation(pol)
 		b.emit(ctx, "rotation-due", e, "next_rotation", formatTime(e.DueNotified))
