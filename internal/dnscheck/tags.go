@@ -15,11 +15,15 @@ const wsp = " \t\r\n"
 // empty tag (a final ";") is ignored, and all whitespace is removed from p=,
 // whose base64 may be folded (RFC 6376 3.6.1). Tag names stay as written:
 // they compare case-sensitively. An empty tag in the middle, a tag without
-// "=", an invalid tag name or a repeated tag makes the whole list invalid.
+// "=", an invalid tag name or a repeated tag makes the whole list invalid, and
+// so does a list with no tag at all.
 func NormalizeDKIM(value string) (map[string]string, []string, error) {
 	specs := strings.Split(value, ";")
 	if strings.Trim(specs[len(specs)-1], wsp) == "" {
 		specs = specs[:len(specs)-1]
+	}
+	if len(specs) == 0 {
+		return nil, nil, fmt.Errorf("empty tag-list")
 	}
 	tags := make(map[string]string, len(specs))
 	order := make([]string, 0, len(specs))
