@@ -10,6 +10,7 @@ require (
 	github.com/hashicorp/go-multierror v1.1.1
 	github.com/hashicorp/vault/api v1.23.0
 	github.com/hashicorp/vault/sdk v0.25.1
+	github.com/miekg/dns v1.1.73
 	golang.org/x/crypto v0.59.0
 	golang.org/x/net v0.62.0
 )
