@@ -42,6 +42,9 @@ type testEnv struct {
 	system  *logical.StaticSystemView
 	logs    *syncBuffer
 	events  *eventLog
+	// baseline are keys the test's setup wrote (its config); storedKeys
+	// leaves them out.
+	baseline map[string]bool
 }
 
 type syncBuffer struct {
@@ -182,7 +185,7 @@ func (env *testEnv) storedKeys() []string {
 		for _, k := range keys {
 			if strings.HasSuffix(k, "/") {
 				walk(prefix + k)
-			} else if prefix+k != dkimClaimsCompleteKey {
+			} else if prefix+k != dkimClaimsCompleteKey && !env.baseline[prefix+k] {
 				out = append(out, prefix+k)
 			}
 		}

@@ -19,7 +19,7 @@ import (
 // selectors, the longest domain and tenant, and a full history. It must stay
 // under maxEntryBytes, so the size guard can never block a DKIM revoke.
 func TestDKIM_LargestEntryFitsTheBound(t *testing.T) {
-	env := newTestEnv(t)
+	env := newImmediateDKIMEnv(t)
 	rsa4096, err := dkimkey.ParseKeyType("rsa-4096")
 	if err != nil {
 		t.Fatal(err)

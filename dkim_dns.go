@@ -93,7 +93,7 @@ func (b *backend) dkimDNS(ctx context.Context, req *logical.Request, d *framewor
 		return nil, err
 	}
 	o := dkimOptionsOf(cfg)
-	lists := map[string][]map[string]interface{}{"publish": {}, "revoke": {}, "remove": {}}
+	lists := map[string][]interface{}{"publish": {}, "revoke": {}, "remove": {}}
 	for i := len(e.Versions) - 1; i >= 0; i-- {
 		v := &e.Versions[i]
 		var m dkimMaterial
@@ -134,9 +134,10 @@ func dnsListOf(v *secretVersion, o dkimOptions, now time.Time) string {
 }
 
 // checkRecords adds to each record what the resolvers return for it.
-func checkRecords(ctx context.Context, resolvers []dnscheck.Resolver, lists ...[]map[string]interface{}) {
+func checkRecords(ctx context.Context, resolvers []dnscheck.Resolver, lists ...[]interface{}) {
 	for _, l := range lists {
-		for _, rec := range l {
+		for _, item := range l {
+			rec := item.(map[string]interface{})
 			res := dnscheck.CheckAll(ctx, resolvers, rec["check_name"].(string), rec["value"].(string), 0)
 			per := make([]map[string]interface{}, 0, len(res.PerResolver))
 			for _, r := range res.PerResolver {

@@ -27,6 +27,13 @@ func TestConfig_DefaultsFromFeatureDocument(t *testing.T) {
 	// OAuth tokens are due by their expiry (refresh_lead before it); the
 	// period is only an upper bound on a token's age, off by default.
 	want["oauth_rotation_period"], want["oauth_alert_threshold"] = 0, 0
+	// DKIM's own settings: staged activation, after a one-hour delay by
+	// default; ended records are listed as revoked for a week.
+	want["dkim_publish_lead"], want["dkim_activation_deadline"], want["dkim_revocation_period"] = 3600, 86400, 7*86400
+	if got["dkim_activation"] != "delay" || got["dkim_activation_quorum"] != 0 || got["dkim_delegation_zone"] != "" ||
+		len(got["dns_resolvers"].([]string)) != 0 {
+		t.Errorf("dkim settings: %v %v %v %v", got["dkim_activation"], got["dkim_activation_quorum"], got["dkim_delegation_zone"], got["dns_resolvers"])
+	}
 	for k, v := range want {
 		if got[k] != v {
 			t.Errorf("%s = %v, want %d", k, got[k], v)
@@ -55,8 +62,8 @@ func TestConfig_DefaultsFromFeatureDocument(t *testing.T) {
 			t.Errorf("config shows %s, a setting of no type served", absent)
 		}
 	}
-	if len(got) != len(want)+len(risk)+len(limits)+2 { // + password_policy, dkim_sign_max_message_bytes
-		t.Errorf("config has %d settings, want %d: %v", len(got), len(want)+len(risk)+len(limits)+2, got)
+	if len(got) != len(want)+len(risk)+len(limits)+6 { // + password_policy, dkim_sign_max_message_bytes, the four checked above
+		t.Errorf("config has %d settings, want %d: %v", len(got), len(want)+len(risk)+len(limits)+6, got)
 	}
 }
 

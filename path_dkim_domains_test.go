@@ -39,7 +39,7 @@ func (env *testEnv) claimOf(domain string) *domainClaim {
 }
 
 func TestDKIMDomains_SecondTenantIs409NamingTheOwner(t *testing.T) {
-	env := newTestEnv(t)
+	env := newImmediateDKIMEnv(t)
 	env.ok(logical.UpdateOperation, "dkim/tenant-1/example.com", map[string]interface{}{"key_type": "ed25519"})
 	before := env.storageSnapshot()
 	msg := env.refused(logical.UpdateOperation, "dkim/tenant-2/example.com", map[string]interface{}{"key_type": "ed25519"}, 409)
@@ -73,7 +73,7 @@ func TestDKIMDomains_SecondTenantIs409NamingTheOwner(t *testing.T) {
 }
 
 func TestDKIMDomains_TransferMovesTheKeyWithItsHistory(t *testing.T) {
-	env := newTestEnv(t)
+	env := newImmediateDKIMEnv(t)
 	env.ok(logical.UpdateOperation, "dkim/tenant-1/example.com", map[string]interface{}{"key_type": "ed25519"})
 	_, key := env.storedDKIMVersion("tenant-1", "example.com", 1)
 	got := env.ok(logical.UpdateOperation, "dkim-domains/example.com/transfer", map[string]interface{}{"tenant": "tenant-2"})
@@ -162,7 +162,7 @@ func TestDKIMDomains_TransferSurvivesACrashAfterEveryWrite(t *testing.T) {
 	const writes = 9
 	for budget := 0; budget <= writes; budget++ {
 		for _, next := range []string{"transfer again", "old tenant writes", "new tenant writes"} {
-			env := newTestEnv(t)
+			env := newImmediateDKIMEnv(t)
 			env.ok(logical.UpdateOperation, "dkim/tenant-1/example.com", map[string]interface{}{"key_type": "ed25519"})
 			_, key := env.storedDKIMVersion("tenant-1", "example.com", 1)
 			req := &logical.Request{Operation: logical.UpdateOperation, Path: "dkim-domains/example.com/transfer",
@@ -242,7 +242,7 @@ func (env *testEnv) copySecret(from, to, domain string) {
 }
 
 func TestDKIMDomains_SecretsFromBeforeClaimsAreClaimedByTheBackfill(t *testing.T) {
-	env := newTestEnv(t)
+	env := newImmediateDKIMEnv(t)
 	env.ok(logical.UpdateOperation, "dkim/tenant-1/example.com", map[string]interface{}{"key_type": "ed25519"})
 	env.dropClaim("example.com")
 
@@ -263,7 +263,7 @@ func TestDKIMDomains_SecretsFromBeforeClaimsAreClaimedByTheBackfill(t *testing.T
 }
 
 func TestDKIMDomains_AConflictingPairFromBeforeIsShownNotResolved(t *testing.T) {
-	env := newTestEnv(t)
+	env := newImmediateDKIMEnv(t)
 	env.ok(logical.UpdateOperation, "dkim/tenant-1/example.com", map[string]interface{}{"key_type": "ed25519"})
 	env.copySecret("tenant-1", "tenant-2", "example.com")
 	env.dropClaim("example.com")
@@ -301,7 +301,7 @@ func TestDKIMDomains_AConflictingPairFromBeforeIsShownNotResolved(t *testing.T) 
 }
 
 func TestDKIMDomains_ReleaseOnlyAStaleClaim(t *testing.T) {
-	env := newTestEnv(t)
+	env := newImmediateDKIMEnv(t)
 	env.ok(logical.UpdateOperation, "dkim/tenant-1/example.com", map[string]interface{}{"key_type": "ed25519"})
 	msg := env.refused(logical.DeleteOperation, "dkim-domains/example.com", nil, 409)
 	if !strings.Contains(msg, "dkim/tenant-1/example.com") {
@@ -328,7 +328,7 @@ func TestDKIMDomains_ReleaseOnlyAStaleClaim(t *testing.T) {
 // Creates racing for one domain from many tenants: one wins, the rest get
 // a 409, and only the winner's secret is stored.
 func TestDKIMDomains_ConcurrentCreatesLeaveOneOwner(t *testing.T) {
-	env := newTestEnv(t)
+	env := newImmediateDKIMEnv(t)
 	const tenants = 8
 	codes := make([]int, tenants)
 	var wg sync.WaitGroup
@@ -381,7 +381,7 @@ func (s *listCounting) List(ctx context.Context, prefix string) ([]string, error
 // and the backfill marker: it lists no tenant folder, however many tenants
 // the mount has (before, it read one entry per tenant on every create).
 func TestDKIMDomains_NewDomainAfterTheBackfillListsNothing(t *testing.T) {
-	env := newTestEnv(t)
+	env := newImmediateDKIMEnv(t)
 	for _, tenant := range []string{"tenant-1", "tenant-2", "tenant-3"} {
 		env.ok(logical.UpdateOperation, "dkim/"+tenant+"/"+tenant+".example", map[string]interface{}{"key_type": "ed25519"})
 	}

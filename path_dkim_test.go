@@ -23,6 +23,7 @@ import (
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/penguinmails/vault-plugin-penguinmails/internal/dkimcheck"
+	"github.com/penguinmails/vault-plugin-penguinmails/internal/dkimkey"
 )
 
 const dkimPath = "dkim/tenant-1/example.com"
@@ -55,6 +56,18 @@ func (env *testEnv) signVia(path, msg string, extra map[string]interface{}) stri
 
 // publishedTXT reads the dns path and returns the records to publish, as a
 // resolver would serve them: name -> the TXT strings joined (RFC 6376 3.6.2.2).
+// newImmediateDKIMEnv is a mount whose DKIM keys sign as soon as they are
+// made (dkim_activation=immediate): the tests of the key life cycle after
+// activation use it; staged activation has its own tests
+// (dkim_activation_test.go).
+func newImmediateDKIMEnv(t *testing.T) *testEnv {
+	t.Helper()
+	env := newTestEnv(t)
+	env.ok(logical.UpdateOperation, "config", map[string]interface{}{"dkim_activation": "immediate"})
+	env.baseline = map[string]bool{configStoragePath: true}
+	return env
+}
+
 func (env *testEnv) publishedTXT(path string) map[string]string {
 	env.t.Helper()
 	out := env.ok(logical.ReadOperation, path+"/dns", nil)
@@ -76,7 +89,7 @@ func (env *testEnv) publishedTXT(path string) map[string]string {
 }
 
 func TestDKIM_WriteWithNoArgumentsGeneratesRSA2048(t *testing.T) {
-	env := newTestEnv(t)
+	env := newImmediateDKIMEnv(t)
 	written := env.ok(logical.UpdateOperation, dkimPath, nil)
 	for _, f := range []string{"private_key", "private_key_pem"} {
 		if _, leaked := written[f]; leaked {
@@ -140,7 +153,7 @@ func TestDKIM_WriteWithNoArgumentsGeneratesRSA2048(t *testing.T) {
 func TestDKIM_SignedMessagesVerifyAgainstPublishedRecord(t *testing.T) {
 	for _, keyType := range []string{"rsa-2048", "rsa-4096", "ed25519"} {
 		t.Run(keyType, func(t *testing.T) {
-			env := newTestEnv(t)
+			env := newImmediateDKIMEnv(t)
 			env.ok(logical.UpdateOperation, dkimPath, map[string]interface{}{"key_type": keyType})
 			records := env.publishedTXT(dkimPath)
 			if len(records) != 1 {
@@ -172,7 +185,7 @@ func TestDKIM_SignedMessagesVerifyAgainstPublishedRecord(t *testing.T) {
 }
 
 func TestDKIM_SignHonoursHeadersAndCanonicalization(t *testing.T) {
-	env := newTestEnv(t)
+	env := newImmediateDKIMEnv(t)
 	env.ok(logical.UpdateOperation, dkimPath, map[string]interface{}{"key_type": "ed25519"})
 	records := env.publishedTXT(dkimPath)
 
@@ -204,7 +217,7 @@ func TestDKIM_SignHonoursHeadersAndCanonicalization(t *testing.T) {
 }
 
 func TestDKIM_SignRejectsBadInput(t *testing.T) {
-	env := newTestEnv(t)
+	env := newImmediateDKIMEnv(t)
 	env.ok(logical.UpdateOperation, dkimPath, map[string]interface{}{"key_type": "ed25519"})
 	good := base64.StdEncoding.EncodeToString([]byte(testMessage))
 	cases := []struct {
@@ -235,7 +248,7 @@ func TestDKIM_SignRejectsBadInput(t *testing.T) {
 }
 
 func TestDKIM_SignWritesNothing(t *testing.T) {
-	env := newTestEnv(t)
+	env := newImmediateDKIMEnv(t)
 	env.ok(logical.UpdateOperation, dkimPath, map[string]interface{}{"key_type": "ed25519"})
 	before := env.storageSnapshot()
 	env.signVia(dkimPath, testMessage, nil)
@@ -265,7 +278,7 @@ func TestDKIM_PrivateKeyParsesAndMatchesPublishedKey(t *testing.T) {
 	}
 	for _, keyType := range []string{"rsa-2048", "ed25519"} {
 		t.Run(keyType, func(t *testing.T) {
-			env := newTestEnv(t)
+			env := newImmediateDKIMEnv(t)
 			env.ok(logical.UpdateOperation, dkimPath, map[string]interface{}{"key_type": keyType})
 			published := env.ok(logical.ReadOperation, dkimPath, nil)["public_key"].(string)
 			out := env.ok(logical.UpdateOperation, dkimPath+"/private", nil)
@@ -312,7 +325,7 @@ func TestDKIM_PrivateKeyParsesAndMatchesPublishedKey(t *testing.T) {
 }
 
 func TestDKIM_NonExportableKeyCanSignButNeverBeExported(t *testing.T) {
-	env := newTestEnv(t)
+	env := newImmediateDKIMEnv(t)
 	env.ok(logical.UpdateOperation, dkimPath, map[string]interface{}{"key_type": "ed25519", "exportable": false})
 	msg := env.badRequest(logical.UpdateOperation, dkimPath+"/private", nil)
 	if !strings.Contains(msg, "exportable=false") {
@@ -365,7 +378,7 @@ func (env *testEnv) storedDKIMVersion(tenant, domain string, version int) (secre
 }
 
 func TestDKIM_RotationGraceThenRetirement(t *testing.T) {
-	env := newTestEnv(t)
+	env := newImmediateDKIMEnv(t)
 	env.ok(logical.UpdateOperation, dkimPath, nil)
 	oldSigned := env.signVia(dkimPath, testMessage, nil)
 
@@ -425,10 +438,19 @@ func TestDKIM_RotationGraceThenRetirement(t *testing.T) {
 	if err := dkimcheck.Verify(records, newSigned); err != nil {
 		t.Fatal(err)
 	}
+	// The ended key's record is listed as revoked (p= empty) for
+	// dkim_revocation_period (7 days), then for removal.
 	dns := env.ok(logical.ReadOperation, dkimPath+"/dns", nil)
+	revoke := dns["revoke"].([]interface{})
+	if len(revoke) != 1 || revoke[0].(map[string]interface{})["name"] != "pm202611._domainkey.example.com" ||
+		revoke[0].(map[string]interface{})["value"] != dkimkey.RevokedTXTValue || len(dns["remove"].([]interface{})) != 0 {
+		t.Fatalf("revoke = %v, remove = %v", revoke, dns["remove"])
+	}
+	env.clock.Advance(7 * day)
+	dns = env.ok(logical.ReadOperation, dkimPath+"/dns", nil)
 	remove := dns["remove"].([]interface{})
-	if len(remove) != 1 || remove[0].(map[string]interface{})["name"] != "pm202611._domainkey.example.com" {
-		t.Fatalf("remove = %v", remove)
+	if len(remove) != 1 || remove[0].(map[string]interface{})["name"] != "pm202611._domainkey.example.com" || len(dns["revoke"].([]interface{})) != 0 {
+		t.Fatalf("after the revocation period: remove = %v, revoke = %v", remove, dns["revoke"])
 	}
 	resp, err := env.do(logical.UpdateOperation, dkimPath+"/private", map[string]interface{}{"version": 1})
 	if code := statusOf(logical.UpdateOperation, resp, err); code != 404 {
@@ -441,7 +463,7 @@ func TestDKIM_RotationGraceThenRetirement(t *testing.T) {
 }
 
 func TestDKIM_ReadsFollowTheClockBeforeTheSchedulerRuns(t *testing.T) {
-	env := newTestEnv(t)
+	env := newImmediateDKIMEnv(t)
 	env.ok(logical.UpdateOperation, dkimPath, map[string]interface{}{"key_type": "ed25519"})
 	env.ok(logical.UpdateOperation, dkimPath+"/rotate", nil)
 	env.clock.Advance(49 * time.Hour) // no tick
@@ -456,7 +478,7 @@ func TestDKIM_ReadsFollowTheClockBeforeTheSchedulerRuns(t *testing.T) {
 }
 
 func TestDKIM_ZeroGraceRetiresAtOnce(t *testing.T) {
-	env := newTestEnv(t)
+	env := newImmediateDKIMEnv(t)
 	env.ok(logical.UpdateOperation, "config", map[string]interface{}{"dkim_grace_period": 0})
 	env.ok(logical.UpdateOperation, dkimPath, map[string]interface{}{"key_type": "ed25519"})
 	env.ok(logical.UpdateOperation, dkimPath+"/rotate", nil)
@@ -467,7 +489,7 @@ func TestDKIM_ZeroGraceRetiresAtOnce(t *testing.T) {
 }
 
 func TestDKIM_WriteNewKeyTypeOrSelectorRotates(t *testing.T) {
-	env := newTestEnv(t)
+	env := newImmediateDKIMEnv(t)
 	env.ok(logical.UpdateOperation, dkimPath, map[string]interface{}{"selector": "mail1", "key_type": "ed25519"})
 	if got := env.ok(logical.ReadOperation, dkimPath, nil); got["selector"] != "mail1" || got["record_name"] != "mail1._domainkey.example.com" {
 		t.Fatalf("given selector: %v", got["selector"])
@@ -531,7 +553,7 @@ func TestDKIM_RejectsBadInputAndStoresNothing(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			env := newTestEnv(t)
+			env := newImmediateDKIMEnv(t)
 			msg := env.badRequest(logical.UpdateOperation, tc.path, tc.in)
 			for _, m := range tc.mention {
 				if !strings.Contains(msg, m) {
@@ -546,7 +568,7 @@ func TestDKIM_RejectsBadInputAndStoresNothing(t *testing.T) {
 }
 
 func TestDKIM_BadUpdateLeavesKeyUnchanged(t *testing.T) {
-	env := newTestEnv(t)
+	env := newImmediateDKIMEnv(t)
 	env.ok(logical.UpdateOperation, dkimPath, map[string]interface{}{"key_type": "ed25519"})
 	before := env.storageSnapshot()
 	// A valid key_type with an invalid prefix: nothing may be applied.
@@ -557,7 +579,7 @@ func TestDKIM_BadUpdateLeavesKeyUnchanged(t *testing.T) {
 }
 
 func TestDKIM_UnicodeDomainsLiveUnderTheirPunycode(t *testing.T) {
-	env := newTestEnv(t)
+	env := newImmediateDKIMEnv(t)
 	env.ok(logical.UpdateOperation, dkimPath, map[string]interface{}{"key_type": "ed25519"})
 	env.ok(logical.UpdateOperation, "dkim/tenant-1/xn--bcher-kva.example", map[string]interface{}{"key_type": "ed25519"})
 	uni := env.ok(logical.ReadOperation, "dkim/tenant-1/xn--bcher-kva.example", nil)
@@ -588,7 +610,7 @@ func TestDKIM_UnicodeDomainsLiveUnderTheirPunycode(t *testing.T) {
 }
 
 func TestDKIM_MalformedSubPathNamesTheDomain(t *testing.T) {
-	env := newTestEnv(t)
+	env := newImmediateDKIMEnv(t)
 	msg := env.badRequest(logical.ReadOperation, "dkim/tenant-1/exa_mple.com/bogus", nil)
 	if !strings.Contains(msg, "domain") {
 		t.Fatalf("message %q", msg)
@@ -600,7 +622,7 @@ func TestDKIM_MalformedSubPathNamesTheDomain(t *testing.T) {
 }
 
 func TestDKIM_PrivateOfMissingKeyIs404(t *testing.T) {
-	env := newTestEnv(t)
+	env := newImmediateDKIMEnv(t)
 	if resp, err := env.do(logical.ReadOperation, dkimPath, nil); err != nil || resp != nil {
 		t.Fatalf("read of a missing key: %v, %v (want a bare 404)", resp, err)
 	}
@@ -618,7 +640,7 @@ func TestDKIM_PrivateOfMissingKeyIs404(t *testing.T) {
 }
 
 func TestHelp_ExplainsEveryDKIMField(t *testing.T) {
-	env := newTestEnv(t)
+	env := newImmediateDKIMEnv(t)
 	for path, fields := range map[string][]string{
 		dkimPath:           {"key_type", "selector", "selector_prefix", "exportable", "rotation_period", "auto_rotate"},
 		dkimPath + "/sign": {"message", "headers", "canonicalization"},
@@ -637,7 +659,7 @@ func TestHelp_ExplainsEveryDKIMField(t *testing.T) {
 }
 
 func TestDKIM_SelectorsOfTrimmedVersionsAreNotReused(t *testing.T) {
-	env := newTestEnv(t)
+	env := newImmediateDKIMEnv(t)
 	env.ok(logical.UpdateOperation, "config", map[string]interface{}{"dkim_grace_period": 0})
 	env.ok(logical.UpdateOperation, dkimPath, map[string]interface{}{"key_type": "ed25519", "max_versions": 1})
 	seen := map[string]int{}
@@ -678,7 +700,7 @@ func dkimSubPathRequests(secret string) map[string]logical.Operation {
 // Finding 1: a DKIM domain has one accepted spelling; the others are a 400
 // naming the canonical path, on every sub-path, never a silent alias.
 func TestDKIM_NonCanonicalSpellingsAre400NamingTheCanonicalPath(t *testing.T) {
-	env := newTestEnv(t)
+	env := newImmediateDKIMEnv(t)
 	env.ok(logical.UpdateOperation, "dkim/tenant-1/bank.com", map[string]interface{}{"key_type": "ed25519"})
 	env.ok(logical.UpdateOperation, "dkim/tenant-1/xn--bcher-kva.example", map[string]interface{}{"key_type": "ed25519"})
 	before := env.storageSnapshot()
@@ -725,7 +747,7 @@ func TestDKIM_NonCanonicalSpellingsAre400NamingTheCanonicalPath(t *testing.T) {
 }
 
 func TestDKIM_NonCanonicalSelectorIs400NamingTheCanonicalValue(t *testing.T) {
-	env := newTestEnv(t)
+	env := newImmediateDKIMEnv(t)
 	msg := env.badRequest(logical.UpdateOperation, dkimPath, map[string]interface{}{"key_type": "ed25519", "selector": "MAIL1"})
 	if !strings.Contains(msg, "selector") || !strings.Contains(msg, `"mail1"`) {
 		t.Fatalf("selector MAIL1: %q", msg)
@@ -743,7 +765,7 @@ func TestDKIM_NonCanonicalSelectorIs400NamingTheCanonicalValue(t *testing.T) {
 // it under revoke with an empty p=, sign and private answer 409 until a
 // rotation makes a new key.
 func TestDKIM_RevokeDestroysKeysAndListsSelectorsUnderRevoke(t *testing.T) {
-	env := newTestEnv(t)
+	env := newImmediateDKIMEnv(t)
 	env.ok(logical.UpdateOperation, dkimPath, map[string]interface{}{"key_type": "ed25519"})
 	env.ok(logical.UpdateOperation, dkimPath+"/rotate", map[string]interface{}{"reason": "yearly"})
 	got := env.ok(logical.UpdateOperation, dkimPath+"/revoke", map[string]interface{}{"reason": "key leaked", "incident_id": "INC-9"})
@@ -798,8 +820,8 @@ func TestDKIM_RevokeDestroysKeysAndListsSelectorsUnderRevoke(t *testing.T) {
 // A version retired by the end of its grace stays under remove; only
 // revoked ones are under revoke.
 func TestDKIM_RetiredStaysUnderRemoveRevokedGoesUnderRevoke(t *testing.T) {
-	env := newTestEnv(t)
-	env.ok(logical.UpdateOperation, "config", map[string]interface{}{"dkim_grace_period": 0})
+	env := newImmediateDKIMEnv(t)
+	env.ok(logical.UpdateOperation, "config", map[string]interface{}{"dkim_grace_period": 0, "dkim_revocation_period": 0})
 	env.ok(logical.UpdateOperation, dkimPath, map[string]interface{}{"key_type": "ed25519"})
 	env.ok(logical.UpdateOperation, dkimPath+"/rotate", nil)
 	env.ok(logical.UpdateOperation, dkimPath+"/revoke", map[string]interface{}{"reason": "leak"})
@@ -817,7 +839,7 @@ func TestDKIM_RetiredStaysUnderRemoveRevokedGoesUnderRevoke(t *testing.T) {
 // Finding 7: header names are RFC 7230 tokens, so no DKIM tag can be
 // injected through h=; their count and length are bounded.
 func TestDKIM_SignRefusesTagInjectionInHeaders(t *testing.T) {
-	env := newTestEnv(t)
+	env := newImmediateDKIMEnv(t)
 	env.ok(logical.UpdateOperation, dkimPath, map[string]interface{}{"key_type": "ed25519"})
 	good := base64.StdEncoding.EncodeToString([]byte(testMessage))
 	for name, headers := range map[string]interface{}{
@@ -849,7 +871,7 @@ func TestDKIM_SignRefusesTagInjectionInHeaders(t *testing.T) {
 // Finding 6: sign refuses a message over dkim_sign_max_message_bytes with a
 // 413 naming the field and the limit.
 func TestDKIM_SignRefusesOversizeMessageWith413(t *testing.T) {
-	env := newTestEnv(t)
+	env := newImmediateDKIMEnv(t)
 	if got := env.ok(logical.ReadOperation, "config", nil)["dkim_sign_max_message_bytes"]; got != 4<<20 {
 		t.Fatalf("default dkim_sign_max_message_bytes = %v, want %d", got, 4<<20)
 	}
@@ -881,7 +903,7 @@ func TestDKIM_SignRefusesOversizeMessageWith413(t *testing.T) {
 // Finding 10 (D3): exporting is an update on private; a read is no
 // operation there.
 func TestDKIM_PrivateIsUpdateOnly(t *testing.T) {
-	env := newTestEnv(t)
+	env := newImmediateDKIMEnv(t)
 	env.ok(logical.UpdateOperation, dkimPath, map[string]interface{}{"key_type": "ed25519"})
 	if _, err := env.do(logical.ReadOperation, dkimPath+"/private", nil); !errors.Is(err, logical.ErrUnsupportedOperation) {
 		t.Fatalf("read of private: %v, want unsupported operation (405)", err)
@@ -912,7 +934,7 @@ func (c *monthEndClock) Now() time.Time {
 func TestDKIM_SelectorMonthIsTheRotationsOwnTime(t *testing.T) {
 	for _, op := range []string{"create", "rotate"} {
 		t.Run(op, func(t *testing.T) {
-			env := newTestEnv(t)
+			env := newImmediateDKIMEnv(t)
 			if op == "rotate" {
 				env.ok(logical.UpdateOperation, dkimPath, map[string]interface{}{"key_type": "ed25519", "selector": "first"})
 			}
@@ -932,7 +954,7 @@ func TestDKIM_SelectorMonthIsTheRotationsOwnTime(t *testing.T) {
 }
 
 func TestDKIM_GenerateDoesNotChangeTheEntry(t *testing.T) {
-	env := newTestEnv(t)
+	env := newImmediateDKIMEnv(t)
 	env.ok(logical.UpdateOperation, dkimPath, map[string]interface{}{"key_type": "ed25519"})
 	e, err := loadSecret(context.Background(), env.storage, "dkim", "tenant-1", "example.com")
 	if err != nil {
@@ -978,7 +1000,7 @@ func rememberedSelectors(settings map[string]interface{}) int {
 // Finding 5: the remembered selectors are bounded, and a bounded list still
 // never lets a generated selector come back.
 func TestDKIM_RememberedSelectorsAreBounded(t *testing.T) {
-	env := newTestEnv(t)
+	env := newImmediateDKIMEnv(t)
 	env.ok(logical.UpdateOperation, "config", map[string]interface{}{"dkim_grace_period": 0})
 	env.ok(logical.UpdateOperation, dkimPath, map[string]interface{}{"key_type": "ed25519", "max_versions": 1})
 	const rotations = 1010
@@ -1020,7 +1042,7 @@ func BenchmarkDKIMSignLarge8MiB(b *testing.B) {
 // A selector may be given again only dkimSelectorQuarantine after its key
 // left DNS; entries written before the bounded list keep theirs refused.
 func TestDKIM_SelectorReuseWaitsForTheQuarantine(t *testing.T) {
-	env := newTestEnv(t)
+	env := newImmediateDKIMEnv(t)
 	env.ok(logical.UpdateOperation, "config", map[string]interface{}{"dkim_grace_period": 0})
 	env.ok(logical.UpdateOperation, dkimPath, map[string]interface{}{"key_type": "ed25519", "selector": "mail1", "max_versions": 1})
 	env.ok(logical.UpdateOperation, dkimPath+"/rotate", nil) // mail1 retired now, and trimmed
@@ -1055,7 +1077,7 @@ func TestDKIM_SelectorReuseWaitsForTheQuarantine(t *testing.T) {
 // signing: every earlier selector is under revoke with an empty p= and its
 // private key is gone from storage, not retiring for the grace period.
 func TestDKIM_IncidentRotationRevokesEveryEarlierSelector(t *testing.T) {
-	env := newTestEnv(t)
+	env := newImmediateDKIMEnv(t)
 	env.ok(logical.UpdateOperation, dkimPath, map[string]interface{}{"key_type": "ed25519"})
 	env.ok(logical.UpdateOperation, dkimPath+"/rotate", map[string]interface{}{"reason": "yearly"}) // v1 retiring
 	got := env.ok(logical.UpdateOperation, dkimPath+"/rotate", map[string]interface{}{

@@ -39,7 +39,7 @@ func indexStateOf(page map[string]interface{}) string {
 //	dkim/t1/example.com  healthy (365d)
 //	ssh/t1/key    not_scheduled (config ssh_rotation_period=0)
 func mixedSecrets(t *testing.T) *testEnv {
-	env := newTestEnv(t)
+	env := newImmediateDKIMEnv(t)
 	env.dueRotationThatFails("smtp/t2/fail") // the clock is now 31 days on
 	env.tick()
 	for name, period := range map[string]string{"over": "1d", "soon": "5d", "fine": "60d"} {
@@ -124,7 +124,7 @@ func TestRotationStatus_Filters(t *testing.T) {
 }
 
 func TestRotationStatus_BadQueriesAre400NamingTheField(t *testing.T) {
-	env := newTestEnv(t)
+	env := newImmediateDKIMEnv(t)
 	env.ok(logical.UpdateOperation, "smtp/t1/a", smtpInput())
 	for _, tc := range []struct {
 		query   map[string]interface{}
@@ -152,7 +152,7 @@ func TestRotationStatus_BadQueriesAre400NamingTheField(t *testing.T) {
 }
 
 func TestRotationStatus_RiskLevelPerTypeFollowsConfig(t *testing.T) {
-	env := newTestEnv(t)
+	env := newImmediateDKIMEnv(t)
 	env.ok(logical.UpdateOperation, "smtp/t1/a", smtpInput())
 	env.ok(logical.UpdateOperation, "ssh/t1/key", nil)
 	env.ok(logical.UpdateOperation, "dkim/t1/example.com", map[string]interface{}{"key_type": "ed25519"})
@@ -183,7 +183,7 @@ func TestRotationStatus_RiskLevelPerTypeFollowsConfig(t *testing.T) {
 // first across the page boundaries, with ties (same due second) in path
 // order.
 func TestRotationStatus_PagesCoverEverySecretOnce(t *testing.T) {
-	env := newTestEnv(t)
+	env := newImmediateDKIMEnv(t)
 	written := map[string]bool{}
 	for i := 0; i < 250; i++ {
 		in := smtpInput()
@@ -251,7 +251,7 @@ func TestRotationStatus_PagesCoverEverySecretOnce(t *testing.T) {
 }
 
 func TestRotationStatus_IndexReadyAfterATick(t *testing.T) {
-	env := newTestEnv(t)
+	env := newImmediateDKIMEnv(t)
 	env.ok(logical.UpdateOperation, "smtp/t1/a", smtpInput())
 	resp, err := env.do(logical.ReadOperation, "rotation/status", nil)
 	if err != nil || resp.IsError() {
@@ -291,7 +291,7 @@ func TestRotationStatus_IndexReadyAfterATick(t *testing.T) {
 // leaves a stale key; rotation/status checks each key against its entry and
 // shows the secret once, as it is now.
 func TestRotationStatus_SkipsStaleIndexKeys(t *testing.T) {
-	env := newTestEnv(t)
+	env := newImmediateDKIMEnv(t)
 	env.ok(logical.UpdateOperation, "smtp/t1/a", smtpInput())
 	old := env.storedEntry("smtp", "t1", "a").Indexed.Due
 	env.ok(logical.UpdateOperation, "smtp/t1/a", map[string]interface{}{"rotation_period": "10d"})

@@ -230,7 +230,7 @@ func TestTriggers_MaxUsesRotatesOnTheNextPassAfterTheLastUse(t *testing.T) {
 }
 
 func TestTriggers_DKIMSignCountsAsAUse(t *testing.T) {
-	env := newTestEnv(t)
+	env := newImmediateDKIMEnv(t)
 	env.ok(logical.UpdateOperation, dkimPath, map[string]interface{}{"key_type": "ed25519", "max_uses": 2})
 	env.tick()
 	counting := &countingStorage{Storage: env.storage}
