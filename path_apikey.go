@@ -300,6 +300,11 @@ const (
 
 var keyAttrRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._@:/+-]*$`)
 
+// keyIDRe is keyAttrRe for provider key ids, which may also begin with "-"
+// or "_": SendGrid's are base64url. A leading "." stays refused, since an
+// id goes into the provider's URL path.
+var keyIDRe = regexp.MustCompile(`^[A-Za-z0-9_-][A-Za-z0-9._@:/+-]*$`)
+
 // checkAPIKey validates a key and its settings as a whole: what every
 // service requires, then the service's own rules.
 func (b *backend) checkAPIKey(ctx context.Context, s logical.Storage, svc *keyService, settings apiKeySettings, m apiKeyMaterial) error {
@@ -310,7 +315,11 @@ func (b *backend) checkAPIKey(ctx context.Context, s logical.Storage, svc *keySe
 		return badInput("%s is required: rotation deletes the old key at %s by its id", svc.idField, svc.name)
 	}
 	for field, v := range map[string]string{"key_id": m.Key.ID, "role": m.Key.Role, "domain": m.Key.Domain, "iam_user": m.Key.User, "message_stream": settings.MessageStream} {
-		if v != "" && (len(v) > maxAttrLen || !keyAttrRe.MatchString(v)) {
+		re := keyAttrRe
+		if field == "key_id" {
+			re = keyIDRe
+		}
+		if v != "" && (len(v) > maxAttrLen || !re.MatchString(v)) {
 			if field == "key_id" {
 				field = svc.idField
 			}
