@@ -403,7 +403,7 @@ func (b *backend) secretDeleter(k *secretKind) framework.OperationFunc {
 			return nil, err
 		}
 		b.emit(ctx, "delete", &secretEntry{Kind: k.Name, Tenant: ref.tenant, Name: ref.name})
-		if w := e.removalWarning(); w != "" {
+		if w := e.removalWarning(k); w != "" {
 			b.Logger().Warn("deleted a secret with credentials still owed a removal at the provider", "secret", ref.path())
 			resp := &logical.Response{}
 			resp.AddWarning(w)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -137,15 +138,30 @@ func (e *secretEntry) removalsView() []interface{} {
 }
 
 // removalWarning is the warning of a delete that leaves credentials valid at
-// the outside system.
-func (e *secretEntry) removalWarning() string {
-	if len(e.Removals) == 0 {
-		return ""
-	}
+// the outside system: those queued for removal, and those still in their
+// overlap, whose removal was due at its end, which a deleted secret never
+// reaches.
+func (e *secretEntry) removalWarning(k *secretKind) string {
 	vs := make([]int, 0, len(e.Removals))
 	for _, r := range e.Removals {
 		vs = append(vs, r.Version)
 	}
+	for i := range e.Versions {
+		if v := &e.Versions[i]; e.owedAtOverlapEnd(k, v) && !slices.Contains(vs, v.Version) {
+			vs = append(vs, v.Version)
+		}
+	}
+	if len(vs) == 0 {
+		return ""
+	}
+	slices.Sort(vs)
 	return fmt.Sprintf("versions %v of %s/%s/%s were still owed a removal at the provider; they may still be valid there: "+
 		"delete them in the provider's console", vs, e.Kind, e.Tenant, e.Name)
+}
+
+// owedAtOverlapEnd reports whether v is a previous credential in its
+// overlap that the type removes at the outside system when it ends.
+func (e *secretEntry) owedAtOverlapEnd(k *secretKind, v *secretVersion) bool {
+	return k.endOverlap != nil && k.graceStatus != "" && v.Status == k.graceStatus &&
+		v.Version != e.CurrentVersion && (k.needsRemoval == nil || k.needsRemoval(v))
 }

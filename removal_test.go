@@ -150,3 +150,16 @@ func TestRemoval_DeleteWarnsOfOwedRemovals(t *testing.T) {
 		t.Fatalf("delete: %v %+v", err, resp)
 	}
 }
+
+// Deleting a secret during an overlap also warns: the previous credential
+// is still valid at the provider and, with the secret gone, no overlap end
+// will ever remove it.
+func TestRemoval_DeleteDuringOverlapWarns(t *testing.T) {
+	env := newEngEnv(t)
+	env.writeFake("t1", "s1", nil)
+	env.rotateFake(nil) // version 1 stays valid for the overlap
+	resp, err := env.do(env.b, logical.DeleteOperation, "fake/t1/s1", nil)
+	if err != nil || resp == nil || len(resp.Warnings) != 1 || !strings.Contains(resp.Warnings[0], "versions [1]") {
+		t.Fatalf("delete during the overlap: %v %+v, want a warning naming version 1", err, resp)
+	}
+}
