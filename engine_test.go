@@ -276,20 +276,21 @@ func (s *spyStorage) resetCounts()                { s.counted(s.gets, "", true);
 // outlives its backends: fresh() starts another backend over it, as a
 // restart or a failover would.
 type engEnv struct {
-	t     *testing.T
-	inner *logical.InmemStorage
-	s     *spyStorage
-	clock *testClock
-	out   *fakeOutside
-	logs  *syncBuffer
-	b     *backend
+	t      *testing.T
+	inner  *logical.InmemStorage
+	s      *spyStorage
+	clock  *testClock
+	out    *fakeOutside
+	logs   *syncBuffer
+	events *eventLog
+	b      *backend
 }
 
 func newEngEnv(t *testing.T) *engEnv {
 	t.Helper()
 	inner := &logical.InmemStorage{}
 	env := &engEnv{t: t, inner: inner, s: newSpyStorage(inner), out: newFakeOutside(), logs: &syncBuffer{},
-		clock: &testClock{now: time.Date(2026, 11, 1, 9, 0, 0, 0, time.UTC)}}
+		events: &eventLog{}, clock: &testClock{now: time.Date(2026, 11, 1, 9, 0, 0, 0, time.UTC)}}
 	env.b = env.fresh()
 	return env
 }
@@ -301,7 +302,8 @@ func (env *engEnv) fresh() *backend {
 	conf := logical.TestBackendConfig()
 	conf.StorageView = env.s
 	conf.Logger = hclog.New(&hclog.LoggerOptions{Output: env.logs, Level: hclog.Trace})
-	b := newBackendOf(env.clock.Now, smtpKind(), sshKind(), dkimKind(), apiKeyKind(), fakeKind(env.out))
+	conf.EventsSender = env.events
+	b := newBackendOf(env.clock.Now, smtpKind(), sshKind(), dkimKind(), apiKeyKind(), oauthKind(), fakeKind(env.out))
 	if err := b.Setup(context.Background(), conf); err != nil {
 		env.t.Fatal(err)
 	}
