@@ -68,17 +68,22 @@ func storedOAuth(env *engEnv, n int) oauthMaterial {
 // none reached an error, a log, a history row or an event.
 type secretWatch struct {
 	env    *engEnv
+	fake   *oauthfake.Server
 	values map[string]bool
 	errs   []string
 }
 
-func watchSecrets(env *engEnv) *secretWatch {
-	return &secretWatch{env: env, values: map[string]bool{oauthClientSecret: true}}
+func watchSecrets(env *engEnv, f *oauthfake.Server) *secretWatch {
+	return &secretWatch{env: env, fake: f, values: map[string]bool{oauthClientSecret: true}}
 }
 
-// collect adds the tokens of every stored version of oauthPath.
+// collect adds every token and code the fake handed out, and the tokens of
+// every stored version of oauthPath.
 func (w *secretWatch) collect() {
 	w.env.t.Helper()
+	for _, s := range w.fake.Issued() {
+		w.values[s] = true
+	}
 	e, err := loadSecret(context.Background(), w.env.inner, "oauth", "t1", "gmail")
 	if err != nil || e == nil {
 		return
@@ -185,7 +190,7 @@ func TestOAuthFaults_CrashDuringRotatingRefreshKeepsTheGrant(t *testing.T) {
 			env, f := newOAuthEng(t)
 			f.RotateRefreshTokens(true)
 			first := writeEngGrant(env, f, nil)
-			w := watchSecrets(env)
+			w := watchSecrets(env, f)
 			env.b.testCrashAfter = func(step string) error {
 				if step == crash {
 					return errCrash
@@ -243,7 +248,7 @@ func TestOAuthFaults_AnswerLostAfterRotationNeedsReauthorization(t *testing.T) {
 	env, f := newOAuthEng(t)
 	f.RotateRefreshTokens(true)
 	first := writeEngGrant(env, f, nil)
-	w := watchSecrets(env)
+	w := watchSecrets(env, f)
 	secretKey := "" // the entry's storage key, learned from the first Put after the token request
 	env.s.setFailPut(func(key string) error {
 		if f.TokenRequests() == 1 && strings.Contains(key, "gmail") && !strings.Contains(key, "index/") {
@@ -295,7 +300,7 @@ func TestOAuthFaults_SlowTokenServer(t *testing.T) {
 	shortenStepTimeout(t, 200*time.Millisecond)
 	f.RotateRefreshTokens(true)
 	first := writeEngGrant(env, f, nil)
-	w := watchSecrets(env)
+	w := watchSecrets(env, f)
 	f.Delay(10 * time.Second)
 	start := time.Now()
 	code, msg := w.fails(logical.ReadOperation, oauthPath, nil)
@@ -337,7 +342,7 @@ func TestOAuthFaults_AuthStyle(t *testing.T) {
 			env, f := newOAuthEng(t)
 			f.RequireAuthStyle(tc.server)
 			writeEngGrant(env, f, map[string]interface{}{"auth_style": tc.secret})
-			w := watchSecrets(env)
+			w := watchSecrets(env, f)
 			if tc.server == tc.secret {
 				if read := readsValidToken(env, f); read["auth_style"] != tc.secret {
 					t.Fatalf("auth_style %v", read["auth_style"])
@@ -443,7 +448,7 @@ func TestOAuthFaults_VersionsAndResponsesHideTokens(t *testing.T) {
 	env, f := newOAuthEng(t)
 	f.RotateRefreshTokens(true)
 	writeEngGrant(env, f, map[string]interface{}{"auth_url": f.URL() + "/authorize"})
-	w := watchSecrets(env)
+	w := watchSecrets(env, f)
 	readsValidToken(env, f)      // version 2
 	env.clock.Advance(time.Hour) // expired: the next read refreshes
 	readsValidToken(env, f)      // version 3
