@@ -489,3 +489,42 @@ func TestOAuthFaults_VersionsAndResponsesHideTokens(t *testing.T) {
 	}
 	w.check()
 }
+
+// A new grant written while an interrupted refresh waits for the rollback
+// stays current: the rollback drops the older pending version rather than
+// finishing it over the write. Were it finished, the old grant's refresh
+// token would be current again, and sent to the token_url of the write.
+func TestOAuthFaults_GrantWrittenDuringInterruptedRefreshWins(t *testing.T) {
+	env, f := newOAuthEng(t)
+	f.RotateRefreshTokens(true)
+	writeEngGrant(env, f, nil)
+	env.b.testCrashAfter = func(step string) error {
+		if step == stepSet {
+			return errCrash
+		}
+		return nil
+	}
+	if _, err := env.do(env.b, logical.ReadOperation, oauthPath, nil); !errors.Is(err, errCrash) {
+		t.Fatalf("read: %v, want the simulated crash", err)
+	}
+	env.b.clean(context.Background())
+	env.b = env.fresh()
+
+	other := newOAuthFake(t) // the grant moves to another authorization server
+	rt := other.IssueRefreshToken()
+	env.ok(logical.UpdateOperation, oauthPath, map[string]interface{}{"token_url": other.TokenURL(), "refresh_token": rt})
+	if err := env.rollback(env.b); err != nil {
+		t.Fatalf("rollback: %v", err)
+	}
+	e := settle(env)
+	if m := storedOAuth(env, 0); e.CurrentVersion != 3 || m.RefreshToken != rt {
+		t.Fatalf("current version %d, the written refresh token current: %v", e.CurrentVersion, m.RefreshToken == rt)
+	}
+	if e.RotationFailures != 0 || !e.NextAttempt.IsZero() {
+		t.Fatalf("dropping the superseded refresh counted as a failure: %d, next attempt %v", e.RotationFailures, e.NextAttempt)
+	}
+	readsValidToken(env, other)
+	if f.TokenRequests() != 1 || other.TokenRequests() != 1 {
+		t.Fatalf("token requests: %d to the old server (want 1), %d to the new (want 1)", f.TokenRequests(), other.TokenRequests())
+	}
+}
