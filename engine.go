@@ -479,7 +479,12 @@ func (b *backend) settleLocked(ctx context.Context, s logical.Storage, ref secre
 		return nil // finished, or dropped, before the crash
 	}
 	r := rotation{Trigger: triggerTime, Reason: "finished by Vault's rollback after an interrupted rotation", Actor: rollbackActor}
-	if p.Set && (k.test == nil || callStep(ctx, func(ctx context.Context) error { return k.test(ctx, b, e, p) }) == nil) {
+	// A write (or an OAuth exchange) made newer material current while the
+	// rotation was interrupted: finishing would put the older pending
+	// version over what the person wrote. It is undone instead, and that is
+	// no failure of the secret.
+	superseded := version < e.CurrentVersion
+	if p.Set && !superseded && (k.test == nil || callStep(ctx, func(ctx context.Context) error { return k.test(ctx, b, e, p) }) == nil) {
 		if err := e.finishRotation(version, k, cfg, r, now); err != nil {
 			return err
 		}
@@ -491,6 +496,9 @@ func (b *backend) settleLocked(ctx context.Context, s logical.Storage, ref secre
 		}
 	}
 	e.dropPending()
+	if superseded {
+		return b.store(ctx, s, e, k, cfg, now)
+	}
 	r.Reason = "undone by Vault's rollback after an interrupted rotation"
 	e.noteFailure(r, stepUndo, errors.New("rotation interrupted before it finished; pending version undone"), now, cfg)
 	return b.store(ctx, s, e, k, cfg, now)

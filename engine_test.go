@@ -276,20 +276,21 @@ func (s *spyStorage) resetCounts()                { s.counted(s.gets, "", true);
 // outlives its backends: fresh() starts another backend over it, as a
 // restart or a failover would.
 type engEnv struct {
-	t     *testing.T
-	inner *logical.InmemStorage
-	s     *spyStorage
-	clock *testClock
-	out   *fakeOutside
-	logs  *syncBuffer
-	b     *backend
+	t      *testing.T
+	inner  *logical.InmemStorage
+	s      *spyStorage
+	clock  *testClock
+	out    *fakeOutside
+	logs   *syncBuffer
+	events *eventLog
+	b      *backend
 }
 
 func newEngEnv(t *testing.T) *engEnv {
 	t.Helper()
 	inner := &logical.InmemStorage{}
 	env := &engEnv{t: t, inner: inner, s: newSpyStorage(inner), out: newFakeOutside(), logs: &syncBuffer{},
-		clock: &testClock{now: time.Date(2026, 11, 1, 9, 0, 0, 0, time.UTC)}}
+		events: &eventLog{}, clock: &testClock{now: time.Date(2026, 11, 1, 9, 0, 0, 0, time.UTC)}}
 	env.b = env.fresh()
 	return env
 }
@@ -301,7 +302,8 @@ func (env *engEnv) fresh() *backend {
 	conf := logical.TestBackendConfig()
 	conf.StorageView = env.s
 	conf.Logger = hclog.New(&hclog.LoggerOptions{Output: env.logs, Level: hclog.Trace})
-	b := newBackendOf(env.clock.Now, smtpKind(), sshKind(), dkimKind(), apiKeyKind(), fakeKind(env.out))
+	conf.EventsSender = env.events
+	b := newBackendOf(env.clock.Now, smtpKind(), sshKind(), dkimKind(), apiKeyKind(), oauthKind(), fakeKind(env.out))
 	if err := b.Setup(context.Background(), conf); err != nil {
 		env.t.Fatal(err)
 	}
@@ -738,5 +740,44 @@ func TestEngine_CrashMatrixRollbackSettles(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// A write of new material while an interrupted rotation waits for the
+// rollback stays current: the rollback undoes the older pending version
+// (set outside) instead of finishing it over the write.
+func TestEngine_RollbackUndoesRotationSupersededByWrite(t *testing.T) {
+	env := newEngEnv(t)
+	env.writeFake("t1", "s1", nil)
+	env.b.testCrashAfter = func(step string) error {
+		if step == stepSet {
+			return errCrash
+		}
+		return nil
+	}
+	if _, err := env.do(env.b, logical.UpdateOperation, "fake/t1/s1/rotate", nil); !errors.Is(err, errCrash) {
+		t.Fatalf("rotate: %v, want the simulated crash", err)
+	}
+	env.b.clean(context.Background())
+	b2 := env.fresh()
+	env.b = b2
+	// New material written meanwhile, as a type's write does it (the fake
+	// type's own write takes material on create only).
+	k := b2.kinds["fake"]
+	_, err := b2.modify(context.Background(), env.s, secretRef{kind: k, tenant: "t1", name: "s1"},
+		func(e *secretEntry, cfg *engineConfig, now time.Time) error {
+			e.LastRotated = now
+			return e.addVersion(fakeMaterial{Value: "written-meanwhile"}, actor{DisplayName: "token-tester"}, now, k, cfg)
+		})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := env.rollback(b2); err != nil {
+		t.Fatalf("rollback: %v", err)
+	}
+	e := env.checkSettled(b2, "t1", "s1")
+	if e.CurrentVersion != 3 || e.version(2) != nil || !env.undone("fake/t1/s1", 2) || e.RotationFailures != 0 {
+		t.Fatalf("current version %d, version 2 kept %v, undone %v, failures %d (calls %v)", e.CurrentVersion,
+			e.version(2) != nil, env.undone("fake/t1/s1", 2), e.RotationFailures, env.out.steps("fake/t1/s1"))
 	}
 }

@@ -148,9 +148,16 @@ func writeOAuth(ctx context.Context, b *backend, req *logical.Request, d *framew
 			return fmt.Errorf("decoding oauth settings: %w", err)
 		}
 	}
-	endpoint := s.TokenURL
+	endpoint, client := s.TokenURL, s.clientKey()
 	if err := applyOAuthFields(d, &s); err != nil {
 		return err
+	}
+	if !creating && s.clientKey() != client {
+		// A failed refresh may have been the client's fault (invalid_client
+		// after a wrong client_secret or auth_style): with the client
+		// changed, the next read or pass tries at once, not after the
+		// backoff of the old client's failures.
+		e.NextAttempt = time.Time{}
 	}
 	rt, newGrant := d.GetOk("refresh_token")
 	if !creating && s.TokenURL != endpoint && !newGrant {
@@ -299,6 +306,11 @@ func checkMinRemaining(n int) (int, error) {
 		return 0, badInput("min_seconds_remaining must be between 0 and %d (got %d)", maxMinSecondsRemaining, n)
 	}
 	return n, nil
+}
+
+// clientKey is what identifies the client at the token endpoint.
+func (s *oauthSettings) clientKey() string {
+	return strings.Join([]string{s.ClientID, s.ClientSecret, s.AuthStyle, s.TokenURL}, "\x00")
 }
 
 func oauthSettingsOf(e *secretEntry) (*oauthSettings, error) {

@@ -42,6 +42,7 @@ type Server struct {
 	expiresIn int              // seconds
 	delay     time.Duration    // every answer waits this long
 	scope     string           // scope returned in answers
+	issued    []string         // every token and code handed out, for leak checks
 }
 
 type grant struct {
@@ -91,7 +92,7 @@ func (s *Server) set(f func()) {
 // IssueRefreshToken returns a refresh token the server honours.
 func (s *Server) IssueRefreshToken() string {
 	t := "rt-" + random()
-	s.set(func() { s.refresh[t] = true })
+	s.set(func() { s.refresh[t] = true; s.issued = append(s.issued, t) })
 	return t
 }
 
@@ -103,8 +104,20 @@ func (s *Server) Revoke(refreshToken string) { s.set(func() { delete(s.refresh, 
 // for none).
 func (s *Server) IssueCode(redirectURI, challenge string) string {
 	c := "code-" + random()
-	s.set(func() { s.codes[c] = grant{redirectURI: redirectURI, challenge: challenge} })
+	s.set(func() {
+		s.codes[c] = grant{redirectURI: redirectURI, challenge: challenge}
+		s.issued = append(s.issued, c)
+	})
 	return c
+}
+
+// Issued lists every token and code the server handed out (access and
+// refresh tokens, authorization codes), so that a test can check none of
+// them leaked.
+func (s *Server) Issued() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.issued...)
 }
 
 // ValidAccess reports whether an access token was issued by the server.
@@ -233,6 +246,10 @@ func (s *Server) writeToken(w http.ResponseWriter, refreshToken string) {
 	at := "at-" + random()
 	s.mu.Lock()
 	s.access[at] = true
+	s.issued = append(s.issued, at)
+	if refreshToken != "" {
+		s.issued = append(s.issued, refreshToken)
+	}
 	body := map[string]interface{}{"access_token": at, "token_type": "Bearer"}
 	if !s.noExpiry {
 		body["expires_in"] = s.expiresIn
