@@ -76,6 +76,8 @@ type dkimSettings struct {
 	// DelegationZone is set for a delegated domain: its two stable
 	// selectors are CNAMEs into this platform zone (dkim_delegation.go).
 	DelegationZone string `json:"delegation_zone,omitempty"`
+	// DualAlgorithm gives every version an Ed25519 key beside its RSA key.
+	DualAlgorithm bool `json:"dual_algorithm,omitempty"`
 }
 
 // selectorTaken reports, in O(1) per candidate, whether a selector may not

@@ -252,10 +252,17 @@ func dkimCheckReady(ctx context.Context, _ *backend, e *secretEntry, p *secretVe
 	if err := decodeMaterial(p, &m); err != nil {
 		return c, err
 	}
-	name, want := dkimCheckTarget(e, m, o)
-	res := dnscheck.CheckAll(ctx, resolversOf(o), name, want, o.Quorum)
-	c.ready = res.OK
-	c.why = fmt.Sprintf("%s visible at %d of %d resolvers (%s)", name, res.Published, len(o.Resolvers), resolverSummary(res))
+	// Every record of the version (both keys of a dual-algorithm domain)
+	// must be visible.
+	c.ready = true
+	var why []string
+	for _, part := range m.parts() {
+		name, want := dkimCheckTarget(e, part)
+		res := dnscheck.CheckAll(ctx, resolversOf(o), name, want, o.Quorum)
+		c.ready = c.ready && res.OK
+		why = append(why, fmt.Sprintf("%s visible at %d of %d resolvers (%s)", name, res.Published, len(o.Resolvers), resolverSummary(res)))
+	}
+	c.why = strings.Join(why, "; ")
 	return c, nil
 }
 
@@ -287,7 +294,7 @@ func resolverSummary(res dnscheck.Result) string {
 // dkimCheckTarget is the name to look up and the record it must hold: the
 // customer's name, or, for a delegated domain, the platform zone's name
 // that the customer's CNAME points to.
-func dkimCheckTarget(e *secretEntry, m dkimMaterial, o dkimOptions) (string, string) {
+func dkimCheckTarget(e *secretEntry, m dkimKeyPart) (string, string) {
 	want := dkimkey.TXTValue(m.KeyType, m.PublicKey)
 	if s, err := dkimSettingsOf(e); err == nil && s.DelegationZone != "" {
 		return delegatedTarget(m.Selector, e.Name, s.DelegationZone), want

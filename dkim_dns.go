@@ -93,7 +93,12 @@ func (b *backend) dkimDNS(ctx context.Context, req *logical.Request, d *framewor
 		return nil, err
 	}
 	o := dkimOptionsOf(cfg)
+	s, err := dkimSettingsOf(e)
+	if err != nil {
+		return nil, err
+	}
 	lists := map[string][]interface{}{"publish": {}, "revoke": {}, "remove": {}}
+	listed := map[string]bool{} // a delegated selector's newest record wins
 	for i := len(e.Versions) - 1; i >= 0; i-- {
 		v := &e.Versions[i]
 		var m dkimMaterial
@@ -101,10 +106,19 @@ func (b *backend) dkimDNS(ctx context.Context, req *logical.Request, d *framewor
 			return nil, err
 		}
 		list := dnsListOf(v, o, now)
-		rec := dkimRecord(e.Name, v, m, list == "revoke")
-		lists[list] = append(lists[list], rec)
+		for _, part := range m.parts() {
+			rec := dkimRecord(e.Name, v, part, list == "revoke", s.DelegationZone)
+			if name := rec["name"].(string); !listed[name] {
+				listed[name] = true
+				lists[list] = append(lists[list], rec)
+			}
+		}
 	}
 	data := map[string]interface{}{"domain": e.Name}
+	if s.DelegationZone != "" {
+		data["delegation"] = delegationRecords(e, s)
+		data["delegation_zone"] = s.DelegationZone
+	}
 	for name, l := range lists {
 		data[name] = l
 	}
@@ -159,12 +173,17 @@ func checkRecords(ctx context.Context, resolvers []dnscheck.Resolver, lists ...[
 // dkimRecord is the DNS view of one version's key. A revoked or ended key's
 // record keeps its name and says it is revoked: an empty p= (RFC 6376
 // 3.6.1).
-func dkimRecord(domain string, v *secretVersion, m dkimMaterial, revoked bool) map[string]interface{} {
+func dkimRecord(domain string, v *secretVersion, m dkimKeyPart, revoked bool, zone string) map[string]interface{} {
 	value := dkimkey.TXTValue(m.KeyType, m.PublicKey)
 	if revoked {
 		value = dkimkey.RevokedTXTValue
 	}
+	// A delegated domain's TXT records live in the platform's zone, where
+	// the customer's CNAMEs point.
 	name := dkimkey.RecordName(m.Selector, domain)
+	if zone != "" {
+		name = delegatedTarget(m.Selector, domain, zone)
+	}
 	rec := map[string]interface{}{
 		"version":     v.Version,
 		"status":      v.Status,

@@ -178,8 +178,9 @@ func (b *backend) rotateLocked(ctx context.Context, s logical.Storage, ref secre
 // the secret's lock.
 func (b *backend) runSteps(ctx context.Context, s logical.Storage, e *secretEntry, kind *secretKind, cfg *engineConfig, r rotation, now time.Time) (*secretEntry, error) {
 	material, err := kind.create(ctx, b, e, cfg, now, r.Supplied)
-	if _, bad := inputerr.As(err); bad {
-		return nil, err // the caller's to fix: no failed rotation
+	var busy *inProgress
+	if _, bad := inputerr.As(err); bad || errors.As(err, &busy) {
+		return nil, err // the caller's to fix, or a wait: no failed rotation
 	}
 	if err != nil {
 		return nil, b.failed(ctx, s, e, kind, r, stepCreate, err)

@@ -30,6 +30,27 @@ type dkimMaterial struct {
 	PublicKey string `json:"public_key"`
 	// PrivateKey is PKCS#8 PEM; it is emptied when the grace period ends.
 	PrivateKey string `json:"private_key,omitempty"`
+	// Companion is the version's Ed25519 key of a dual-algorithm domain
+	// (RFC 8463 6: sign with both while receivers adopt Ed25519), with its
+	// own selector and record; nil otherwise.
+	Companion *dkimKeyPart `json:"companion,omitempty"`
+}
+
+// dkimKeyPart is one key of a version.
+type dkimKeyPart struct {
+	Selector   string `json:"selector"`
+	KeyType    string `json:"key_type"`
+	PublicKey  string `json:"public_key"`
+	PrivateKey string `json:"private_key,omitempty"`
+}
+
+// parts lists the version's keys: its own, then its companion.
+func (m dkimMaterial) parts() []dkimKeyPart {
+	out := []dkimKeyPart{{Selector: m.Selector, KeyType: m.KeyType, PublicKey: m.PublicKey, PrivateKey: m.PrivateKey}}
+	if m.Companion != nil {
+		out = append(out, *m.Companion)
+	}
+	return out
 }
 
 func dkimKind() *secretKind {
@@ -69,6 +90,9 @@ func pathDKIM(b *backend, k *secretKind, owners *domainOwners) []*framework.Path
 				"On an existing key, a different selector makes a new key."},
 		"selector_prefix": {Type: framework.TypeString,
 			Description: fmt.Sprintf("Prefix of generated selectors (default %q), %s.", dkimDefaultSelectorPrefix, dkimkey.SelectorPrefixRule)},
+		"dual_algorithm": {Type: framework.TypeBool,
+			Description: "Also hold an Ed25519 key beside the RSA key (key_type must be rsa-*), each with its own selector and record; " +
+				"sign with algorithm=both returns both signatures (RFC 8463). Set on create; cannot change."},
 		"activation": {Type: framework.TypeString,
 			Description: "When this domain's new keys start signing: dns, delay or immediate; empty follows config dkim_activation."},
 		"exportable": {Type: framework.TypeBool, Default: true,
@@ -79,6 +103,8 @@ func pathDKIM(b *backend, k *secretKind, owners *domainOwners) []*framework.Path
 	private := dkimSubPath(b, k, "private", logical.UpdateOperation, dkimPrivate, map[string]*framework.FieldSchema{
 		"version": {Type: framework.TypeInt,
 			Description: "Version whose private key to return; 0 or unset means the active one."},
+		"algorithm": {Type: framework.TypeString,
+			Description: "Dual-algorithm domains: rsa (default) or ed25519, the key to export."},
 	}, "Export a DKIM private key (PEM) for MTAs that sign by themselves.", dkimPrivateHelp)
 	// Exporting writes nothing, but it is an update (D3: one capability);
 	// the active node answers it like every other update.
@@ -132,7 +158,7 @@ func dkimSignPath(b *backend, k *secretKind) *framework.Path {
 				return nil, err
 			}
 			return b.onEntry(k, func(e *secretEntry, ref secretRef, _ *framework.FieldData) (*logical.Response, error) {
-				resp, err := dkimSign(e, ref, encoded, opts)
+				resp, err := dkimSign(e, ref, encoded, opts, strings.TrimSpace(d.Get("algorithm").(string)))
 				if err == nil {
 					b.countUse(req.Storage, e) // a signature is a use for max_uses
 				}
@@ -165,7 +191,7 @@ type dkimChange struct {
 
 // dkimChangeFrom validates every field of a write against the current
 // secret. cur is the active version's material (zero when creating).
-func dkimChangeFrom(d *framework.FieldData, e *secretEntry, cur dkimMaterial, now time.Time) (dkimChange, error) {
+func dkimChangeFrom(d *framework.FieldData, e *secretEntry, cur dkimMaterial, cfg *engineConfig, now time.Time) (dkimChange, error) {
 	creating := e.current() == nil
 	settings, err := dkimSettingsOf(e)
 	if err != nil {
@@ -195,6 +221,18 @@ func dkimChangeFrom(d *framework.FieldData, e *secretEntry, cur dkimMaterial, no
 		}
 		c.settings.Activation = mode
 	}
+	if v, ok := d.GetOk("dual_algorithm"); ok {
+		if !creating && v.(bool) != settings.DualAlgorithm {
+			return c, badInput("dual_algorithm is set on create and cannot change: delete the key and create it again")
+		}
+		c.settings.DualAlgorithm = v.(bool)
+	}
+	if c.settings.DualAlgorithm && !strings.HasPrefix(c.settings.KeyType, "rsa-") {
+		return c, badInput("dual_algorithm needs an rsa key_type (the Ed25519 key is the second one); got key_type %s", c.settings.KeyType)
+	}
+	if creating && c.settings.DelegationZone == "" {
+		c.settings.DelegationZone = dkimOptionsOf(cfg).DelegationZone
+	}
 	if v, ok := d.GetOk("exportable"); ok {
 		if v.(bool) && !settings.Exportable && !creating {
 			return c, badInput("exportable cannot be turned on: this key was created with exportable=false, and such a key can never be exported")
@@ -203,6 +241,10 @@ func dkimChangeFrom(d *framework.FieldData, e *secretEntry, cur dkimMaterial, no
 	}
 	if v, ok := d.GetOk("selector"); ok {
 		s := v.(string)
+		if c.settings.DelegationZone != "" {
+			return c, badInput("selector cannot be chosen for %s: a delegated domain alternates between its two fixed selectors %s",
+				e.Name, strings.Join(delegatedSelectors(c.settings), " and "))
+		}
 		if err := dkimkey.CheckSelector("selector", s); err != nil {
 			return c, err
 		}
@@ -232,7 +274,7 @@ func writeDKIM(b *backend, req *logical.Request, d *framework.FieldData, e *secr
 			return err
 		}
 	}
-	c, err := dkimChangeFrom(d, e, cur, now)
+	c, err := dkimChangeFrom(d, e, cur, cfg, now)
 	if err != nil {
 		return err
 	}
@@ -287,6 +329,12 @@ func newDKIMMaterial(b *backend, e *secretEntry, s dkimSettings, selector string
 	if err != nil {
 		return dkimMaterial{}, err
 	}
+	if selector == "" && s.DelegationZone != "" {
+		var err error
+		if selector, err = nextDelegatedSelector(e, s); err != nil {
+			return dkimMaterial{}, err
+		}
+	}
 	if selector == "" {
 		selector = nextSelector(s, now, s.taken(e))
 	}
@@ -298,7 +346,36 @@ func newDKIMMaterial(b *backend, e *secretEntry, s dkimSettings, selector string
 	if err != nil {
 		return dkimMaterial{}, err
 	}
-	return dkimMaterial{Selector: selector, KeyType: t.Name, PublicKey: pair.PublicB64, PrivateKey: pair.PrivatePEM}, nil
+	m := dkimMaterial{Selector: selector, KeyType: t.Name, PublicKey: pair.PublicB64, PrivateKey: pair.PrivatePEM}
+	if s.DualAlgorithm {
+		if m.Companion, err = companionKey(b, e, selector); err != nil {
+			return dkimMaterial{}, err
+		}
+	}
+	return m, nil
+}
+
+// companionSuffix makes the Ed25519 key's selector from the RSA key's.
+const companionSuffix = "-ed"
+
+// companionKey makes the Ed25519 key of a dual-algorithm version.
+func companionKey(b *backend, e *secretEntry, selector string) (*dkimKeyPart, error) {
+	sel := selector + companionSuffix
+	if err := dkimkey.CheckSelector("selector", sel); err != nil {
+		return nil, badInput("the Ed25519 selector %s made from selector %s is not valid: %v", sel, selector, err)
+	}
+	if n := len(dkimkey.RecordName(sel, e.Name)); n > dkimkey.MaxName {
+		return nil, badInput("invalid domain %s: the Ed25519 record name would be %d characters, DNS allows %d", quoteShort(e.Name), n, dkimkey.MaxName)
+	}
+	t, err := dkimkey.ParseKeyType("ed25519")
+	if err != nil {
+		return nil, err
+	}
+	pair, err := dkimkey.Generate(b.GetRandomReader(), t)
+	if err != nil {
+		return nil, err
+	}
+	return &dkimKeyPart{Selector: sel, KeyType: t.Name, PublicKey: pair.PublicB64, PrivateKey: pair.PrivatePEM}, nil
 }
 
 // versionWithSelector returns the kept version that uses selector, or 0.
@@ -321,6 +398,9 @@ func destroyDKIMPrivateKey(v *secretVersion) error {
 		return err
 	}
 	m.PrivateKey = ""
+	if m.Companion != nil {
+		m.Companion.PrivateKey = ""
+	}
 	raw, err := json.Marshal(m)
 	if err != nil {
 		return err
@@ -367,6 +447,19 @@ func viewDKIM(e *secretEntry, v *secretVersion, _ bool) (map[string]interface{},
 	if u := dkimkey.UnicodeDomain(e.Name); u != "" {
 		out["domain_unicode"] = u
 	}
+	out["activation"] = settings.Activation
+	out["dual_algorithm"] = settings.DualAlgorithm
+	if m.Companion != nil {
+		cv := dkimkey.TXTValue(m.Companion.KeyType, m.Companion.PublicKey)
+		out["ed25519_selector"] = m.Companion.Selector
+		out["ed25519_public_key"] = m.Companion.PublicKey
+		out["ed25519_record_name"] = dkimkey.RecordName(m.Companion.Selector, e.Name)
+		out["ed25519_txt_value"] = cv
+	}
+	if settings.DelegationZone != "" {
+		out["delegation_zone"] = settings.DelegationZone
+		out["record_name"] = delegatedTarget(m.Selector, e.Name, settings.DelegationZone)
+	}
 	return out, nil
 }
 
@@ -406,6 +499,8 @@ func dkimSignFields() map[string]*framework.FieldSchema {
 		"headers": {Type: framework.TypeCommaStringSlice,
 			Description: fmt.Sprintf("Header fields to sign (h=); must include From; at most %d. Each %s. Default: %s.",
 				dkimkey.MaxHeaders, dkimkey.HeaderNameRule, strings.Join(dkimkey.DefaultHeaders, ", "))},
+		"algorithm": {Type: framework.TypeString,
+			Description: "Dual-algorithm domains: rsa (default), ed25519, or both (both DKIM-Signature headers, RSA first, RFC 8463 6)."},
 		"canonicalization": {Type: framework.TypeString, Default: dkimkey.DefaultCanonicalization,
 			Description: "header/body canonicalization (c=), each simple or relaxed (default relaxed/relaxed). One name alone sets the header algorithm; the body then uses simple (RFC 6376 3.5)."},
 	}
@@ -435,7 +530,7 @@ func dkimSignInput(d *framework.FieldData, limit int) (string, *dkim.SignOptions
 // dkimSign answers {domain}/sign. It reads storage only: the signature is
 // made with the active key and nothing is recorded, so performance standbys
 // serve it themselves.
-func dkimSign(e *secretEntry, ref secretRef, encoded string, opts *dkim.SignOptions) (*logical.Response, error) {
+func dkimSign(e *secretEntry, ref secretRef, encoded string, opts *dkim.SignOptions, algorithm string) (*logical.Response, error) {
 	v := e.current()
 	var m dkimMaterial
 	if v == nil {
@@ -451,19 +546,66 @@ func dkimSign(e *secretEntry, ref secretRef, encoded string, opts *dkim.SignOpti
 		return nil, logical.CodedError(409, fmt.Sprintf("%s has no active key yet: version %d (selector %s) awaits activation; "+
 			"publish its record (see %s/dns), then it activates, or activate it with %s/activate", ref.path(), v.Version, m.Selector, ref.path(), ref.path()))
 	}
-	signer, err := dkimkey.ParsePrivateKey(m.PrivateKey)
+	parts, err := signingParts(m, algorithm)
 	if err != nil {
 		return nil, err
 	}
-	opts.Signer, opts.Domain, opts.Selector = signer, e.Name, m.Selector
-	header, err := dkimkey.Sign(encoded, opts)
-	if err != nil {
-		return nil, err
+	var headers []interface{}
+	var all strings.Builder
+	for _, p := range parts {
+		signer, err := dkimkey.ParsePrivateKey(p.PrivateKey)
+		if err != nil {
+			return nil, err
+		}
+		o := *opts
+		o.Signer, o.Domain, o.Selector = signer, e.Name, p.Selector
+		header, err := dkimkey.Sign(encoded, &o)
+		if err != nil {
+			return nil, err
+		}
+		headers = append(headers, header)
+		all.WriteString(header)
 	}
-	return &logical.Response{Data: map[string]interface{}{
-		"dkim_signature": header, "domain": e.Name, "selector": m.Selector,
-		"version": v.Version, "key_type": m.KeyType,
-	}}, nil
+	data := map[string]interface{}{
+		"dkim_signature": all.String(), "domain": e.Name, "selector": parts[0].Selector,
+		"version": v.Version, "key_type": parts[0].KeyType,
+	}
+	if len(parts) > 1 || m.Companion != nil {
+		data["dkim_signatures"] = headers
+		sels := []interface{}{}
+		for _, p := range parts {
+			sels = append(sels, p.Selector)
+		}
+		data["selectors"] = sels
+	}
+	return &logical.Response{Data: data}, nil
+}
+
+// signingParts picks the keys a sign uses: the version's own key, its
+// Ed25519 companion, or both (RSA first).
+func signingParts(m dkimMaterial, algorithm string) ([]dkimKeyPart, error) {
+	parts := m.parts()
+	switch algorithm {
+	case "", "rsa", "primary":
+		if algorithm == "rsa" && !strings.HasPrefix(m.KeyType, "rsa-") {
+			return nil, badInput("algorithm rsa: this domain's key is %s", m.KeyType)
+		}
+		return parts[:1], nil
+	case "ed25519":
+		if m.KeyType == "ed25519" {
+			return parts[:1], nil
+		}
+		if m.Companion == nil {
+			return nil, badInput("algorithm ed25519: this domain has no Ed25519 key (create it with dual_algorithm=true)")
+		}
+		return parts[1:], nil
+	case "both":
+		if m.Companion == nil {
+			return nil, badInput("algorithm both: this domain has one key (create it with dual_algorithm=true)")
+		}
+		return parts, nil
+	}
+	return nil, badInput("invalid algorithm %s: must be rsa, ed25519 or both", quoteShort(algorithm))
 }
 
 // dkimPrivate answers {domain}/private with a version's PEM private key,
@@ -487,12 +629,20 @@ func dkimPrivate(e *secretEntry, ref secretRef, d *framework.FieldData) (*logica
 	if err := refuseRevoked(ref, v, m); err != nil {
 		return nil, err
 	}
-	if m.PrivateKey == "" {
-		return nil, notFound("version %d (selector %s) of %s has no private key: it was destroyed when its grace period ended", v.Version, m.Selector, ref.path())
+	parts, err := signingParts(m, strings.TrimSpace(d.Get("algorithm").(string)))
+	if err != nil || len(parts) != 1 {
+		if err == nil {
+			err = badInput("algorithm both: export one key at a time (rsa or ed25519)")
+		}
+		return nil, err
+	}
+	p := parts[0]
+	if p.PrivateKey == "" {
+		return nil, notFound("version %d (selector %s) of %s has no private key: it was destroyed when its grace period ended", v.Version, p.Selector, ref.path())
 	}
 	return &logical.Response{Data: map[string]interface{}{
-		"private_key": m.PrivateKey, "domain": e.Name, "selector": m.Selector,
-		"key_type": m.KeyType, "version": v.Version, "record_name": dkimkey.RecordName(m.Selector, e.Name),
+		"private_key": p.PrivateKey, "domain": e.Name, "selector": p.Selector,
+		"key_type": p.KeyType, "version": v.Version, "record_name": dkimkey.RecordName(p.Selector, e.Name),
 	}}, nil
 }
 

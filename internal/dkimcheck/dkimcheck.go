@@ -65,3 +65,25 @@ func PublicKeyTag(pub crypto.PublicKey) (string, error) {
 	}
 	return base64.StdEncoding.EncodeToString(der), nil
 }
+
+// VerifyAll checks every DKIM signature of a signed message, looking keys
+// up with lookup (a DNS resolver, say), and fails unless there are exactly
+// want signatures and each verifies. It returns the selectors' domains and
+// selectors as "s=... d=..." in signature order.
+func VerifyAll(lookup func(name string) ([]string, error), signed string, want int) ([]string, error) {
+	verifs, err := dkim.VerifyWithOptions(strings.NewReader(signed), &dkim.VerifyOptions{LookupTXT: lookup})
+	if err != nil {
+		return nil, err
+	}
+	if len(verifs) != want {
+		return nil, fmt.Errorf("%d signatures, want %d", len(verifs), want)
+	}
+	var out []string
+	for _, v := range verifs {
+		if v.Err != nil {
+			return nil, fmt.Errorf("signature of d=%s: %w", v.Domain, v.Err)
+		}
+		out = append(out, "d="+v.Domain)
+	}
+	return out, nil
+}
