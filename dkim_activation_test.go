@@ -334,3 +334,277 @@ func TestDKIMActivation_DNSModeWaitsForEveryResolverThenRotatesInStages(t *testi
 	env.clock.Advance(time.Second)
 	env.wantListed(dkimPath, 1, "remove", dkimStatusRetired)
 }
+
+// dkimDNSEnv is a mount in dns mode asking fakes.
+func dkimDNSEnv(t *testing.T, fakes ...*dnsfake.Server) *testEnv {
+	t.Helper()
+	return newActivationEnv(t, map[string]interface{}{"dkim_activation": "dns", "dns_resolvers": resolverList(fakes...)})
+}
+
+// With dkim_activation_quorum=1 one resolver serving the record is enough;
+// with the default (all) it is not.
+func TestDKIMActivation_QuorumOfOneActivatesWithOneResolverServing(t *testing.T) {
+	f1, f2 := newFakeResolver(t), newFakeResolver(t)
+	env := dkimDNSEnv(t, f1, f2)
+	env.ok(logical.UpdateOperation, dkimPath, nil)
+	env.serve(dkimPath, 1, f1)
+	env.tick()
+	env.wantVersionStatus(dkimPath, 1, statusPending) // f2 has nothing: all are required
+
+	env.ok(logical.UpdateOperation, "config", map[string]interface{}{"dkim_activation_quorum": 1})
+	env.clock.Advance(time.Minute)
+	env.tick()
+	env.wantVersionStatus(dkimPath, 1, statusActive)
+}
+
+// A resolver that never answers: the key stays pending, the checks back off
+// (a query per check, not per tick), and check=true reports an error for
+// that resolver.
+func TestDKIMActivation_SilentResolverIsRetriedWithBackoff(t *testing.T) {
+	f := newFakeResolver(t)
+	f.Silence(true)
+	env := dkimDNSEnv(t, f)
+	env.ok(logical.UpdateOperation, dkimPath, nil)
+	name := recordName(env.selectorOf(dkimPath, 1))
+
+	queries := func() int { return f.Queries(name) }
+	env.tick() // check 1 at 0: times out; next at 1m
+	q := queries()
+	if q == 0 {
+		t.Fatal("the first check asked nothing")
+	}
+	for _, step := range []struct {
+		advance time.Duration
+		asks    bool
+	}{
+		{0, false}, {59 * time.Second, false}, {time.Second, true}, // check 2 at 1m; next at 3m
+		{time.Minute, false}, {time.Minute, true}, // check 3 at 3m
+	} {
+		env.clock.Advance(step.advance)
+		env.tick()
+		got := queries()
+		if asked := got > q; asked != step.asks {
+			t.Fatalf("at %s: queries %d -> %d, want asked=%v", env.clock.Now().Format(time.TimeOnly), q, got, step.asks)
+		}
+		q = got
+	}
+	env.wantVersionStatus(dkimPath, 1, statusPending)
+
+	rec := recordOf(env.dnsRecords(dkimPath, true)["publish"], 1)
+	per := rec["dns"].([]map[string]interface{})
+	if len(per) != 1 || per[0]["status"] != string(dnscheck.StatusError) || per[0]["resolver"] != f.Addr() || per[0]["error"] == "" {
+		t.Fatalf("check=true with a silent resolver shows %v, want an error for %s", per, f.Addr())
+	}
+}
+
+// failingRows is rotation/status status=failing's rows' paths.
+func (env *testEnv) failingRows() map[string]map[string]interface{} {
+	env.t.Helper()
+	out := map[string]map[string]interface{}{}
+	got := env.ok(logical.ReadOperation, "rotation/status", map[string]interface{}{"status": "failing"})
+	rows, _ := got["secrets"].([]interface{})
+	for _, r := range rows {
+		row := r.(map[string]interface{})
+		out[row["path"].(string)] = row
+	}
+	return out
+}
+
+// A key still pending after dkim_activation_deadline is reported once:
+// failing in rotation/status, last_rotation_error naming what the resolver
+// shows, one activation-overdue event.
+func TestDKIMActivation_DeadlineReportsAnOverduePendingKey(t *testing.T) {
+	f := newFakeResolver(t)
+	env := dkimDNSEnv(t, f)
+	env.ok(logical.UpdateOperation, dkimPath, nil)
+	env.tick()
+	env.clock.Advance(24*time.Hour - time.Minute)
+	env.tick() // a check before the deadline: not reported
+	if rows := env.failingRows(); len(rows) != 0 {
+		t.Fatalf("failing before the deadline: %v", rows)
+	}
+	if ev := env.events.of("penguinmails/activation-overdue", dkimPath); len(ev) != 0 {
+		t.Fatalf("overdue events before the deadline: %v", ev)
+	}
+
+	for i := 0; i < 4; i++ { // checks after the deadline: reported once
+		env.clock.Advance(15 * time.Minute)
+		env.tick()
+	}
+	row := env.failingRows()[dkimPath]
+	if row == nil {
+		t.Fatalf("rotation/status status=failing does not list %s after the deadline", dkimPath)
+	}
+	why := env.ok(logical.ReadOperation, dkimPath, nil)["last_rotation_error"].(string)
+	if !strings.Contains(why, f.Addr()+" missing") || row["last_error"] != why {
+		t.Fatalf("last_rotation_error %q (status row %v), want it to name %s missing", why, row["last_error"], f.Addr())
+	}
+	if ev := env.events.of("penguinmails/activation-overdue", dkimPath); len(ev) != 1 || ev[0].meta["version"] != "1" {
+		t.Fatalf("activation-overdue events %v, want one for version 1", ev)
+	}
+
+	// Published at last: it activates and is no longer failing.
+	env.serve(dkimPath, 1, f)
+	env.clock.Advance(15 * time.Minute)
+	env.tick()
+	env.wantVersionStatus(dkimPath, 1, statusActive)
+	if rows := env.failingRows(); len(rows) != 0 {
+		t.Fatalf("still failing after activation: %v", rows)
+	}
+	if why := env.ok(logical.ReadOperation, dkimPath, nil)["last_rotation_error"]; why != "" {
+		t.Fatalf("last_rotation_error after activation: %q", why)
+	}
+}
+
+// historyRows is {path}/history's rows, newest first.
+func (env *testEnv) historyRows(path string) []map[string]interface{} {
+	env.t.Helper()
+	var out []map[string]interface{}
+	for _, r := range env.ok(logical.ReadOperation, path+"/history", nil)["history"].([]interface{}) {
+		out = append(out, r.(map[string]interface{}))
+	}
+	return out
+}
+
+// activate makes the pending key active at once, recorded with its reason;
+// with nothing pending it is a 400.
+func TestDKIMActivation_ActivateByRequest(t *testing.T) {
+	f := newFakeResolver(t)
+	env := dkimDNSEnv(t, f)
+	env.ok(logical.UpdateOperation, dkimPath, nil)
+	got := env.ok(logical.UpdateOperation, dkimPath+"/activate", map[string]interface{}{"reason": "published by hand"})
+	if got["version"] != 1 {
+		t.Fatalf("activate answered %v", got)
+	}
+	env.wantVersionStatus(dkimPath, 1, statusActive)
+	env.signedSelector(dkimPath)
+	if row := env.historyRows(dkimPath)[0]; row["operation"] != "activate" || row["reason"] != "published by hand" || row["to_version"] != 1 {
+		t.Fatalf("newest history row %v, want the activation with its reason", row)
+	}
+	msg := env.badRequest(logical.UpdateOperation, dkimPath+"/activate", map[string]interface{}{"reason": "again"})
+	if !strings.Contains(msg, "awaiting activation") {
+		t.Fatalf("activate with nothing pending: %q", msg)
+	}
+
+	env.ok(logical.UpdateOperation, dkimPath+"/rotate", map[string]interface{}{"reason": "yearly"})
+	got = env.ok(logical.UpdateOperation, dkimPath+"/activate", map[string]interface{}{"reason": "emergency"})
+	if got["version"] != 2 || got["previous_version"] != 1 {
+		t.Fatalf("activate of the rotation answered %v", got)
+	}
+	env.wantVersionStatus(dkimPath, 2, statusActive)
+	env.wantVersionStatus(dkimPath, 1, dkimStatusRetiring)
+	if row := env.historyRows(dkimPath)[0]; row["operation"] != "activate" || row["reason"] != "emergency" ||
+		row["from_version"] != 1 || row["to_version"] != 2 {
+		t.Fatalf("newest history row %v", row)
+	}
+}
+
+// A rotation while a key awaits activation is refused (409); jobs skip
+// such a secret and rotate the others.
+func TestDKIMActivation_RotateWhilePendingIsRefusedAndJobsSkipIt(t *testing.T) {
+	env := newTestEnv(t) // delay mode: no resolver needed
+	const other = "dkim/tenant-1/other.example"
+	env.ok(logical.UpdateOperation, dkimPath, nil)
+	env.ok(logical.UpdateOperation, other, nil)
+	env.clock.Advance(time.Hour)
+	env.tick()
+	env.wantVersionStatus(dkimPath, 1, statusActive)
+	env.wantVersionStatus(other, 1, statusActive)
+
+	env.ok(logical.UpdateOperation, dkimPath+"/rotate", map[string]interface{}{"reason": "yearly"})
+	if code, msg := env.code(logical.UpdateOperation, dkimPath+"/rotate", map[string]interface{}{"reason": "again"}); code != 409 ||
+		!strings.Contains(msg, "awaiting activation") {
+		t.Fatalf("rotate while version 2 is pending: %d %q, want 409", code, msg)
+	}
+
+	job := env.runJob(env.startJob("rotate-tenant/tenant-1", map[string]interface{}{"types": "dkim", "reason": "tenant drill"}))
+	env.wantJobCounts(job, 2, 1, 0)
+	if job["skipped"] != 1 {
+		t.Fatalf("rotate-tenant job skipped %v, want 1", job["skipped"])
+	}
+	env.wantVersionStatus(dkimPath, 2, statusPending)
+	env.wantVersionStatus(other, 2, statusPending)
+	env.wantVersionStatus(other, 1, statusActive)
+
+	job = env.runJob(env.startJob("rotate/bulk", map[string]interface{}{"types": "dkim", "reason": "bulk drill"}))
+	env.wantJobCounts(job, 2, 0, 0)
+	if job["skipped"] != 2 {
+		t.Fatalf("rotate/bulk job skipped %v, want 2", job["skipped"])
+	}
+	if _, ok := env.ok(logical.ReadOperation, dkimPath, nil)["versions"].(map[string]interface{})["3"]; ok {
+		t.Fatal("a job made version 3 while version 2 was pending")
+	}
+}
+
+// An incident rotation revokes the active key at once, without waiting
+// for the new key's DNS; sign refuses until the new key is active.
+func TestDKIMActivation_IncidentRotationRevokesAtOnce(t *testing.T) {
+	f := newFakeResolver(t)
+	env := dkimDNSEnv(t, f)
+	env.ok(logical.UpdateOperation, dkimPath, nil)
+	env.ok(logical.UpdateOperation, dkimPath+"/activate", map[string]interface{}{"reason": "published"})
+
+	env.ok(logical.UpdateOperation, dkimPath+"/rotate", map[string]interface{}{
+		"revoke_previous": true, "incident_id": "INC-9", "reason": "key leaked"})
+	env.wantVersionStatus(dkimPath, 1, statusRevoked)
+	env.wantVersionStatus(dkimPath, 2, statusPending)
+	if rec := env.wantListed(dkimPath, 1, "revoke", statusRevoked); rec["value"] != "v=DKIM1; p=" {
+		t.Fatalf("revoked record %v", rec)
+	}
+	env.wantListed(dkimPath, 2, "publish", statusPending)
+	env.wantSignRefused(dkimPath)
+
+	env.serve(dkimPath, 2, f)
+	env.tick()
+	env.wantVersionStatus(dkimPath, 2, statusActive)
+	env.wantVersionStatus(dkimPath, 1, statusRevoked)
+	signed, selector := env.signedSelector(dkimPath)
+	if selector != env.selectorOf(dkimPath, 2) {
+		t.Fatalf("signed with %s", selector)
+	}
+	if err := dkimcheck.Verify(servedRecords(t, f, recordName(selector)), signed); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A secret's activation=immediate overrides config dns.
+func TestDKIMActivation_PerSecretImmediateOverridesConfig(t *testing.T) {
+	f := newFakeResolver(t)
+	env := dkimDNSEnv(t, f)
+	written := env.ok(logical.UpdateOperation, dkimPath, map[string]interface{}{"activation": "immediate"})
+	if written["status"] != statusActive {
+		t.Fatalf("written with status %v, want active", written["status"])
+	}
+	env.signedSelector(dkimPath)
+	env.ok(logical.UpdateOperation, dkimPath+"/rotate", map[string]interface{}{"reason": "yearly"})
+	env.wantVersionStatus(dkimPath, 2, statusActive)
+	env.wantVersionStatus(dkimPath, 1, dkimStatusRetiring)
+
+	// The config's mode still applies to the other domains.
+	env.ok(logical.UpdateOperation, "dkim/tenant-1/other.example", nil)
+	env.wantVersionStatus("dkim/tenant-1/other.example", 1, statusPending)
+}
+
+// Bad activation settings are 400s naming the field, and change nothing.
+func TestDKIMActivation_ConfigValidation(t *testing.T) {
+	env := newTestEnv(t)
+	before := env.ok(logical.ReadOperation, "config", nil)
+	for _, tc := range []struct {
+		in   map[string]interface{}
+		want string
+	}{
+		{map[string]interface{}{"dkim_activation": "dns"}, "dns_resolvers"},
+		{map[string]interface{}{"dns_resolvers": "nohost"}, "dns_resolvers"},
+		{map[string]interface{}{"dns_resolvers": "127.0.0.1:53", "dkim_activation_quorum": 2}, "dkim_activation_quorum"},
+		{map[string]interface{}{"dkim_delegation_zone": "Bad Zone"}, "dkim_delegation_zone"},
+	} {
+		msg := env.badRequest(logical.UpdateOperation, "config", tc.in)
+		if !strings.Contains(msg, tc.want) {
+			t.Errorf("config %v: %q does not name %s", tc.in, msg, tc.want)
+		}
+	}
+	after := env.ok(logical.ReadOperation, "config", nil)
+	if fmt.Sprint(after) != fmt.Sprint(before) {
+		t.Fatalf("refused updates changed config:\n%v\n%v", before, after)
+	}
+}
