@@ -608,3 +608,131 @@ func TestDKIMActivation_ConfigValidation(t *testing.T) {
 		t.Fatalf("refused updates changed config:\n%v\n%v", before, after)
 	}
 }
+
+// waitForQuery polls until fake has been asked for name, for at most a
+// second.
+func waitForQuery(t *testing.T, fake *dnsfake.Server, name string, before int) {
+	t.Helper()
+	deadline := time.Now().Add(time.Second)
+	for fake.Queries(name) <= before {
+		if time.Now().After(deadline) {
+			t.Fatalf("no query for %s within a second", name)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// quickly bounds requests made while a lookup hangs: far below the 2s
+// lookup timeout.
+const quickly = 500 * time.Millisecond
+
+// DNS lookups never hold up other requests on the secret: while dns
+// check=true waits on a silent resolver, a read, a sign and a write of the
+// same secret answer at once.
+func TestDKIMActivation_DNSCheckDoesNotBlockTheSecret(t *testing.T) {
+	f := newFakeResolver(t)
+	f.Silence(true)
+	env := dkimDNSEnv(t, f)
+	env.ok(logical.UpdateOperation, dkimPath, map[string]interface{}{"activation": "immediate"})
+	name := recordName(env.selectorOf(dkimPath, 1))
+
+	type result struct {
+		lists map[string]interface{}
+		err   error
+		end   time.Time
+	}
+	done := make(chan result, 1)
+	go func() {
+		resp, err := env.do(logical.ReadOperation, dkimPath+"/dns", map[string]interface{}{"check": true})
+		r := result{err: err, end: time.Now()}
+		if err == nil && resp != nil && !resp.IsError() {
+			r.lists = resp.Data
+		}
+		done <- r
+	}()
+	waitForQuery(t, f, name, 0)
+
+	start := time.Now()
+	env.ok(logical.ReadOperation, dkimPath, nil)
+	env.signedSelector(dkimPath)
+	env.ok(logical.UpdateOperation, dkimPath, map[string]interface{}{"selector_prefix": "mx"})
+	took, finished := time.Since(start), time.Now()
+	r := <-done
+	if r.err != nil || r.lists == nil {
+		t.Fatalf("dns check=true: %v", r.err)
+	}
+	if !finished.Before(r.end) {
+		t.Fatal("the requests finished after the check: they did not run while it waited")
+	}
+	if took > quickly {
+		t.Fatalf("read, sign and write took %s while a lookup hung; want under %s", took, quickly)
+	}
+	per := r.lists["publish"].([]interface{})[0].(map[string]interface{})["dns"].([]map[string]interface{})
+	if per[0]["status"] != string(dnscheck.StatusError) {
+		t.Fatalf("check of a silent resolver: %v", per)
+	}
+}
+
+// The worker's activation check does not hold up requests on the secret
+// either: while it waits on a silent resolver, a write and an activate of
+// the same secret answer at once.
+func TestDKIMActivation_WorkerCheckDoesNotBlockTheSecret(t *testing.T) {
+	f := newFakeResolver(t)
+	f.Silence(true)
+	env := dkimDNSEnv(t, f)
+	env.ok(logical.UpdateOperation, dkimPath, nil)
+	name := recordName(env.selectorOf(dkimPath, 1))
+
+	ticked := make(chan time.Time, 1)
+	go func() {
+		req := &logical.Request{Operation: logical.RollbackOperation, Storage: env.storage}
+		_, _ = env.b.HandleRequest(context.Background(), req)
+		ticked <- time.Now()
+	}()
+	waitForQuery(t, f, name, 0)
+
+	start := time.Now()
+	env.ok(logical.UpdateOperation, dkimPath, map[string]interface{}{"selector_prefix": "mx"})
+	env.ok(logical.UpdateOperation, dkimPath+"/activate", map[string]interface{}{"reason": "published by hand"})
+	took, finished := time.Since(start), time.Now()
+	end := <-ticked
+	if !finished.Before(end) {
+		t.Fatal("the requests finished after the check")
+	}
+	if took > quickly {
+		t.Fatalf("write and activate took %s while the worker's lookup hung; want under %s", took, quickly)
+	}
+	// The check's late result does not undo or repeat the activation.
+	env.wantVersionStatus(dkimPath, 1, statusActive)
+	if rows := env.historyRows(dkimPath); rows[0]["operation"] != "activate" || rows[0]["reason"] != "published by hand" {
+		t.Fatalf("newest history row %v", rows[0])
+	}
+	env.signedSelector(dkimPath)
+}
+
+// A worker check made without the lock answers for the version it looked
+// at: if that version was activated and another one staged while the check
+// waited, the check's "ready" does not activate the new one.
+func TestDKIMActivation_LateCheckDoesNotActivateANewerPendingKey(t *testing.T) {
+	serving, silent := newFakeResolver(t), newFakeResolver(t)
+	env := dkimDNSEnv(t, serving, silent)
+	env.ok(logical.UpdateOperation, "config", map[string]interface{}{"dkim_activation_quorum": 1})
+	env.ok(logical.UpdateOperation, dkimPath, nil)
+	env.serve(dkimPath, 1, serving)
+	silent.Silence(true) // the check is ready (quorum 1) only after the silent one's timeout
+	name := recordName(env.selectorOf(dkimPath, 1))
+
+	ticked := make(chan struct{})
+	go func() {
+		req := &logical.Request{Operation: logical.RollbackOperation, Storage: env.storage}
+		_, _ = env.b.HandleRequest(context.Background(), req)
+		close(ticked)
+	}()
+	waitForQuery(t, silent, name, 0)
+	env.ok(logical.UpdateOperation, dkimPath+"/activate", map[string]interface{}{"reason": "published by hand"})
+	env.ok(logical.UpdateOperation, dkimPath+"/rotate", map[string]interface{}{"reason": "yearly"})
+	<-ticked
+
+	env.wantVersionStatus(dkimPath, 2, statusPending)
+	env.wantVersionStatus(dkimPath, 1, statusActive)
+}
