@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"time"
+
+	"github.com/hashicorp/vault/sdk/logical"
 )
 
 // Staged activation. A type whose new material must be visible somewhere
@@ -77,19 +79,52 @@ type activationCheck struct {
 	deadline time.Time
 }
 
-// checkActivation looks at e's pending version when its check is due, and
-// activates it when ready. It reports whether e changed.
-func (b *backend) checkActivation(ctx context.Context, e *secretEntry, kind *secretKind, cfg *engineConfig, now time.Time) (bool, error) {
+// activationProbe is one activation check of a pending version, made
+// before the secret's lock is taken.
+type activationProbe struct {
+	version int
+	check   activationCheck
+	err     error
+}
+
+// probeActivation runs the check of ref's pending version when it is due,
+// on the entry as stored, without the secret's lock: a check can take
+// seconds (a resolver that never answers costs its timeout), and no
+// request on the secret waits for it. checkActivation applies the result
+// under the lock. nil means no check was due.
+func (b *backend) probeActivation(ctx context.Context, s logical.Storage, ref secretRef, cfg *engineConfig) *activationProbe {
+	e, _, err := loadSecretChecked(ctx, s, ref)
+	if err != nil || e == nil {
+		return nil // upkeep reports it under the lock
+	}
+	now := b.now()
+	p := e.pending()
+	if p == nil || ref.kind.checkReady == nil || now.Before(e.ActivationCheck) {
+		return nil
+	}
+	probe := &activationProbe{version: p.Version}
+	probe.err = callStep(ctx, func(ctx context.Context) error {
+		var err error
+		probe.check, err = ref.kind.checkReady(ctx, b, e, p, cfg, now)
+		return err
+	})
+	return probe
+}
+
+// checkActivation applies probe, the check of e's pending version made
+// without the lock, and activates the version when it is ready. A check
+// that fell due, or a version that was staged, after the probe is looked
+// at a minute later. It reports whether e changed.
+func (b *backend) checkActivation(ctx context.Context, e *secretEntry, kind *secretKind, cfg *engineConfig, now time.Time, probe *activationProbe) (bool, error) {
 	p := e.pending()
 	if p == nil || kind.checkReady == nil || now.Before(e.ActivationCheck) {
 		return false, nil
 	}
-	var c activationCheck
-	err := callStep(ctx, func(ctx context.Context) error {
-		var err error
-		c, err = kind.checkReady(ctx, b, e, p, cfg, now)
-		return err
-	})
+	if probe == nil || probe.version != p.Version {
+		e.ActivationCheck = now.Add(activationRetryBase)
+		return true, nil
+	}
+	c, err := probe.check, probe.err
 	if err == nil && c.ready {
 		r := rotation{Operation: "activate", Trigger: triggerTime, Reason: "activated: " + c.why, Actor: schedulerActor}
 		if err := b.activate(ctx, e, kind, cfg, r, now); err != nil {

@@ -539,12 +539,19 @@ func dkimSign(e *secretEntry, ref secretRef, encoded string, opts *dkim.SignOpti
 	if err := decodeMaterial(v, &m); err != nil {
 		return nil, err
 	}
+	// A pending key is named before a revoked current one: after an
+	// incident rotation the fix is its activation, not another rotation
+	// (which is refused while it is pending).
+	if p := e.pending(); p != nil && v.Status != statusActive {
+		var pm dkimMaterial
+		if err := decodeMaterial(p, &pm); err != nil {
+			return nil, err
+		}
+		return nil, logical.CodedError(409, fmt.Sprintf("%s has no active key yet: version %d (selector %s) awaits activation; "+
+			"publish its record (see %s/dns), then it activates, or activate it with %s/activate", ref.path(), p.Version, pm.Selector, ref.path(), ref.path()))
+	}
 	if err := refuseRevoked(ref, v, m); err != nil {
 		return nil, err
-	}
-	if v.Status == statusPending {
-		return nil, logical.CodedError(409, fmt.Sprintf("%s has no active key yet: version %d (selector %s) awaits activation; "+
-			"publish its record (see %s/dns), then it activates, or activate it with %s/activate", ref.path(), v.Version, m.Selector, ref.path(), ref.path()))
 	}
 	parts, err := signingParts(m, algorithm)
 	if err != nil {

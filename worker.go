@@ -255,6 +255,14 @@ var triggerReasons = map[string]string{
 // outside systems (removal.go), and sends the rotation-due event. It returns the trigger that has
 // fired, if any.
 func (b *backend) upkeep(ctx context.Context, s logical.Storage, ref secretRef) (string, *secretEntry, error) {
+	var probe *activationProbe
+	if ref.kind.checkReady != nil { // before the lock: it may wait on DNS
+		cfg, err := b.config(ctx, s)
+		if err != nil {
+			return "", nil, err
+		}
+		probe = b.probeActivation(ctx, s, ref, cfg)
+	}
 	lock := b.lockFor(ref.key())
 	lock.Lock()
 	defer lock.Unlock()
@@ -275,7 +283,7 @@ func (b *backend) upkeep(ctx context.Context, s logical.Storage, ref secretRef) 
 		return "", nil, err
 	}
 	b.removeDue(ctx, e, ref.kind, cfg, now)
-	if _, err := b.checkActivation(ctx, e, ref.kind, cfg, now); err != nil {
+	if _, err := b.checkActivation(ctx, e, ref.kind, cfg, now, probe); err != nil {
 		return "", nil, err
 	}
 	if at := e.alertStart(pol); !at.IsZero() && !now.Before(at) {
