@@ -199,3 +199,16 @@ func TestDKIMDual_SignsWithBoth(t *testing.T) {
 		t.Fatalf("dual with ed25519 key_type: %q", msg)
 	}
 }
+
+// A domain cannot ask for DNS-verified activation while no resolver is
+// configured: it would stay pending until its deadline.
+func TestDKIMActivation_PerSecretDNSNeedsResolvers(t *testing.T) {
+	env := newTestEnv(t)
+	msg := env.badRequest(logical.CreateOperation, dkimPath, map[string]interface{}{"activation": "dns"})
+	if !strings.Contains(msg, "activation=dns needs dns_resolvers") {
+		t.Fatalf("activation=dns without resolvers: %q", msg)
+	}
+	if resp, _ := env.do(logical.ReadOperation, dkimPath, nil); resp != nil {
+		t.Fatal("the refused write stored the key")
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/vault/sdk/framework"
@@ -147,27 +148,38 @@ func dnsListOf(v *secretVersion, o dkimOptions, now time.Time) string {
 	return "remove"
 }
 
-// checkRecords adds to each record what the resolvers return for it.
+// checkRecords adds to each record what the resolvers return for it. The
+// records are checked at once, so a silent resolver costs one timeout, not
+// one per record.
 func checkRecords(ctx context.Context, resolvers []dnscheck.Resolver, lists ...[]interface{}) {
+	var wg sync.WaitGroup
 	for _, l := range lists {
 		for _, item := range l {
-			rec := item.(map[string]interface{})
-			res := dnscheck.CheckAll(ctx, resolvers, rec["check_name"].(string), rec["value"].(string), 0)
-			per := make([]map[string]interface{}, 0, len(res.PerResolver))
-			for _, r := range res.PerResolver {
-				row := map[string]interface{}{"resolver": r.Addr, "status": string(r.Status)}
-				if r.Diff != "" {
-					row["diff"] = r.Diff
-				}
-				if r.Err != "" {
-					row["error"] = r.Err
-				}
-				per = append(per, row)
-			}
-			rec["dns"] = per
-			rec["dns_published"] = res.Published
+			wg.Add(1)
+			go func(rec map[string]interface{}) {
+				defer wg.Done()
+				checkRecord(ctx, resolvers, rec)
+			}(item.(map[string]interface{}))
 		}
 	}
+	wg.Wait()
+}
+
+func checkRecord(ctx context.Context, resolvers []dnscheck.Resolver, rec map[string]interface{}) {
+	res := dnscheck.CheckAll(ctx, resolvers, rec["check_name"].(string), rec["value"].(string), 0)
+	per := make([]map[string]interface{}, 0, len(res.PerResolver))
+	for _, r := range res.PerResolver {
+		row := map[string]interface{}{"resolver": r.Addr, "status": string(r.Status)}
+		if r.Diff != "" {
+			row["diff"] = r.Diff
+		}
+		if r.Err != "" {
+			row["error"] = r.Err
+		}
+		per = append(per, row)
+	}
+	rec["dns"] = per
+	rec["dns_published"] = res.Published
 }
 
 // dkimRecord is the DNS view of one version's key. A revoked or ended key's

@@ -219,6 +219,9 @@ func dkimChangeFrom(d *framework.FieldData, e *secretEntry, cur dkimMaterial, cf
 				return c, err
 			}
 		}
+		if mode == dkimActivationDNS && len(dkimOptionsOf(cfg).Resolvers) == 0 {
+			return c, badInput("activation=dns needs dns_resolvers in config to ask")
+		}
 		c.settings.Activation = mode
 	}
 	if v, ok := d.GetOk("dual_algorithm"); ok {
