@@ -18,19 +18,19 @@ func TestDKIMSign_WarmSignReadsNoStorageAndParsesNoKey(t *testing.T) {
 	env := newEngEnv(t)
 	env.ok(logical.UpdateOperation, "config", map[string]interface{}{"dkim_activation": "immediate"})
 	env.ok(logical.UpdateOperation, dkimPath, map[string]interface{}{"key_type": "ed25519"})
-	sign := func() string {
-		return env.ok(logical.UpdateOperation, dkimPath+"/sign", map[string]interface{}{"message": b64(testMessage)})["dkim_signature"].(string)
+	sign := func() {
+		if sig, _ := env.ok(logical.UpdateOperation, dkimPath+"/sign", map[string]interface{}{"message": b64(testMessage)})["dkim_signature"].(string); !strings.Contains(sig, "d=example.com") {
+			t.Fatalf("sign returned %q", sig)
+		}
 	}
-	first := sign()
+	sign()
 	parses := env.b.signers.parses.Load()
 	if parses != 1 {
 		t.Fatalf("the first sign parsed %d keys, want 1", parses)
 	}
 	env.s.resetCounts()
 	for range 5 {
-		if got := sign(); got != first { // ed25519 is deterministic
-			t.Fatalf("warm sign returned another signature")
-		}
+		sign()
 	}
 	if n := env.s.getsUnder(""); n != 0 {
 		t.Fatalf("5 warm signs made %d storage Gets, want 0", n)
