@@ -66,6 +66,10 @@ type backend struct {
 	storage logical.Storage
 	// uses counts reads for the threshold trigger (uses.go).
 	uses useCounter
+	// entries caches decoded secret entries, signers parsed DKIM keys
+	// (cache.go).
+	entries *entryCache
+	signers *signerCache
 	// testCrashAfter, set by tests only, stops a rotation after a step as if
 	// the process had died there.
 	testCrashAfter func(step string) error
@@ -89,8 +93,10 @@ func newBackend(clock func() time.Time) *backend {
 // must be known before the paths and config settings are derived.
 func newBackendOf(clock func() time.Time, kinds ...*secretKind) *backend {
 	b := &backend{
-		clock: clock,
-		locks: locksutil.CreateLocks(),
+		clock:   clock,
+		locks:   locksutil.CreateLocks(),
+		entries: newEntryCache(defaultCacheSize),
+		signers: newSignerCache(),
 	}
 	b.kinds = map[string]*secretKind{}
 	for _, k := range kinds {
@@ -144,6 +150,7 @@ func (b *backend) invalidate(_ context.Context, key string) {
 			b.Logger().Error("recovered from a panic in invalidate")
 		}
 	}()
+	b.invalidateEntry(key)
 	if key == configStoragePath {
 		b.cfgMu.Lock()
 		b.cfg = nil
@@ -152,9 +159,13 @@ func (b *backend) invalidate(_ context.Context, key string) {
 	}
 }
 
-// clean stops background work when the mount goes away, Vault seals, or
-// this node steps down.
-func (b *backend) clean(_ context.Context) { b.stopWorker() }
+// clean stops background work and empties the caches when the mount goes
+// away, Vault seals, or this node steps down.
+func (b *backend) clean(_ context.Context) {
+	b.stopWorker()
+	b.entries.clear()
+	b.signers.clear()
+}
 
 const backendHelp = `
 The penguinmails secrets engine keeps the credentials of a multi-tenant email

@@ -50,7 +50,7 @@ func newBenchMount(b testing.TB) *benchMount {
 	if err != nil || tpl == nil {
 		b.Fatalf("template read: %v", err)
 	}
-	if err := unstore(m.ctx, m.s, secretRef{kind: env.b.kinds["smtp"], tenant: "template", name: "mail"}, tpl); err != nil {
+	if err := env.b.unstore(m.ctx, m.s, secretRef{kind: env.b.kinds["smtp"], tenant: "template", name: "mail"}, tpl); err != nil {
 		b.Fatal(err)
 	}
 	m.tpl = *tpl

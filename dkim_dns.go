@@ -86,7 +86,7 @@ func (b *backend) dkimDNS(ctx context.Context, req *logical.Request, d *framewor
 		return nil, err
 	}
 	now := b.now()
-	e, err := loadDerived(ctx, req.Storage, ref, cfg, now)
+	e, err := b.loadDerived(ctx, req.Storage, ref, cfg, now)
 	if err != nil || e == nil {
 		if e == nil && err == nil {
 			err = notFound("no %s at %s", k.Title, ref.path())

@@ -119,7 +119,7 @@ func (b *backend) withEntry(ctx context.Context, s logical.Storage, ref secretRe
 		return nil, err
 	}
 	now := b.now()
-	e, err := loadDerived(ctx, s, ref, cfg, now)
+	e, err := b.loadDerived(ctx, s, ref, cfg, now)
 	if err != nil || e == nil {
 		return nil, err
 	}

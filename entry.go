@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hashicorp/vault/sdk/helper/jsonutil"
 	"github.com/hashicorp/vault/sdk/logical"
 )
 
@@ -437,9 +438,17 @@ func loadSecret(ctx context.Context, s logical.Storage, kind, tenant, name strin
 	if err != nil || raw == nil {
 		return nil, err
 	}
-	var e secretEntry
-	if err := raw.DecodeJSON(&e); err != nil {
+	e, err := decodeSecret(raw.Value)
+	if err != nil {
 		return nil, fmt.Errorf("decoding %s/%s/%s: %w", kind, tenant, name, err)
+	}
+	return e, nil
+}
+
+func decodeSecret(value []byte) (*secretEntry, error) {
+	var e secretEntry
+	if err := jsonutil.DecodeJSON(value, &e); err != nil {
+		return nil, err
 	}
 	return &e, nil
 }
@@ -457,15 +466,21 @@ const maxEntryBytes = 768 * 1024
 // with a 413 and nothing is written: past Raft's limit every later write
 // to the secret, revoke included, would fail.
 func saveSecret(ctx context.Context, s logical.Storage, e *secretEntry) error {
+	_, err := putSecret(ctx, s, e)
+	return err
+}
+
+// putSecret is saveSecret that also returns the bytes written.
+func putSecret(ctx context.Context, s logical.Storage, e *secretEntry) ([]byte, error) {
 	entry, err := logical.StorageEntryJSON(e.storageKey(), e)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if n := len(entry.Value); n > maxEntryBytes {
-		return logical.CodedError(413, fmt.Sprintf("%s/%s/%s would take %d bytes in storage, more than the %d-byte bound of one secret; "+
+		return nil, logical.CodedError(413, fmt.Sprintf("%s/%s/%s would take %d bytes in storage, more than the %d-byte bound of one secret; "+
 			"lower its max_versions and retry", e.Kind, e.Tenant, e.Name, n, maxEntryBytes))
 	}
-	return s.Put(ctx, entry)
+	return entry.Value, s.Put(ctx, entry)
 }
 
 // listChildren lists the direct children of a storage folder, without the
@@ -485,9 +500,10 @@ func listChildren(ctx context.Context, s logical.Storage, prefix string) ([]stri
 // loadDerived loads a secret and derives, on this copy only, what the clock
 // and the config imply, so that what a read shows follows them even before
 // the worker or the next write has persisted the change. A missing secret
-// is nil. Writers pass the one now their whole change uses.
-func loadDerived(ctx context.Context, s logical.Storage, ref secretRef, cfg *engineConfig, now time.Time) (*secretEntry, error) {
-	e, err := loadSecret(ctx, s, ref.kind.Name, ref.tenant, ref.name)
+// is nil. Writers pass the one now their whole change uses. It reads
+// through the mount's entry cache (cache.go).
+func (b *backend) loadDerived(ctx context.Context, s logical.Storage, ref secretRef, cfg *engineConfig, now time.Time) (*secretEntry, error) {
+	e, err := b.loadEntry(ctx, s, ref.kind.Name, ref.tenant, ref.name)
 	if err != nil || e == nil {
 		return nil, err
 	}

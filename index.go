@@ -111,7 +111,10 @@ func indexKeysFor(e *secretEntry, kind *secretKind, cfg *engineConfig, now time.
 	return keys
 }
 
-// store saves e with one Put and keeps its index keys in step.
+// store saves e with one Put and keeps its index keys in step. The entry
+// cache then holds what was written (decoded from the bytes stored, so it is
+// exactly what a read from storage returns); a failed Put drops it, since
+// storage may or may not hold the new entry.
 func (b *backend) store(ctx context.Context, s logical.Storage, e *secretEntry, kind *secretKind, cfg *engineConfig, now time.Time) error {
 	old, next := e.Indexed, indexKeysFor(e, kind, cfg, now)
 	id := secretID(e.Kind, e.Tenant, e.Name)
@@ -119,11 +122,24 @@ func (b *backend) store(ctx context.Context, s logical.Storage, e *secretEntry, 
 		return err
 	}
 	e.Indexed = next
-	if err := saveSecret(ctx, s, e); err != nil {
+	written, err := putSecret(ctx, s, e)
+	if err != nil {
+		b.entries.drop(e.storageKey())
 		e.Indexed = old
 		return err // the new keys are extra keys, dropped when visited
 	}
+	b.cacheWritten(e.storageKey(), written)
 	return dropIndex(ctx, s, old, next, id)
+}
+
+// cacheWritten replaces the cached entry at key with the bytes just stored.
+func (b *backend) cacheWritten(key string, written []byte) {
+	stored, err := decodeSecret(written)
+	if err != nil { // cannot happen for bytes just encoded; be safe
+		b.entries.drop(key)
+		return
+	}
+	b.entries.replace(key, stored)
 }
 
 func (b *backend) putIndex(ctx context.Context, s logical.Storage, old, next indexKeys, id string) error {
@@ -178,9 +194,11 @@ func (b *backend) markDay(ctx context.Context, s logical.Storage, dueKey string)
 // comes from the path, not from e's own kind, tenant and name: an entry
 // copied to another path (a conflicting DKIM pair from before claims)
 // names its original, which a delete of the copy must leave alone, entry
-// and index keys both.
-func unstore(ctx context.Context, s logical.Storage, ref secretRef, e *secretEntry) error {
-	if err := s.Delete(ctx, ref.key()); err != nil {
+// and index keys both. The cached entry is dropped, deleted or not.
+func (b *backend) unstore(ctx context.Context, s logical.Storage, ref secretRef, e *secretEntry) error {
+	err := s.Delete(ctx, ref.key())
+	b.entries.drop(ref.key())
+	if err != nil {
 		return err
 	}
 	id := secretID(ref.kind.Name, ref.tenant, ref.name)

@@ -48,6 +48,9 @@ type engineConfig struct {
 	AccessLimit  int `json:"access_limit,omitempty"`
 	// JobConcurrency is how many secrets a rotation job rotates at once.
 	JobConcurrency int `json:"job_concurrency,omitempty"`
+	// CacheSize bounds the decoded-entry cache (cache.go); nil means
+	// defaultCacheSize, 0 turns the cache off.
+	CacheSize *int `json:"cache_size,omitempty"`
 	// TypeSettings holds each type's own settings (secretKind.settings), by
 	// type name, in the type's own encoding.
 	TypeSettings map[string]json.RawMessage `json:"type_settings,omitempty"`
@@ -64,6 +67,14 @@ const (
 	defaultJobConcurrency = 4
 	maxJobConcurrency     = 32
 )
+
+// cacheSize is the effective cache_size.
+func (c *engineConfig) cacheSize() int {
+	if c.CacheSize == nil {
+		return defaultCacheSize
+	}
+	return *c.CacheSize
+}
 
 // defaultConfig holds the mount-wide defaults; the per-type rotation
 // defaults are in each secretKind (see the kinds' defaults).
@@ -228,6 +239,9 @@ func pathConfig(b *backend) *framework.Path {
 		Description: fmt.Sprintf("Access records (downloads, exports) kept per secret, apart from the history (default %d, 1 to %d).", defaultAccessLimit, maxLogLimit)}
 	fields["job_concurrency"] = &framework.FieldSchema{Type: framework.TypeInt,
 		Description: fmt.Sprintf("Secrets a rotation job rotates at once (default %d, 1 to %d).", defaultJobConcurrency, maxJobConcurrency)}
+	fields["cache_size"] = &framework.FieldSchema{Type: framework.TypeInt,
+		Description: fmt.Sprintf("Decoded secret entries kept in memory per node for reads and signs (default %d, 0 turns the cache off, at most %d). "+
+			"An entry takes about 5 to 40 KiB, at most 768 KiB.", defaultCacheSize, maxCacheSize)}
 	for _, k := range b.typeSettingKinds() {
 		for name, f := range k.settings.fields {
 			fields[name] = f
@@ -286,6 +300,7 @@ func (b *backend) config(ctx context.Context, s logical.Storage) (*engineConfig,
 	b.cfgMu.Lock()
 	if b.cfgGen == gen {
 		b.cfg = cfg
+		b.entries.setLimit(cfg.cacheSize())
 	}
 	b.cfgMu.Unlock()
 	return cfg, nil
@@ -303,6 +318,7 @@ func (b *backend) pathConfigRead(ctx context.Context, req *logical.Request, _ *f
 		"dkim_sign_max_message_bytes": cfg.DKIMSignMaxMessageBytes,
 	}
 	data["history_limit"], data["access_limit"], data["job_concurrency"] = cfg.HistoryLimit, cfg.AccessLimit, cfg.JobConcurrency
+	data["cache_size"] = cfg.cacheSize()
 	for _, k := range b.typeSettingKinds() {
 		view, err := k.settings.view(cfg.TypeSettings[k.Name])
 		if err != nil {
@@ -389,6 +405,13 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 			*lim.ptr = n
 		}
 	}
+	if v, ok := d.GetOk("cache_size"); ok {
+		n := v.(int)
+		if n < 0 || n > maxCacheSize {
+			return nil, badInput("cache_size must be between 0 (off) and %d (got %d)", maxCacheSize, n)
+		}
+		next.CacheSize = &n
+	}
 	if v, ok := d.GetOk("max_versions"); ok {
 		n := v.(int)
 		if n < 1 || n > maxVersionsLimit {
@@ -427,6 +450,7 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 	b.cfgMu.Lock()
 	b.cfg = &next
 	b.cfgGen++
+	b.entries.setLimit(next.cacheSize())
 	b.cfgMu.Unlock()
 	if periodsChanged {
 		// Due times of secrets that use a type default moved: the index is
@@ -472,6 +496,7 @@ func (b *backend) configHelp() string {
 	fmt.Fprintf(&sb, "  %-32s %d (4 MiB)\n", "dkim_sign_max_message_bytes", defaultConfig().DKIMSignMaxMessageBytes)
 	fmt.Fprintf(&sb, "  %-32s %d\n  %-32s %d\n  %-32s %d\n", "history_limit", defaultHistoryLimit,
 		"access_limit", defaultAccessLimit, "job_concurrency", defaultJobConcurrency)
+	fmt.Fprintf(&sb, "  %-32s %d (0 turns it off)\n", "cache_size", defaultCacheSize)
 	sb.WriteString(`
 A rotation period of 0 turns scheduled rotation off for that type. Rotation
 periods and alert thresholds are at most 3650d (10 years), grace periods at

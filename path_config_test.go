@@ -62,8 +62,11 @@ func TestConfig_DefaultsFromFeatureDocument(t *testing.T) {
 			t.Errorf("config shows %s, a setting of no type served", absent)
 		}
 	}
-	if len(got) != len(want)+len(risk)+len(limits)+6 { // + password_policy, dkim_sign_max_message_bytes, the four checked above
-		t.Errorf("config has %d settings, want %d: %v", len(got), len(want)+len(risk)+len(limits)+6, got)
+	if got["cache_size"] != defaultCacheSize {
+		t.Errorf("cache_size %v, want %d", got["cache_size"], defaultCacheSize)
+	}
+	if len(got) != len(want)+len(risk)+len(limits)+7 { // + password_policy, dkim_sign_max_message_bytes, cache_size, the four checked above
+		t.Errorf("config has %d settings, want %d: %v", len(got), len(want)+len(risk)+len(limits)+7, got)
 	}
 }
 

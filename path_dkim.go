@@ -153,12 +153,15 @@ func dkimSignPath(b *backend, k *secretKind) *framework.Path {
 			if err != nil {
 				return nil, err
 			}
+			if _, batch := d.Raw["batch_input"]; batch {
+				return b.dkimSignBatchRequest(ctx, req, d, k, cfg)
+			}
 			encoded, opts, err := dkimSignInput(d, cfg.DKIMSignMaxMessageBytes)
 			if err != nil {
 				return nil, err
 			}
 			return b.onEntry(k, func(e *secretEntry, ref secretRef, _ *framework.FieldData) (*logical.Response, error) {
-				resp, err := dkimSign(e, ref, encoded, opts, strings.TrimSpace(d.Get("algorithm").(string)))
+				resp, err := b.dkimSign(e, ref, encoded, opts, strings.TrimSpace(d.Get("algorithm").(string)))
 				if err == nil {
 					b.countUse(req.Storage, e) // a signature is a use for max_uses
 				}
@@ -496,9 +499,15 @@ func refuseRevoked(ref secretRef, v *secretVersion, m dkimMaterial) error {
 
 func dkimSignFields() map[string]*framework.FieldSchema {
 	return map[string]*framework.FieldSchema{
-		"message": {Type: framework.TypeString, Required: true,
+		"message": {Type: framework.TypeString,
 			Description: "The RFC 5322 message (header, empty line, body), base64-encoded (standard alphabet; whitespace is ignored). " +
-				"At most dkim_sign_max_message_bytes (config, default 4 MiB) once decoded; larger is a 413."},
+				"At most dkim_sign_max_message_bytes (config, default 4 MiB) once decoded; larger is a 413. Required unless batch_input is given."},
+		"batch_input": {Type: framework.TypeSlice,
+			Description: fmt.Sprintf("Instead of message: a list of at most %d objects {message, headers, canonicalization, algorithm}, "+
+				"each signed like a single message (headers, canonicalization and algorithm left out take the request's). "+
+				"The decoded messages together may take at most %d times dkim_sign_max_message_bytes (413 above). "+
+				"The answer's batch_results has one object per item, in order: the fields of a single sign, or error.",
+				dkimBatchMaxItems, dkimBatchBytesFactor)},
 		"headers": {Type: framework.TypeCommaStringSlice,
 			Description: fmt.Sprintf("Header fields to sign (h=); must include From; at most %d. Each %s. Default: %s.",
 				dkimkey.MaxHeaders, dkimkey.HeaderNameRule, strings.Join(dkimkey.DefaultHeaders, ", "))},
@@ -533,14 +542,30 @@ func dkimSignInput(d *framework.FieldData, limit int) (string, *dkim.SignOptions
 // dkimSign answers {domain}/sign. It reads storage only: the signature is
 // made with the active key and nothing is recorded, so performance standbys
 // serve it themselves.
-func dkimSign(e *secretEntry, ref secretRef, encoded string, opts *dkim.SignOptions, algorithm string) (*logical.Response, error) {
+func (b *backend) dkimSign(e *secretEntry, ref secretRef, encoded string, opts *dkim.SignOptions, algorithm string) (*logical.Response, error) {
+	v, m, err := dkimSigningVersion(e, ref)
+	if err != nil {
+		return nil, err
+	}
+	data, err := b.dkimSignWith(e, v, m, encoded, opts, algorithm)
+	if err != nil {
+		return nil, err
+	}
+	return &logical.Response{Data: data}, nil
+}
+
+// dkimSigningVersion returns the version sign uses, the current one, with
+// its material; it refuses a revoked version and one awaiting activation.
+// The entry is the one just read (cached or not), so a revocation or an
+// activation written before is always seen.
+func dkimSigningVersion(e *secretEntry, ref secretRef) (*secretVersion, dkimMaterial, error) {
 	v := e.current()
 	var m dkimMaterial
 	if v == nil {
-		return nil, fmt.Errorf("%s has no current version", ref.path())
+		return nil, m, fmt.Errorf("%s has no current version", ref.path())
 	}
 	if err := decodeMaterial(v, &m); err != nil {
-		return nil, err
+		return nil, m, err
 	}
 	// A pending key is named before a revoked current one: after an
 	// incident rotation the fix is its activation, not another rotation
@@ -548,14 +573,24 @@ func dkimSign(e *secretEntry, ref secretRef, encoded string, opts *dkim.SignOpti
 	if p := e.pending(); p != nil && v.Status != statusActive {
 		var pm dkimMaterial
 		if err := decodeMaterial(p, &pm); err != nil {
-			return nil, err
+			return nil, m, err
 		}
-		return nil, logical.CodedError(409, fmt.Sprintf("%s has no active key yet: version %d (selector %s) awaits activation; "+
+		return nil, m, logical.CodedError(409, fmt.Sprintf("%s has no active key yet: version %d (selector %s) awaits activation; "+
 			"publish its record (see %s/dns), then it activates, or activate it with %s/activate", ref.path(), p.Version, pm.Selector, ref.path(), ref.path()))
 	}
 	if err := refuseRevoked(ref, v, m); err != nil {
-		return nil, err
+		return nil, m, err
 	}
+	if v.Status == statusPending {
+		return nil, m, logical.CodedError(409, fmt.Sprintf("%s has no active key yet: version %d (selector %s) awaits activation; "+
+			"publish its record (see %s/dns), then it activates, or activate it with %s/activate", ref.path(), v.Version, m.Selector, ref.path(), ref.path()))
+	}
+	return v, m, nil
+}
+
+// dkimSignWith signs one message with version v's keys and returns what a
+// sign answers. Keys come parsed from the mount's signer cache.
+func (b *backend) dkimSignWith(e *secretEntry, v *secretVersion, m dkimMaterial, encoded string, opts *dkim.SignOptions, algorithm string) (map[string]interface{}, error) {
 	parts, err := signingParts(m, algorithm)
 	if err != nil {
 		return nil, err
@@ -563,7 +598,7 @@ func dkimSign(e *secretEntry, ref secretRef, encoded string, opts *dkim.SignOpti
 	var headers []interface{}
 	var all strings.Builder
 	for _, p := range parts {
-		signer, err := dkimkey.ParsePrivateKey(p.PrivateKey)
+		signer, err := b.signers.signer(p.PrivateKey)
 		if err != nil {
 			return nil, err
 		}
@@ -588,7 +623,7 @@ func dkimSign(e *secretEntry, ref secretRef, encoded string, opts *dkim.SignOpti
 		}
 		data["selectors"] = sels
 	}
-	return &logical.Response{Data: data}, nil
+	return data, nil
 }
 
 // signingParts picks the keys a sign uses: the version's own key, its

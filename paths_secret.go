@@ -128,7 +128,7 @@ func (b *backend) secretExists(k *secretKind) framework.ExistenceFunc {
 		if err != nil {
 			return false, nil // the handler reports the bad identifier
 		}
-		e, err := loadSecret(ctx, req.Storage, k.Name, ref.tenant, ref.name)
+		e, err := b.loadEntry(ctx, req.Storage, k.Name, ref.tenant, ref.name)
 		return e != nil, err
 	}
 }
@@ -144,7 +144,7 @@ func (b *backend) secretReader(k *secretKind, view viewFunc) framework.Operation
 			return nil, err
 		}
 		now := b.now()
-		e, err := loadDerived(ctx, req.Storage, ref, cfg, now)
+		e, err := b.loadDerived(ctx, req.Storage, ref, cfg, now)
 		if err != nil || e == nil {
 			return nil, err
 		}
@@ -217,7 +217,7 @@ func (b *backend) secretWriter(k *secretKind, write writeFunc, view viewFunc) fr
 			return nil, err
 		}
 		now := b.now()
-		e, err := loadDerived(ctx, req.Storage, ref, cfg, now)
+		e, err := b.loadDerived(ctx, req.Storage, ref, cfg, now)
 		if err != nil {
 			return nil, err
 		}
@@ -399,7 +399,7 @@ func (b *backend) secretDeleter(k *secretKind) framework.OperationFunc {
 			return nil, logical.CodedError(409, fmt.Sprintf("%s has a rotation in progress (pending version %d); "+
 				"delete it once Vault's rollback has finished or undone it (within %s)", ref.path(), p.Version, walRollbackMinAge))
 		}
-		if err := unstore(ctx, req.Storage, ref, e); err != nil {
+		if err := b.unstore(ctx, req.Storage, ref, e); err != nil {
 			return nil, err
 		}
 		b.emit(ctx, "delete", &secretEntry{Kind: k.Name, Tenant: ref.tenant, Name: ref.name})
@@ -505,7 +505,7 @@ func (b *backend) onEntry(k *secretKind, fn entryHandler) framework.OperationFun
 		if err != nil {
 			return nil, err
 		}
-		e, err := loadDerived(ctx, req.Storage, ref, cfg, b.now())
+		e, err := b.loadDerived(ctx, req.Storage, ref, cfg, b.now())
 		if err != nil {
 			return nil, err
 		}

@@ -23,8 +23,11 @@ type useCounter struct {
 
 // countUse notes one read (or signature) of e, if it has a max_uses. The
 // use that reaches it starts the background work at once.
-func (b *backend) countUse(s logical.Storage, e *secretEntry) {
-	if e.MaxUses <= 0 || !b.WriteSafeReplicationState() {
+func (b *backend) countUse(s logical.Storage, e *secretEntry) { b.countUses(s, e, 1) }
+
+// countUses notes n uses of e at once (the signatures of a batch).
+func (b *backend) countUses(s logical.Storage, e *secretEntry, n int) {
+	if n <= 0 || e.MaxUses <= 0 || !b.WriteSafeReplicationState() {
 		return
 	}
 	u := &b.uses
@@ -33,7 +36,7 @@ func (b *backend) countUse(s logical.Storage, e *secretEntry) {
 		u.counts = map[string]int{}
 	}
 	key := e.storageKey()
-	u.counts[key]++
+	u.counts[key] += n
 	reached := e.Uses+u.counts[key] >= e.MaxUses
 	u.mu.Unlock()
 	if reached {
