@@ -129,6 +129,11 @@ func (b *backend) rotateOne(k *secretKind) framework.OperationFunc {
 		data := rotationView(e, k.policy(cfg, e.Name), b.now())
 		data["version"] = e.CurrentVersion
 		data["previous_version"] = rotatedFrom(e)
+		if p := e.pending(); p != nil && p.Version != e.CurrentVersion {
+			// A staged rotation made p, which awaits activation: the
+			// current version still serves until then.
+			data["version"], data["previous_version"], data["status"] = p.Version, e.CurrentVersion, p.Status
+		}
 		data["revoked_versions"] = revokedBy(e, r)
 		return &logical.Response{Data: data}, nil
 	}

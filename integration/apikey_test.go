@@ -128,7 +128,7 @@ func TestAPIKeys_UserFlowThroughCLI(t *testing.T) {
 	mgOld := mg.AddKey("sending", "tenant mail", "mg.example.com")
 	rememberSecret(mgAdmin.Secret)
 	rememberSecret(mgOld.Secret)
-	vaultCLI(t, "write", mount+"/config/providers/mg-admin", "provider=mailgun", "api_key="+mgAdmin.Secret)
+	vaultCLI(t, "write", mount+"/config/providers/mg-admin", "provider=mailgun", "api_key="+mgAdmin.Secret, "base_url="+mg.URL())
 	cleanupPath(t, mount+"/config/providers/mg-admin")
 	vaultCLI(t, "write", tenant+"/mailgun", "api_key="+mgOld.Secret, "key_id="+mgOld.ID, "role=sending",
 		"domain=mg.example.com", "key_name=tenant mail", "account=mg-admin", "base_url="+mg.URL())
@@ -142,7 +142,7 @@ func TestAPIKeys_UserFlowThroughCLI(t *testing.T) {
 	rememberSecret(awsAdmin.Secret)
 	rememberSecret(sesOld.Secret)
 	vaultCLI(t, "write", mount+"/config/providers/aws", "provider=ses",
-		"access_key_id="+awsAdmin.ID, "secret_access_key="+awsAdmin.Secret)
+		"access_key_id="+awsAdmin.ID, "secret_access_key="+awsAdmin.Secret, "base_url="+aws.URL())
 	cleanupPath(t, mount+"/config/providers/aws")
 	vaultCLI(t, "write", tenant+"/ses", "access_key_id="+sesOld.ID, "secret_access_key="+sesOld.Secret,
 		"iam_user=ses-sender", "region=eu-west-1", "account=aws", "base_url="+aws.URL())
@@ -421,7 +421,7 @@ func TestSMTP_MailuDriverThroughVault(t *testing.T) {
 	if err := os.WriteFile(caFile, srv.CAPEM(), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	vaultCLI(t, "write", mount+"/config/providers/mailu-1", "provider=mailu", "api_token="+mu.Token())
+	vaultCLI(t, "write", mount+"/config/providers/mailu-1", "provider=mailu", "api_token="+mu.Token(), "base_url="+mu.URL())
 	cleanupPath(t, mount+"/config/providers/mailu-1")
 	host, port := srv.Addr()
 	vaultCLI(t, "write", path, "username=admin@example.com", "password=old-Mailu-password-1",
@@ -470,7 +470,7 @@ func TestAPIKeys_FailedRemovalIsRetried(t *testing.T) {
 	old := mg.AddKey("sending", "retry mail", "mg.example.com")
 	rememberSecret(admin.Secret)
 	rememberSecret(old.Secret)
-	vaultCLI(t, "write", mount+"/config/providers/mg-retry", "provider=mailgun", "api_key="+admin.Secret)
+	vaultCLI(t, "write", mount+"/config/providers/mg-retry", "provider=mailgun", "api_key="+admin.Secret, "base_url="+mg.URL())
 	cleanupPath(t, mount+"/config/providers/mg-retry")
 	// Mailgun's own overlap setting, so that the SendGrid tests' settings
 	// never meet this one.

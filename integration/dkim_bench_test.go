@@ -22,7 +22,7 @@ func BenchmarkDKIMSign(b *testing.B) {
 		b.Run(keyType, func(b *testing.B) {
 			path := mount + "/dkim/tenant-bench/" + keyType + ".example.com"
 			l := client.Logical()
-			if _, err := l.Write(path, map[string]interface{}{"key_type": keyType}); err != nil {
+			if _, err := l.Write(path, map[string]interface{}{"key_type": keyType, "activation": "immediate"}); err != nil {
 				b.Fatal(err)
 			}
 			b.Cleanup(func() { _, _ = l.Delete(path) })

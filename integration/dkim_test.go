@@ -84,6 +84,7 @@ func TestDKIM_UserFlowThroughCLI(t *testing.T) {
 	}
 
 	// With -f the CLI sends the empty write; the key is generated in Vault.
+	// It is pending until activated, as the README's next step does.
 	table := vaultCLI(t, "write", "-f", path)
 	for _, field := range []string{"selector", "record_name", "txt_value", "txt_strings", "key_type"} {
 		if !strings.Contains(table, "\n"+field+" ") {
@@ -94,6 +95,7 @@ func TestDKIM_UserFlowThroughCLI(t *testing.T) {
 		t.Fatal("the write answered the private key")
 	}
 
+	vaultCLI(t, "write", "-f", path+"/activate")
 	got := cliData(t, "read", path)
 	selector, _ := got["active_selector"].(string)
 	if got["domain"] != "example.com" || got["key_type"] != "rsa-2048" || selector == "" ||
@@ -125,6 +127,8 @@ func TestDKIM_UserFlowThroughCLI(t *testing.T) {
 
 	// Rotate with the Go client: new selector, the old key retiring and
 	// still published, so mail signed before the rotation keeps verifying.
+	// activation=immediate: this test is about the life after activation.
+	vaultCLI(t, "write", path, "activation=immediate")
 	rot, err := l.Write(path+"/rotate", map[string]interface{}{"reason": "integration"})
 	if err != nil || fmt.Sprint(rot.Data["version"]) != "2" {
 		t.Fatalf("rotate: %v %v", rot, err)
@@ -180,7 +184,7 @@ func publicKeyOf(t *testing.T, pemText string) string {
 func TestDKIM_PolicyMaySignButNotExport(t *testing.T) {
 	const path = mount + "/dkim/tenant-pol/example.net"
 	l := client.Logical()
-	if _, err := l.Write(path, map[string]interface{}{"key_type": "ed25519"}); err != nil {
+	if _, err := l.Write(path, map[string]interface{}{"key_type": "ed25519", "activation": "immediate"}); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _, _ = l.Delete(path) })
@@ -231,7 +235,7 @@ func TestDKIM_ZeroGraceRetiresAtOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _, _ = l.Write(mount+"/config", map[string]interface{}{"dkim_grace_period": "48h"}) })
-	if _, err := l.Write(path, map[string]interface{}{"key_type": "ed25519"}); err != nil {
+	if _, err := l.Write(path, map[string]interface{}{"key_type": "ed25519", "activation": "immediate"}); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _, _ = l.Delete(path) })
@@ -243,9 +247,12 @@ func TestDKIM_ZeroGraceRetiresAtOnce(t *testing.T) {
 	if len(records) != 1 || dkimcheck.Verify(records, before) == nil {
 		t.Fatalf("with no grace the old key is still published: %v", records)
 	}
+	// The ended key is listed as revoked (empty p=) for
+	// dkim_revocation_period before it is listed for removal.
 	dns, _ := l.Read(path + "/dns")
-	if remove := dns.Data["remove"].([]interface{}); len(remove) != 1 {
-		t.Fatalf("remove = %v", remove)
+	revoke := dns.Data["revoke"].([]interface{})
+	if len(revoke) != 1 || revoke[0].(map[string]interface{})["value"] != "v=DKIM1; p=" || len(dns.Data["remove"].([]interface{})) != 0 {
+		t.Fatalf("revoke = %v, remove = %v", revoke, dns.Data["remove"])
 	}
 	if _, err := l.Write(path+"/private", map[string]interface{}{"version": 1}); statusCode(err) != 404 {
 		t.Fatalf("private key of the retired version: %v, want 404", err)
@@ -291,7 +298,7 @@ func TestDKIM_DomainsAndBadInput(t *testing.T) {
 func TestDKIM_HardeningThroughRealVault(t *testing.T) {
 	const path = mount + "/dkim/tenant-h1/bank.example"
 	l := client.Logical()
-	if _, err := l.Write(path, map[string]interface{}{"key_type": "ed25519"}); err != nil {
+	if _, err := l.Write(path, map[string]interface{}{"key_type": "ed25519", "activation": "immediate"}); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _, _ = l.Delete(path) })
