@@ -10,7 +10,6 @@ import (
 	"github.com/penguinmails/vault-plugin-penguinmails/internal/dkimcheck"
 )
 
-
 // A warm sign reads nothing from storage and parses no key.
 func TestDKIMSign_WarmSignReadsNoStorageAndParsesNoKey(t *testing.T) {
 	env := newEngEnv(t)

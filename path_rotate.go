@@ -144,7 +144,7 @@ func (b *backend) rotateOne(k *secretKind) framework.OperationFunc {
 // current_version - 1.
 func rotatedFrom(e *secretEntry) int {
 	for i := len(e.History) - 1; i >= 0; i-- {
-		if h := e.History[i]; h.Operation == "rotate" && h.Result == "success" && h.ToVersion == e.CurrentVersion {
+		if h := e.History[i]; (h.Operation == "rotate" || h.Operation == "activate") && h.Result == "success" && h.ToVersion == e.CurrentVersion {
 			return h.FromVersion
 		}
 	}
