@@ -24,11 +24,7 @@ const (
 )
 
 func activationDelay(checks int) time.Duration {
-	d := activationRetryBase
-	for i := 1; i < checks && d < activationRetryCap; i++ {
-		d *= 2
-	}
-	return min(d, activationRetryCap)
+	return backoff(checks, activationRetryBase, activationRetryCap)
 }
 
 // awaitsActivation reports whether new versions of e wait for activation.

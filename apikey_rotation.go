@@ -73,11 +73,7 @@ func setAPIKey(ctx context.Context, b *backend, e *secretEntry, p *secretVersion
 	if svc.manual {
 		return nil // the caller made the token in the provider's console
 	}
-	var m apiKeyMaterial
-	if err := decodeMaterial(p, &m); err != nil {
-		return err
-	}
-	drv, err := b.keyDriver(ctx, e)
+	m, drv, err := b.keyAndDriver(ctx, e, p)
 	if err != nil {
 		return err
 	}
@@ -103,15 +99,22 @@ func keyLimitHint(svc *keyService, err error) error {
 }
 
 func testAPIKey(ctx context.Context, b *backend, e *secretEntry, p *secretVersion) error {
-	var m apiKeyMaterial
-	if err := decodeMaterial(p, &m); err != nil {
-		return err
-	}
-	drv, err := b.keyDriver(ctx, e)
+	m, drv, err := b.keyAndDriver(ctx, e, p)
 	if err != nil {
 		return err
 	}
 	return drv.Test(ctx, m.Key)
+}
+
+// keyAndDriver decodes version v's key and builds the driver of e's
+// provider.
+func (b *backend) keyAndDriver(ctx context.Context, e *secretEntry, v *secretVersion) (apiKeyMaterial, provider.Driver, error) {
+	var m apiKeyMaterial
+	if err := decodeMaterial(v, &m); err != nil {
+		return m, nil, err
+	}
+	drv, err := b.keyDriver(ctx, e)
+	return m, drv, err
 }
 
 // undoAPIKey deletes a pending key that will never be current. Its id is
@@ -122,11 +125,7 @@ func undoAPIKey(ctx context.Context, b *backend, e *secretEntry, p *secretVersio
 	if keyServiceNamed(e.Name).manual {
 		return nil
 	}
-	var m apiKeyMaterial
-	if err := decodeMaterial(p, &m); err != nil {
-		return err
-	}
-	drv, err := b.keyDriver(ctx, e)
+	m, drv, err := b.keyAndDriver(ctx, e, p)
 	if err != nil {
 		return err
 	}

@@ -25,15 +25,15 @@ const (
 	retryCap  = 6 * time.Hour
 )
 
-func retryDelay(failures int) time.Duration {
-	d := retryBase
-	for i := 1; i < failures && d < retryCap; i++ {
+func retryDelay(failures int) time.Duration { return backoff(failures, retryBase, retryCap) }
+
+// backoff is base doubled for each attempt after the first, at most limit.
+func backoff(attempts int, base, limit time.Duration) time.Duration {
+	d := base
+	for i := 1; i < attempts && d < limit; i++ {
 		d *= 2
 	}
-	if d > retryCap {
-		d = retryCap
-	}
-	return d
+	return min(d, limit)
 }
 
 // parseSchedule parses a 5-field cron expression (minute hour day-of-month
