@@ -112,7 +112,7 @@ func (h *heapSampler) Alert(*Alert) error { h.alerts++; return nil }
 func TestMemoryStaysFlatOnALargeLog(t *testing.T) {
 	size := int64(200 << 20)
 	if raceEnabled || testing.Short() {
-		size = 40 << 20 // the race detector makes each line ~10x slower
+		size = 16 << 20 // the race detector makes each line ~10x slower
 	}
 	runtime.GC()
 	var before runtime.MemStats
