@@ -5,23 +5,26 @@
 #   make dev-stop  stop what make dev started
 #   make test      unit tests, then integration tests against a real Vault
 #   make bench     in-process engine benchmarks (scheduler tick, index rebuild,
-#                  bulk job), then benchmarks against a real Vault
+#                  bulk job), the audit log reader (lines/s), then benchmarks
+#                  against a real Vault
 #   make fuzz      every Fuzz target of every package, FUZZTIME (60s) each, in turn
 
 VERSION       ?= v0.1.0
 VAULT_VERSION ?= 1.21.0
 PLUGIN_NAME   := vault-plugin-penguinmails
 PLUGIN_BIN    := bin/plugins/$(PLUGIN_NAME)
+AUDIT_BIN     := bin/penguinmails-audit
 FUZZTIME      ?= 60s
 LDFLAGS       := -X github.com/penguinmails/vault-plugin-penguinmails.Version=$(VERSION)
 
 export VERSION VAULT_VERSION PLUGIN_NAME PLUGIN_BIN
 
-.PHONY: build vault dev dev-stop test test-unit test-integration bench bench-engine fuzz fmt vet clean
+.PHONY: build vault dev dev-stop test test-unit test-integration bench bench-engine bench-audit fuzz fmt vet clean
 
 build:
 	@mkdir -p $(dir $(PLUGIN_BIN))
 	go build -trimpath -ldflags "$(LDFLAGS)" -o $(PLUGIN_BIN) ./cmd/$(PLUGIN_NAME)
+	go build -trimpath -o $(AUDIT_BIN) ./cmd/penguinmails-audit
 
 # Builds Vault from its Go module once and caches it outside the repository.
 vault:
@@ -55,7 +58,7 @@ fuzz:
 test-integration: build vault
 	@scripts/integration.sh test
 
-bench: bench-engine build vault
+bench: bench-engine bench-audit build vault
 	@scripts/integration.sh bench
 
 # The engine's background work on big mounts, in process. Fixed iteration
@@ -65,6 +68,11 @@ bench-engine:
 	go test -run '^$$' -bench 'InProcess' -benchmem -benchtime 3s .
 	go test -run '^$$' -bench 'SchedulerTick' -benchmem -benchtime 100x -timeout 20m .
 	go test -run '^$$' -bench 'IndexRebuild|BulkJob' -benchmem -benchtime 2x -timeout 20m .
+
+# penguinmails-audit's reader on a generated 32 MB log of realistic Vault
+# audit lines: reports lines/s and MB/s.
+bench-audit:
+	go test -run '^$$' -bench 'AuditLines' -benchmem -benchtime 5x ./internal/auditlog/
 
 vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
