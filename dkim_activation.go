@@ -105,9 +105,9 @@ func dkimTypeSettings() *typeSettings {
 				resolvers = []string{}
 			}
 			return map[string]interface{}{
-				"dkim_activation": o.Activation, "dkim_publish_lead": int64(o.PublishLead / time.Second),
-				"dkim_activation_deadline": int64(o.ActivationDeadline / time.Second), "dkim_activation_quorum": o.Quorum,
-				"dns_resolvers": resolvers, "dkim_revocation_period": int64(o.RevocationPeriod / time.Second),
+				"dkim_activation": o.Activation, "dkim_publish_lead": durationText(o.PublishLead),
+				"dkim_activation_deadline": durationText(o.ActivationDeadline), "dkim_activation_quorum": o.Quorum,
+				"dns_resolvers": resolvers, "dkim_revocation_period": durationText(o.RevocationPeriod),
 				"dkim_delegation_zone": o.DelegationZone,
 			}, nil
 		},

@@ -334,7 +334,7 @@ func (b *backend) pathConfigRead(ctx context.Context, req *logical.Request, _ *f
 			data[s.field] = pol.RiskLevel
 			continue
 		}
-		data[s.field] = int64(*s.ptr(&pol) / time.Second)
+		data[s.field] = durationText(*s.ptr(&pol))
 	}
 	return &logical.Response{Data: data}, nil
 }
