@@ -271,6 +271,15 @@ func pathConfig(b *backend) *framework.Path {
 				ForwardPerformanceStandby:   true,
 				ForwardPerformanceSecondary: true,
 			},
+			// A config write already keeps what it is not given, so PATCH
+			// (vault patch) is the same operation under its own verb.
+			logical.PatchOperation: &framework.PathOperation{
+				Callback:                    b.handle(b.pathConfigWrite),
+				Summary:                     "Change the given configuration fields; the rest keep their value.",
+				DisplayAttrs:                &framework.DisplayAttributes{OperationVerb: "patch", OperationSuffix: "configuration"},
+				ForwardPerformanceStandby:   true,
+				ForwardPerformanceSecondary: true,
+			},
 		},
 		HelpSynopsis:    "Rotation defaults, version retention and password generation for the whole mount.",
 		HelpDescription: b.configHelp(),

@@ -141,3 +141,15 @@ func TestDurationText_OneFormat(t *testing.T) {
 		}
 	}
 }
+
+// config takes PATCH too: the given fields change, the rest stay.
+func TestPatch_Config(t *testing.T) {
+	env := newTestEnv(t)
+	env.ok(logical.UpdateOperation, "config", map[string]interface{}{"max_versions": 7})
+	env.ok(logical.PatchOperation, "config", map[string]interface{}{"smtp_rotation_period": "60d"})
+	got := env.ok(logical.ReadOperation, "config", nil)
+	if got["max_versions"] != 7 || got["smtp_rotation_period"] != "1440h" {
+		t.Fatalf("config after patch: max_versions %v smtp_rotation_period %v", got["max_versions"], got["smtp_rotation_period"])
+	}
+	env.badRequest(logical.PatchOperation, "config", map[string]interface{}{"smtp_rotation_period": "-1h"})
+}
