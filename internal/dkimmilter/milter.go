@@ -39,10 +39,11 @@ const tempFailReply = "451 4.7.0 DKIM signing temporarily unavailable, try again
 // Server returns a milter server whose connections use f. It asks only for
 // what signing needs: headers and body. The library speaks milter protocol
 // version 2, which has no SMFIP_HDR_LEADSPC: the MTA passes header values
-// without the white space after the colon and puts one space there in the
-// fields a milter adds. The message given to Vault is rebuilt with one
-// space, as nearly all mail has; relaxed header canonicalization (the
-// engine's default) ignores any difference.
+// without the one space after the colon (Postfix removes exactly one) and
+// puts one space there in the fields a milter adds. The message given to
+// Vault is rebuilt with that space; only a field written without any space
+// after its colon comes out different, which relaxed header
+// canonicalization (the engine's default) ignores.
 func (f *Filter) Server() *milter.Server {
 	return &milter.Server{
 		NewMilter: func() milter.Milter { return &session{f: f} },
@@ -83,10 +84,7 @@ func (s *session) Header(name, value string, _ *milter.Modifier) (milter.Respons
 		s.from = value
 	}
 	s.header.WriteString(name)
-	s.header.WriteByte(':')
-	if value == "" || (value[0] != ' ' && value[0] != '\t') {
-		s.header.WriteByte(' ') // the space the MTA took off (see Server)
-	}
+	s.header.WriteString(": ") // the space the MTA took off (see Server)
 	s.header.Write(toCRLF([]byte(value)))
 	s.header.WriteString("\r\n")
 	s.checkSize()

@@ -94,7 +94,7 @@ func newTestFilter(signer MessageSigner, failOpen bool, logs *bytes.Buffer) *Fil
 var testFields = []field{
 	{"From", "Alice <alice@Example.COM>"},
 	{"Subject", "Quarterly\n\tfigures"}, // folded, LF-only as the MTA passes it
-	{"To", "bob@example.org"},
+	{"To", "  bob@example.org"},         // "To:   bob...": the MTA took off one space
 }
 
 const testBody = "Hello Bob,\r\nsecret body text.\r\n"
@@ -119,7 +119,7 @@ func TestMilterSignsAndInsertsOnTop(t *testing.T) {
 		t.Fatalf("header value %q\nwant %q", mods[0].HeaderValue, want)
 	}
 	// Vault got the message as the MTA will transmit it, CRLF throughout.
-	wantMsg := "From: Alice <alice@Example.COM>\r\nSubject: Quarterly\r\n\tfigures\r\nTo: bob@example.org\r\n\r\n" + testBody
+	wantMsg := "From: Alice <alice@Example.COM>\r\nSubject: Quarterly\r\n\tfigures\r\nTo:   bob@example.org\r\n\r\n" + testBody
 	if len(signer.msgs) != 1 || signer.msgs[0] != wantMsg || signer.keys[0] != (Key{"tenant-1", "example.com"}) {
 		t.Fatalf("signed %v %q", signer.keys, signer.msgs)
 	}
