@@ -185,7 +185,8 @@ func writeFileOrFail(t *testing.T, path, content string, mode os.FileMode) {
 	}
 }
 
-// milterBinary is MILTER_BINARY, else bin/penguinmails-milter built now.
+// milterBinary is MILTER_BINARY (make build's bin/penguinmails-milter, as
+// scripts/integration.sh sets it), else the milter built now.
 func milterBinary(t *testing.T) string {
 	t.Helper()
 	if p := os.Getenv("MILTER_BINARY"); p != "" {
@@ -216,7 +217,6 @@ func startMilter(t *testing.T, bin, work, name string, port int, vault, tokenFil
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	recordPID(cmd.Process.Pid)
 	t.Cleanup(func() {
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 		_ = cmd.Wait()
