@@ -81,7 +81,7 @@ func TestMilter_PostfixSignsThroughVault(t *testing.T) {
 		msg := sendAndReceive(t, sink, smtpdPorts[0], "alice@"+mapped, "mapped", body)
 		requireOneSignature(t, msg, mapped)
 		// On top, above Postfix's own Received field (RFC 6376 5.6).
-		if !strings.HasPrefix(msg, "DKIM-Signature: v=1;") {
+		if !strings.HasPrefix(msg, "DKIM-Signature: ") {
 			t.Fatalf("the signature is not the first field:\n%s", msg)
 		}
 		dkimpyVerify(t, records, msg, true)
@@ -499,12 +499,13 @@ func requireOneSignature(t *testing.T, msg, domain string) string {
 	t.Helper()
 	header, _, _ := strings.Cut(msg, "\r\n\r\n")
 	var sigs []string
-	for _, f := range strings.Split(strings.ReplaceAll(header, "\r\n\t", "\t"), "\r\n") {
+	unfolded := strings.NewReplacer("\r\n\t", "\t", "\r\n ", " ").Replace(header)
+	for _, f := range strings.Split(unfolded, "\r\n") {
 		if strings.HasPrefix(strings.ToLower(f), "dkim-signature:") {
 			sigs = append(sigs, f)
 		}
 	}
-	if len(sigs) != 1 || !strings.Contains(sigs[0], "d="+domain+";") {
+	if len(sigs) != 1 || !strings.Contains(sigs[0], " d="+domain+";") {
 		t.Fatalf("want one DKIM-Signature with d=%s, got %q in:\n%s", domain, sigs, header)
 	}
 	return sigs[0]
