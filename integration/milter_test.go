@@ -2,10 +2,12 @@ package integration
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,6 +20,8 @@ import (
 
 	"github.com/emersion/go-smtp"
 	"github.com/hashicorp/vault/api"
+
+	"github.com/penguinmails/vault-plugin-penguinmails/internal/dkimmilter"
 )
 
 // TestMilter_PostfixSignsThroughVault runs a private Postfix (Debian's
@@ -51,10 +55,7 @@ func TestMilter_PostfixSignsThroughVault(t *testing.T) {
 
 	// The dkim-signer policy of docs/integrations.md, and a token for it in
 	// the file Vault Agent would keep fresh.
-	if err := client.Sys().PutPolicy("dkim-signer-milter", signerPolicy); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = client.Sys().DeletePolicy("dkim-signer-milter") })
+	putSignerPolicy(t)
 	work := worldReadableTempDir(t) // Postfix's daemons run as user postfix
 	tokenFile := filepath.Join(work, "token")
 	firstToken := signerToken(t)
@@ -109,6 +110,33 @@ func TestMilter_PostfixSignsThroughVault(t *testing.T) {
 		requireOneSignature(t, msg, mapped)
 		dkimpyVerify(t, records, msg, true)
 	})
+	t.Run("concurrent messages are all signed", func(t *testing.T) {
+		const n = 20
+		before := signRequests(t, mapped)
+		errs := make(chan error, n)
+		for i := 0; i < n; i++ {
+			go func() { errs <- sendMail(smtpdPorts[0], "alice@"+mapped, fmt.Sprintf("burst %d", i), body) }()
+		}
+		for i := 0; i < n; i++ {
+			if err := <-errs; err != nil {
+				t.Fatal(err)
+			}
+		}
+		var msgs []string
+		for i := 0; i < n; i++ {
+			msgs = append(msgs, sink.waitFor(t, fmt.Sprintf("burst %d", i)))
+			requireOneSignature(t, msgs[i], mapped)
+		}
+		for i, ok := range dkimpyVerifyAll(t, records, msgs) {
+			if !ok {
+				t.Errorf("burst %d does not verify", i)
+			}
+		}
+		// How many requests a burst takes depends on how the messages
+		// overlap at the milter; TestMilter_BatcherAgainstVault shows the
+		// coalescing with the real engine.
+		t.Logf("%d messages sent at once took %d sign requests", n, signRequests(t, mapped)-before)
+	})
 	t.Run("vault unreachable: fail closed answers 451, fail open delivers unsigned", func(t *testing.T) {
 		err := sendMail(smtpdPorts[1], "alice@"+mapped, "closed", body)
 		var se *smtp.SMTPError
@@ -138,8 +166,149 @@ func TestMilter_PostfixSignsThroughVault(t *testing.T) {
 	}
 }
 
+// TestMilter_BatcherAgainstVault: messages that arrive while a sign request
+// is in flight leave together in one batch_input request to the real
+// engine, and every signature in the batch answer verifies with dkimpy.
+func TestMilter_BatcherAgainstVault(t *testing.T) {
+	installDebianPackages(t, "python3-dkim")
+	const tenant, domain, n = "tenant-batch", "batch.example", 40
+	path := mount + "/dkim/" + tenant + "/" + domain
+	l := client.Logical()
+	if _, err := l.Write(path, map[string]interface{}{"activation": "immediate"}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _, _ = l.Delete(path) })
+	putSignerPolicy(t)
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	writeFileOrFail(t, tokenFile, signerToken(t), 0o600)
+
+	vault := &dkimmilter.VaultClient{Addr: vaultAddr, Mount: mount, HTTP: &http.Client{Timeout: 30 * time.Second},
+		Token: &dkimmilter.TokenFile{Path: tokenFile}}
+	// The first request waits until the other messages have queued behind
+	// it, so what the batcher does with them does not depend on timing.
+	gated := &gatedSigner{next: vault, open: make(chan struct{})}
+	b := &dkimmilter.Batcher{Signer: gated, MaxItems: 100, PerKey: 1, MaxRequests: 1}
+	key := dkimmilter.Key{Tenant: tenant, Domain: domain}
+
+	before := signRequests(t, domain)
+	type result struct {
+		i   int
+		sig string
+		err error
+	}
+	results := make(chan result, n)
+	msgs := make([]string, n)
+	for i := range msgs {
+		msgs[i] = fmt.Sprintf("From: a@%s\r\nTo: b@example.org\r\nSubject: batch %d\r\n\r\nBody %d.\r\n", domain, i, i)
+	}
+	sign := func(i int) {
+		sig, err := b.Sign(context.Background(), key, []byte(msgs[i]))
+		results <- result{i, sig, err}
+	}
+	go sign(0)
+	if err := poll(10*time.Second, func() error { return gated.waiting() }); err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i < n; i++ {
+		go sign(i)
+	}
+	if err := poll(10*time.Second, func() error {
+		if q := b.Queued(key); q != n-1 {
+			return fmt.Errorf("%d queued", q)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	close(gated.open)
+
+	signed := make([]string, n)
+	for range msgs {
+		r := <-results
+		if r.err != nil {
+			t.Fatalf("message %d: %v", r.i, r.err)
+		}
+		signed[r.i] = r.sig + msgs[r.i]
+	}
+	if got := fmt.Sprint(gated.sizes()); got != fmt.Sprintf("[1 %d]", n-1) {
+		t.Fatalf("batch sizes %s, want [1 %d]", got, n-1)
+	}
+	if got := signRequests(t, domain) - before; got != 2 {
+		t.Fatalf("Vault's audit log shows %d sign requests for %d messages, want 2", got, n)
+	}
+	records := publishedRecords(t, l, path)
+	for i, ok := range dkimpyVerifyAll(t, records, signed) {
+		if !ok {
+			t.Errorf("message %d of the batch does not verify", i)
+		}
+	}
+}
+
+// gatedSigner holds its first call until open is closed, and records the
+// size of each batch.
+type gatedSigner struct {
+	next  dkimmilter.Signer
+	open  chan struct{}
+	mu    sync.Mutex
+	batch []int
+}
+
+func (g *gatedSigner) SignBatch(ctx context.Context, key dkimmilter.Key, msgs [][]byte) ([]dkimmilter.SignResult, error) {
+	g.mu.Lock()
+	g.batch = append(g.batch, len(msgs))
+	g.mu.Unlock()
+	<-g.open
+	return g.next.SignBatch(ctx, key, msgs)
+}
+
+func (g *gatedSigner) waiting() error {
+	if len(g.sizes()) == 0 {
+		return errors.New("no request yet")
+	}
+	return nil
+}
+
+func (g *gatedSigner) sizes() []int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return append([]int(nil), g.batch...)
+}
+
 const signerPolicy = `path "` + mount + `/dkim/+/+/sign" { capabilities = ["update"] }
 path "` + mount + `/dkim-domains/+" { capabilities = ["read"] }`
+
+// signRequests counts the sign requests for domain in the audit log.
+func signRequests(t *testing.T, domain string) int {
+	t.Helper()
+	data, err := os.ReadFile(auditLog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return countLines(data, `"type":"request"`, "/"+domain+"/sign")
+}
+
+// countLines counts the lines holding all of subs.
+func countLines(data []byte, subs ...string) int {
+	n := 0
+	for _, line := range bytes.Split(data, []byte("\n")) {
+		all := true
+		for _, s := range subs {
+			all = all && bytes.Contains(line, []byte(s))
+		}
+		if all {
+			n++
+		}
+	}
+	return n
+}
+
+func putSignerPolicy(t *testing.T) {
+	t.Helper()
+	if err := client.Sys().PutPolicy("dkim-signer-milter", signerPolicy); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = client.Sys().DeletePolicy("dkim-signer-milter") })
+}
 
 func signerToken(t *testing.T) string {
 	t.Helper()
@@ -511,8 +680,9 @@ func requireOneSignature(t *testing.T, msg, domain string) string {
 	return sigs[0]
 }
 
-// dkimVerifyScript verifies a message on stdin with dkimpy; its DNS answers
-// come from the records given in a file, "name<TAB>TXT" lines.
+// dkimVerifyScript verifies each message file named after the records
+// file with dkimpy and prints pass or fail for each, one a line; its DNS
+// answers come from the records file, "name<TAB>TXT" lines.
 const dkimVerifyScript = `
 import sys, dkim
 records = {}
@@ -522,31 +692,47 @@ for line in open(sys.argv[1], encoding="ascii"):
 def dnsfunc(name, timeout=5):
     n = name.decode() if isinstance(name, bytes) else name
     return records.get(n.rstrip("."))
-msg = sys.stdin.buffer.read()
-ok = dkim.verify(msg, dnsfunc=dnsfunc)
-print("pass" if ok else "fail")
+for path in sys.argv[2:]:
+    with open(path, "rb") as f:
+        print("pass" if dkim.verify(f.read(), dnsfunc=dnsfunc) else "fail")
 `
 
 // dkimpyVerify runs Debian's python3 with python3-dkim on msg and checks
 // that verification passes (want true) or fails.
 func dkimpyVerify(t *testing.T, records map[string]string, msg string, want bool) {
 	t.Helper()
+	if got := dkimpyVerifyAll(t, records, []string{msg})[0]; got != want {
+		t.Fatalf("dkimpy verification %t, want %t, for:\n%s", got, want, msg)
+	}
+}
+
+// dkimpyVerifyAll verifies msgs in one dkimpy run: true for each that passes.
+func dkimpyVerifyAll(t *testing.T, records map[string]string, msgs []string) []bool {
+	t.Helper()
+	dir := t.TempDir()
 	var lines strings.Builder
 	for name, txt := range records {
 		fmt.Fprintf(&lines, "%s\t%s\n", name, txt)
 	}
-	recFile := filepath.Join(t.TempDir(), "records")
-	writeFileOrFail(t, recFile, lines.String(), 0o644)
+	args := []string{"-c", dkimVerifyScript, filepath.Join(dir, "records")}
+	writeFileOrFail(t, args[2], lines.String(), 0o644)
+	for i, m := range msgs {
+		args = append(args, filepath.Join(dir, fmt.Sprintf("msg-%d.eml", i)))
+		writeFileOrFail(t, args[len(args)-1], m, 0o644)
+	}
 	// /usr/bin/python3: Debian's interpreter, where python3-dkim lives (a
 	// python3 earlier in PATH may be another installation).
-	cmd := exec.Command("/usr/bin/python3", "-c", dkimVerifyScript, recFile)
-	cmd.Stdin = strings.NewReader(msg)
-	out, err := cmd.CombinedOutput()
+	out, err := exec.Command("/usr/bin/python3", args...).CombinedOutput()
 	if err != nil {
 		t.Fatalf("dkimpy: %v\n%s", err, out)
 	}
-	got := strings.TrimSpace(string(out)) == "pass"
-	if got != want {
-		t.Fatalf("dkimpy says %q, want pass=%t, for:\n%s", strings.TrimSpace(string(out)), want, msg)
+	results := strings.Fields(string(out))
+	if len(results) != len(msgs) {
+		t.Fatalf("dkimpy answered %d results for %d messages:\n%s", len(results), len(msgs), out)
 	}
+	passed := make([]bool, len(msgs))
+	for i, r := range results {
+		passed[i] = r == "pass"
+	}
+	return passed
 }
