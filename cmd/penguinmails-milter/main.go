@@ -198,6 +198,10 @@ func serve(c *config, filter *dkimmilter.Filter) int {
 		_ = os.Remove(address) // a socket left by an earlier run
 	}
 	ln, err := net.Listen(network, address)
+	if err == nil && network == "unix" {
+		// The MTA connects as another user: let the milter's group in.
+		err = os.Chmod(address, 0o660)
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "penguinmails-milter:", err)
 		return 1

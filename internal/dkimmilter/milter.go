@@ -83,6 +83,9 @@ func (s *session) Header(name, value string, _ *milter.Modifier) (milter.Respons
 	if s.from == "" && strings.EqualFold(name, "From") {
 		s.from = value
 	}
+	if s.oversize {
+		return milter.RespContinue, nil // kept the From domain, nothing else
+	}
 	s.header.WriteString(name)
 	s.header.WriteString(": ") // the space the MTA took off (see Server)
 	s.header.Write(toCRLF([]byte(value)))

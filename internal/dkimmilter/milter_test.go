@@ -126,6 +126,45 @@ func TestMilterSignsAndInsertsOnTop(t *testing.T) {
 	assertNoMessageInLogs(t, logs.String())
 }
 
+func TestMilterTwoMessagesOnOneConnection(t *testing.T) {
+	var logs bytes.Buffer
+	signer := &recordingSigner{field: engineField}
+	addr := startFilter(t, newTestFilter(signer, false, &logs))
+	c := milter.NewClientWithOptions("tcp", addr, milter.ClientOptions{
+		ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second,
+		ActionMask: milter.OptAddHeader, ProtocolMask: milter.OptNoConnect | milter.OptNoHelo | milter.OptNoRcptTo,
+	})
+	defer c.Close()
+	s, err := c.Session()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for _, subject := range []string{"first", "second"} {
+		if _, err := s.Mail("a@example.com", nil); err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range []field{{"From", "a@example.com"}, {"Subject", subject}} {
+			if _, err := s.HeaderField(f.name, f.value); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := s.HeaderEnd(); err != nil {
+			t.Fatal(err)
+		}
+		if mods, _, err := s.BodyReadFrom(strings.NewReader(subject + " body\r\n")); err != nil || len(mods) != 1 {
+			t.Fatalf("%s: %v %+v", subject, err, mods)
+		}
+	}
+	want := []string{
+		"From: a@example.com\r\nSubject: first\r\n\r\nfirst body\r\n",
+		"From: a@example.com\r\nSubject: second\r\n\r\nsecond body\r\n",
+	}
+	if strings.Join(signer.msgs, "|") != strings.Join(want, "|") {
+		t.Fatalf("signed %q", signer.msgs)
+	}
+}
+
 func TestMilterWildcardAndUnknownDomains(t *testing.T) {
 	var logs bytes.Buffer
 	signer := &recordingSigner{field: engineField}
