@@ -14,6 +14,7 @@ import (
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/penguinmails/vault-plugin-penguinmails/internal/oauth"
+	"github.com/penguinmails/vault-plugin-penguinmails/internal/provider"
 )
 
 // The first consent, inside Vault: auth_url hands out the URL to send the
@@ -181,7 +182,7 @@ func liveConsents(cs []consent, now time.Time) []consent {
 }
 
 func exchangeError(ref secretRef, err error) error {
-	var oe *oauth.Error
+	var oe *provider.Error
 	if errors.As(err, &oe) && !oe.Temporary() {
 		return badInput("the token endpoint refused the code for %s: %s", ref.path(), oe.Error())
 	}
