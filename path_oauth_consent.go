@@ -114,7 +114,14 @@ func (b *backend) oauthExchange(ctx context.Context, req *logical.Request, d *fr
 		if err != nil {
 			return nil, err
 		}
-		tok, err := s.client(b).Exchange(ctx, code, redirect, verifier)
+		// An outside call under the secret's lock: bounded like a rotation
+		// step, so a token endpoint that never answers cannot hold it.
+		var tok oauth.Token
+		err = callStep(ctx, func(ctx context.Context) error {
+			var err error
+			tok, err = s.client(b).Exchange(ctx, code, redirect, verifier)
+			return err
+		})
 		if err != nil {
 			return nil, exchangeError(ref, err)
 		}
