@@ -15,7 +15,9 @@ package mailgunfake
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"maps"
 	"net/http"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -103,7 +105,7 @@ func (f *Server) SetCreated(id string, t time.Time) bool {
 func (f *Server) Live() []string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return providertest.SortedKeys(f.keys)
+	return slices.Sorted(maps.Keys(f.keys))
 }
 
 // IgnoreListFilters makes the listing ignore its kind and domain_name

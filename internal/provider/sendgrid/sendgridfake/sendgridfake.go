@@ -17,7 +17,9 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
+	"maps"
 	"net/http"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -72,7 +74,7 @@ func (f *Server) AddKey(name string, scopes ...string) provider.Key {
 func (f *Server) Live() []string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return providertest.SortedKeys(f.keys)
+	return slices.Sorted(maps.Keys(f.keys))
 }
 
 // Count is the number of keys in the account.
