@@ -54,6 +54,10 @@ type engineConfig struct {
 	// TypeSettings holds each type's own settings (secretKind.settings), by
 	// type name, in the type's own encoding.
 	TypeSettings map[string]json.RawMessage `json:"type_settings,omitempty"`
+	// dkim is TypeSettings["dkim"] decoded over the defaults, so that a
+	// sign or an activation check does not decode it again. Set by
+	// decodeTypeSettings when the config is loaded or written; not stored.
+	dkim dkimOptions
 
 	// Legacy per-type fields of configs written before Policies; read once
 	// and moved into Policies (migrateLegacy).
@@ -86,7 +90,20 @@ func defaultConfig() *engineConfig {
 		HistoryLimit:            defaultHistoryLimit,
 		AccessLimit:             defaultAccessLimit,
 		JobConcurrency:          defaultJobConcurrency,
+		dkim:                    defaultDKIMOptions(),
 	}
+}
+
+// decodeTypeSettings decodes the type settings that are read on hot
+// paths. A setting that does not decode is an error, never the defaults:
+// they could activate or publish DKIM keys other than configured.
+func (c *engineConfig) decodeTypeSettings() error {
+	o, err := decodeDKIMOptions(c.TypeSettings["dkim"])
+	if err != nil {
+		return err
+	}
+	c.dkim = o
+	return nil
 }
 
 // migrateLegacy moves the per-type fields of an old config into Policies.
@@ -305,6 +322,9 @@ func (b *backend) config(ctx context.Context, s logical.Storage) (*engineConfig,
 			return nil, fmt.Errorf("decoding config: %w", err)
 		}
 		cfg.migrateLegacy()
+		if err := cfg.decodeTypeSettings(); err != nil {
+			return nil, fmt.Errorf("decoding config: %w", err)
+		}
 	}
 	b.cfgMu.Lock()
 	if b.cfgGen == gen {
@@ -447,6 +467,9 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 		}
 	}
 	if err := b.validatePolicies(&next); err != nil {
+		return nil, err
+	}
+	if err := next.decodeTypeSettings(); err != nil {
 		return nil, err
 	}
 	entry, err := logical.StorageEntryJSON(configStoragePath, &next)

@@ -66,9 +66,44 @@ func TestConfig_DefaultsFromFeatureDocument(t *testing.T) {
 	if got["cache_size"] != defaultCacheSize {
 		t.Errorf("cache_size %v, want %d", got["cache_size"], defaultCacheSize)
 	}
-	if len(got) != len(want)+len(risk)+len(limits)+7 { // + password_policy, dkim_sign_max_message_bytes, cache_size, the four checked above
-		t.Errorf("config has %d settings, want %d: %v", len(got), len(want)+len(risk)+len(limits)+7, got)
+	expected := expectedConfigSettings(env.b)
+	for name := range expected {
+		if _, ok := got[name]; !ok {
+			t.Errorf("config lacks %s", name)
+		}
 	}
+	for name := range got {
+		if !expected[name] {
+			t.Errorf("config shows %s, a setting of no type served and not the mount's", name)
+		}
+	}
+}
+
+// expectedConfigSettings are the settings a config read must show,
+// derived from the kinds served, so that a new type needs no edit here:
+// per policy class {prefix}_rotation_period, _alert_threshold and
+// _risk_level, _grace_period when the type has an overlap, and the fields
+// of the type's own settings; besides them, the mount's own settings.
+func expectedConfigSettings(b *backend) map[string]bool {
+	out := map[string]bool{}
+	for _, name := range []string{"max_versions", "password_policy", "dkim_sign_max_message_bytes", "history_limit", "access_limit",
+		"job_concurrency", "cache_size"} {
+		out[name] = true
+	}
+	for _, k := range b.kinds {
+		for _, c := range k.policyClasses() {
+			out[c.prefix+"_rotation_period"], out[c.prefix+"_alert_threshold"], out[c.prefix+"_risk_level"] = true, true, true
+			if k.graceStatus != "" {
+				out[c.prefix+"_grace_period"] = true
+			}
+		}
+		if k.settings != nil {
+			for name := range k.settings.fields {
+				out[name] = true
+			}
+		}
+	}
+	return out
 }
 
 // A setting of a type the engine does not serve is refused as an unknown

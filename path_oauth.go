@@ -374,7 +374,7 @@ func redeemRefreshToken(ctx context.Context, b *backend, e *secretEntry, p *secr
 	}
 	tok, err := s.client(b).Refresh(ctx, cur.RefreshToken)
 	if err != nil {
-		if oe, ok := err.(*oauth.Error); ok && oe.NeedsReauthorization() {
+		if oauth.NeedsReauthorization(err) {
 			return &haltError{state: oauthNeedsReauthorization, err: err}
 		}
 		return err
