@@ -308,16 +308,12 @@ func checkAPIKeyConfig(t *testing.T) {
 	t.Helper()
 	cfg := cliData(t, "read", mount+"/config")
 	want := map[string]interface{}{
-		"sendgrid_rotation_period": 90 * 86400, "sendgrid_alert_threshold": 7 * 86400, "sendgrid_grace_period": 86400,
-		"mailgun_grace_period": 86400, "ses_rotation_period": 90 * 86400, "postmark_rotation_period": 90 * 86400,
+		"sendgrid_rotation_period": "2160h", "sendgrid_alert_threshold": "168h", "sendgrid_grace_period": "24h",
+		"mailgun_grace_period": "24h", "ses_rotation_period": "2160h", "postmark_rotation_period": "2160h",
 		"ses_risk_level": "medium",
 	}
 	for field, v := range want {
-		got := cfg[field]
-		if _, isNum := got.(float64); isNum {
-			got = num(got) // JSON numbers decode as float64
-		}
-		if got != v {
+		if got := cfg[field]; got != v {
 			t.Errorf("config %s = %v, want %v", field, cfg[field], v)
 		}
 	}
@@ -336,7 +332,7 @@ func TestAPIKeys_OverlapEndsInVault(t *testing.T) {
 
 	vaultCLI(t, "write", mount+"/config", "sendgrid_grace_period=1s")
 	t.Cleanup(func() { _, _ = runVault("write", mount+"/config", "sendgrid_grace_period=24h") })
-	if cfg := cliData(t, "read", mount+"/config"); num(cfg["sendgrid_grace_period"]) != 1 {
+	if cfg := cliData(t, "read", mount+"/config"); cfg["sendgrid_grace_period"] != "1s" {
 		t.Fatalf("config sendgrid_grace_period=1s reads back as %v", cfg["sendgrid_grace_period"])
 	}
 	writeSendGridKey(t, path, sg, sgOld, sgID)

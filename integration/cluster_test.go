@@ -302,29 +302,38 @@ func (s *haScenario) waitScheduledRotations(t *testing.T) {
 }
 
 // waitScheduledRotation waits until the plugin's scheduler has rotated the
-// secret past version from, checks how the history records it, and returns
-// the new current version.
+// secret past version from, checks how the history records that rotation,
+// and returns the current version. On a loaded machine the scheduler may
+// rotate more than once before a poll sees it, so the row checked is the
+// one that left version from, not merely the newest.
 func waitScheduledRotation(t *testing.T, n *clusterNode, path string, from int) int {
 	t.Helper()
 	start := time.Now()
-	var newest map[string]interface{}
+	var rows []map[string]interface{}
 	err := poll(scheduledRotationLimit, func() error {
-		newest = newestHistory(t, n.client, path)
-		if intField(newest["to_version"]) <= from {
-			return fmt.Errorf("newest history entry is still %v", newest)
+		rows = history(t, n.client, path)
+		if len(rows) == 0 || intField(rows[0]["to_version"]) <= from {
+			return fmt.Errorf("newest history entry is still %v", rows)
 		}
 		return nil
 	})
 	if err != nil {
 		t.Fatalf("no scheduled rotation on %s: %v", n.id, err)
 	}
-	actor, _ := newest["actor"].(map[string]interface{})
-	if newest["trigger"] != "time" || actor["display_name"] != "penguinmails-scheduler" ||
-		newest["result"] != "success" || intField(newest["from_version"]) != from || intField(newest["to_version"]) != from+1 {
-		t.Fatalf("history entry of the scheduled rotation: %v", newest)
+	var row map[string]interface{}
+	for _, r := range rows {
+		if intField(r["from_version"]) == from && r["operation"] == "rotate" {
+			row = r
+		}
 	}
-	t.Logf("%s rotated %s from version %d after %s", n.id, path, from, time.Since(start).Round(time.Second))
-	return from + 1
+	actor, _ := row["actor"].(map[string]interface{})
+	if row == nil || row["trigger"] != "time" || actor["display_name"] != "penguinmails-scheduler" ||
+		row["result"] != "success" || intField(row["to_version"]) != from+1 {
+		t.Fatalf("history entry of the scheduled rotation from version %d: %v (history %v)", from, row, rows)
+	}
+	current := intField(rows[0]["to_version"])
+	t.Logf("%s rotated %s from version %d after %s (now version %d)", n.id, path, from, time.Since(start).Round(time.Second), current)
+	return current
 }
 
 // assertPeriodicWork checks that Vault called the plugin's PeriodicFunc on
