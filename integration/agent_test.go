@@ -5,10 +5,12 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -331,5 +333,133 @@ func TestAgent_DocsShowTheTestedFiles(t *testing.T) {
 		if text := recipe(t, filepath.Base(f)); !strings.Contains(string(doc), "\n"+text+"```\n") {
 			t.Errorf("docs/integrations.md does not show %s as it is", f)
 		}
+	}
+}
+
+// TestAgent_SSHDLoginWithAuthorizedKeysCommand logs in through a real sshd
+// whose only source of keys is penguinmails-authorized-keys: the key from
+// Vault logs in, its predecessor too during its grace period, and neither
+// after a revoke. The login user is root, the one account every machine has
+// (secret ssh/tenant-1/root), so the test adds no system user.
+func TestAgent_SSHDLoginWithAuthorizedKeysCommand(t *testing.T) {
+	installDeps(t, "openssh-server")
+	const path = mount + "/ssh/tenant-1/root"
+	vaultCLI(t, "write", path, "key_type=ed25519")
+	t.Cleanup(func() { _, _ = runVault("delete", path) })
+
+	// sshd runs the command as AuthorizedKeysCommandUser (nobody), which
+	// must read the settings and the token: a world-readable directory.
+	dir, err := os.MkdirTemp("", "penguinmails-sshd-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	vaultCLI(t, "policy", "write", "penguinmails-sshd", absRecipe(t, "sshd-policy.hcl"))
+	token := strings.TrimSpace(vaultCLI(t, "token", "create", "-policy=penguinmails-sshd", "-ttl=10m", "-field=token"))
+	tokenFile, conf := filepath.Join(dir, "token"), filepath.Join(dir, "authorized-keys.conf")
+	writeFile(t, tokenFile, token, 0o644)
+	writeFile(t, conf, fmt.Sprintf("VAULT_ADDR=%s\nVAULT_TOKEN_FILE=%s\nPENGUINMAILS_TENANT=tenant-1\n", vaultAddr, tokenFile), 0o644)
+	port := startSSHD(t, dir, conf)
+
+	key1 := downloadKey(t, dir, path, "key1")
+	sshLogin(t, port, key1, true)
+	vaultCLI(t, "write", "-f", path+"/rotate", "reason=sshd test")
+	key2 := downloadKey(t, dir, path, "key2")
+	sshLogin(t, port, key2, true)
+	sshLogin(t, port, key1, true) // in its grace period
+	vaultCLI(t, "write", path+"/revoke", "reason=sshd test")
+	sshLogin(t, port, key2, false)
+	sshLogin(t, port, key1, false)
+}
+
+// startSSHD runs sshd on a free loopback port with keys from the command
+// alone, and stops it when the test ends.
+func startSSHD(t *testing.T, dir, conf string) int {
+	t.Helper()
+	if err := os.MkdirAll("/run/sshd", 0o755); err != nil { // its privilege separation directory
+		t.Fatal(err)
+	}
+	hostKey := filepath.Join(dir, "host_ed25519")
+	if out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", hostKey).CombinedOutput(); err != nil {
+		t.Fatalf("ssh-keygen: %v\n%s", err, out)
+	}
+	port, err := freePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	script, err := filepath.Abs("../scripts/penguinmails-authorized-keys")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(dir, "sshd_config")
+	writeFile(t, cfg, fmt.Sprintf(`ListenAddress 127.0.0.1
+Port %d
+HostKey %s
+PidFile none
+UsePAM no
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+PermitRootLogin prohibit-password
+AuthorizedKeysFile none
+# sshd passes no environment: env names the settings file.
+AuthorizedKeysCommand /usr/bin/env PENGUINMAILS_AK_CONF=%s %s %%u
+AuthorizedKeysCommandUser nobody
+`, port, hostKey, conf, script), 0o644)
+	logPath := filepath.Join(dir, "sshd.log")
+	cmd := exec.Command("/usr/sbin/sshd", "-D", "-e", "-f", cfg)
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
+		_ = cmd.Wait()
+		logFile.Close()
+		if t.Failed() {
+			t.Logf("sshd log:\n%s", tailFile(logPath, 30))
+		}
+	})
+	err = poll(agentWait, func() error {
+		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			return err
+		}
+		return c.Close()
+	})
+	if err != nil {
+		t.Fatalf("sshd does not listen: %v", err)
+	}
+	return port
+}
+
+// downloadKey exports the secret's current private key to a file.
+func downloadKey(t *testing.T, dir, path, name string) string {
+	t.Helper()
+	priv := vaultCLI(t, "write", "-f", "-field=private_key", path+"/private")
+	rememberKey(priv)
+	file := filepath.Join(dir, name)
+	writeFile(t, file, priv, 0o600)
+	return file
+}
+
+// sshLogin logs in as root with key alone and runs a command.
+func sshLogin(t *testing.T, port int, key string, wantOK bool) {
+	t.Helper()
+	out, err := exec.Command("ssh", "-p", fmt.Sprint(port), "-i", key, "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
+		"-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "ConnectTimeout=10",
+		"-F", "/dev/null", "root@127.0.0.1", "echo", "logged-in").CombinedOutput()
+	switch ok := err == nil && strings.Contains(string(out), "logged-in"); {
+	case ok && !wantOK:
+		t.Errorf("ssh with %s logged in, want refused", filepath.Base(key))
+	case !ok && wantOK:
+		t.Errorf("ssh with %s: %v, want a login:\n%s", filepath.Base(key), err, out)
 	}
 }
