@@ -90,6 +90,9 @@ describe("SMTP credentials", () => {
     assert.match(missing.message, /read penguinmails\/smtp\/ts-[0-9a-f]+\/absent: Vault answered 404/);
     const stranger = new PenguinMailsClient({ token: "hvs.not-a-token" });
     await refused(stranger.getCredential("smtp", tenant, name), 403);
+    const nobody = new PenguinMailsClient({ endpoint: "http://127.0.0.1:1", token: "x" });
+    const down = await refused(nobody.getCredential("smtp", tenant, name), 0);
+    assert.match(down.message, /no answer from Vault/);
     // The policy grants no export: the client's token cannot read a DKIM key.
     await assert.rejects(pm.vault.write(`penguinmails/dkim/${tenant}/example.com/private`, {}), (e: { response?: { statusCode: number } }) => {
       assert.equal(e.response?.statusCode, 403);
