@@ -361,7 +361,8 @@ func TestAgent_SSHDLoginWithAuthorizedKeysCommand(t *testing.T) {
 	token := strings.TrimSpace(vaultCLI(t, "token", "create", "-policy=penguinmails-sshd", "-ttl=10m", "-field=token"))
 	tokenFile, conf := filepath.Join(dir, "token"), filepath.Join(dir, "authorized-keys.conf")
 	writeFile(t, tokenFile, token, 0o644)
-	writeFile(t, conf, fmt.Sprintf("VAULT_ADDR=%s\nVAULT_TOKEN_FILE=%s\nPENGUINMAILS_TENANT=tenant-1\n", vaultAddr, tokenFile), 0o644)
+	// An address with a trailing slash, as operators often write it.
+	writeFile(t, conf, fmt.Sprintf("VAULT_ADDR=%s/\nVAULT_TOKEN_FILE=%s\nPENGUINMAILS_TENANT=tenant-1\n", vaultAddr, tokenFile), 0o644)
 	port := startSSHD(t, dir, conf)
 
 	key1 := downloadKey(t, dir, path, "key1")
