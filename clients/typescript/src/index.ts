@@ -72,11 +72,11 @@ export interface SecretMetadata {
   versions: Record<string, VersionInfo>;
   last_rotated: string;
   next_rotation: string;
-  /** seconds */
-  rotation_period: number;
+  /** duration text, such as "720h" (the engine's one duration format) */
+  rotation_period: string;
   rotation_schedule?: string;
-  /** seconds */
-  alert_threshold: number;
+  /** duration text, such as "168h" */
+  alert_threshold: string;
   rotation_status: RotationStatus;
   auto_rotate: boolean;
   max_versions: number;

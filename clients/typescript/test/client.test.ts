@@ -60,7 +60,7 @@ describe("SMTP credentials", () => {
     assert.equal(v1.host, "smtp.example.com");
     assert.equal(v1.port, 587);
     assert.equal(v1.version, 1);
-    assert.equal(v1.rotation_period, 60 * 86400);
+    assert.equal(v1.rotation_period, "1440h");
     assert.equal(v1.rotation_status, "healthy");
 
     const pw2 = `pw2-${run}-Secret`;
@@ -111,6 +111,42 @@ describe("SMTP credentials", () => {
       await assert.rejects(pm.getCredential("smtp", bad, name), TypeError);
       await assert.rejects(pm.getCredential("smtp", tenant, bad), TypeError);
     }
+  });
+});
+
+// The platform's own code, as the feature document writes it, with node-vault
+// alone: the KV v2 shape of write, and update (PATCH) of one setting.
+describe("node-vault as the platform calls it", () => {
+  const path = `penguinmails/smtp/${tenant}-kv/kv-shaped`; // a tenant of its own: the status test lists the run's tenant
+  before(() => cleanup.push(path));
+
+  test("write(path, { data: credential }) stores the credential", async () => {
+    const pw = `kv-${run}-Secret`;
+    await admin.write(path, { data: { username: "u@example.com", password: pw, host: "smtp.example.com", port: "587" } });
+    const got = await admin.read(path);
+    assert.equal(got.data.password, pw);
+    assert.equal(got.data.port, 587);
+    await admin.write(path, { data: { password: `${pw}-2` } });
+    const again = await admin.read(path);
+    assert.equal(again.data.password, `${pw}-2`);
+    assert.equal(again.data.version, 2);
+  });
+
+  test("data beside flat fields is a 400, not a silent choice", async () => {
+    const err = await admin.write(path, { host: "smtp.example.com", data: { password: "x" } }).then(
+      () => assert.fail("succeeded, want a 400"),
+      (e: { response?: { statusCode?: number } }) => e,
+    );
+    assert.equal(err.response?.statusCode, 400);
+  });
+
+  test("update (PATCH) changes one setting and keeps the password", async () => {
+    const before = await admin.read(path);
+    await admin.update(path, { rotation_period: "60d" });
+    const after = await admin.read(path);
+    assert.equal(after.data.rotation_period, "1440h");
+    assert.equal(after.data.password, before.data.password);
+    assert.equal(after.data.version, before.data.version);
   });
 });
 
