@@ -50,11 +50,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	opt.Out = stdout
 	if isTerminal(stderr) {
+		// The counter is redrawn after each row; a row printed to the same
+		// terminal first clears it, so rows never run into the counter.
+		opt.Out = clearingWriter{out: stdout, term: stderr}
 		opt.Progress = func(done, total int) {
-			fmt.Fprintf(stderr, "\r%d/%d secrets", done, total)
-			if done == total {
-				fmt.Fprintln(stderr)
-			}
+			fmt.Fprintf(stderr, "\r\033[K%d/%d secrets", done, total)
 		}
 	}
 	sum, err := migrate.Run(context.Background(), vaultClient{client.Logical()}, opt)
@@ -154,6 +154,14 @@ func short(err error) error {
 		return fmt.Errorf("%d: %s", re.StatusCode, strings.Join(msgs, "; "))
 	}
 	return err
+}
+
+// clearingWriter clears the progress line on term before each write to out.
+type clearingWriter struct{ out, term io.Writer }
+
+func (w clearingWriter) Write(p []byte) (int, error) {
+	fmt.Fprint(w.term, "\r\033[K")
+	return w.out.Write(p)
 }
 
 // isTerminal: a character device (no golang.org/x/term dependency).
