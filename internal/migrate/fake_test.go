@@ -136,6 +136,7 @@ func (f *fakeVault) Write(_ context.Context, path string, data map[string]interf
 			return nil, fmt.Errorf("400: %s has no key awaiting activation", secret)
 		}
 		s.fields, s.pending = s.pending, nil
+		s.fields["status"] = "active"
 		s.version++
 		return nil, nil
 	}
@@ -150,7 +151,15 @@ func (f *fakeVault) Write(_ context.Context, path string, data map[string]interf
 	}
 	if strings.HasPrefix(path, enginePrefix+"dkim/") {
 		if fmt.Sprint(s.fields["public_key"]) != fields["public_key"] {
-			s.pending = fields // staged, as the engine's default delay activation
+			// Staged, as with the engine's default delay activation; a
+			// domain's first key is what a read shows, as pending.
+			s.pending = fields
+			if s.fields == nil {
+				s.fields = map[string]interface{}{"status": "pending"}
+				for k, v := range fields {
+					s.fields[k] = v
+				}
+			}
 		}
 		return nil, nil
 	}

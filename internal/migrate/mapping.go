@@ -352,8 +352,10 @@ func mapDKIM(name string, f *fields) (target, error) {
 		return target{}, bad("%v", err)
 	}
 	return target{name: domain,
-		write:    map[string]interface{}{"private_key": pemText, "selector": selector},
-		expect:   map[string]string{"public_key": pair.PublicB64, "selector": selector},
+		write: map[string]interface{}{"private_key": pemText, "selector": selector},
+		// status: an imported key is staged (pending) until activated, and
+		// a read shows it; a migrated key must be the signing one.
+		expect:   map[string]string{"public_key": pair.PublicB64, "selector": selector, "status": "active"},
 		material: []string{"public_key", "selector"},
 	}, nil
 }
