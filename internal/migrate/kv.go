@@ -41,8 +41,8 @@ func (m *migrator) kvVersions(ctx context.Context, s source) ([]kvVersion, []str
 		kept = []int{current}
 	}
 	var notes []string
-	for _, n := range sortedKeys(gone) {
-		if m.opt.AllVersions {
+	if m.opt.AllVersions {
+		for _, n := range sortedKeys(gone) {
 			notes = append(notes, fmt.Sprintf("version %d %s, not copied", n, gone[n]))
 		}
 	}
@@ -124,5 +124,3 @@ type skipError string
 func (e skipError) Error() string { return string(e) }
 
 func errSkip(reason string) error { return skipError(reason) }
-
-func sortStrings(s []string) { sort.Strings(s) }

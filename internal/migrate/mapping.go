@@ -118,6 +118,15 @@ func jsonKind(v interface{}) string {
 	return fmt.Sprintf("%T", v)
 }
 
+// markUsed takes fields that are known and deliberately not copied.
+func (f *fields) markUsed(names ...string) {
+	for _, n := range names {
+		if _, ok := f.data[n]; ok {
+			f.used[n] = true
+		}
+	}
+}
+
 func (f *fields) unused() []string {
 	var out []string
 	for k := range f.data {
@@ -346,7 +355,7 @@ func mapDKIM(name string, f *fields) (target, error) {
 	if err != nil {
 		return target{}, err
 	}
-	f.str("public_key", "publicKey", "dns_record", "dnsRecord") // derived from the private key
+	f.markUsed("public_key", "publicKey", "dns_record", "dnsRecord") // derived from the private key
 	pair, _, err := dkimkey.Import(pemText)
 	if err != nil {
 		return target{}, bad("%v", err)
