@@ -8,6 +8,7 @@ import (
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"os/exec"
@@ -226,9 +227,10 @@ func wantLine(t *testing.T, out, action, paths, detail string) {
 func checkMigratedSMTP(t *testing.T, passwords []string) {
 	t.Helper()
 	cur := readData(t, mount+"/smtp/mig-t1/mail-1", nil)
-	if cur["password"] != passwords[2] || num(cur["current_version"]) != 2 || cur["username"] != "admin@mig.example" ||
-		cur["host"] != "smtp.mig.example" || num(cur["port"]) != 587 || cur["encryption"] != "starttls" {
-		t.Fatalf("smtp: current_version %v, password is v3: %v", cur["current_version"], cur["password"] == passwords[2])
+	if cur["password"] != passwords[2] || apiInt(cur["current_version"]) != 2 || cur["username"] != "admin@mig.example" ||
+		cur["host"] != "smtp.mig.example" || apiInt(cur["port"]) != 587 || cur["encryption"] != "starttls" {
+		t.Fatalf("smtp: current_version %v, password is v3: %v, username %v host %v port %v encryption %v",
+			cur["current_version"], cur["password"] == passwords[2], cur["username"], cur["host"], cur["port"], cur["encryption"])
 	}
 	if v1 := readData(t, mount+"/smtp/mig-t1/mail-1", map[string][]string{"version": {"1"}}); v1["password"] != passwords[0] {
 		t.Fatal("smtp version 1 is not KV version 1")
@@ -317,9 +319,22 @@ func currentVersions(t *testing.T, dests []string) map[string]int {
 	t.Helper()
 	out := map[string]int{}
 	for _, d := range dests {
-		out[d] = num(readData(t, mount+"/"+d, nil)["current_version"])
+		out[d] = apiInt(readData(t, mount+"/"+d, nil)["current_version"])
 	}
 	return out
+}
+
+// apiInt reads a number from the Go client's answer (a json.Number).
+func apiInt(v interface{}) int {
+	n, ok := v.(json.Number)
+	if !ok {
+		return -1
+	}
+	i, err := n.Int64()
+	if err != nil {
+		return -1
+	}
+	return int(i)
 }
 
 func equalMaps(a, b map[string]int) bool {
