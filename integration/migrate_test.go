@@ -76,7 +76,7 @@ func ensureKVv2(t *testing.T) {
 // with three versions, the second deleted), and two bad ones. It returns
 // the DKIM and SSH keys and the secret values to look for in the output.
 type migrationSources struct {
-	dkim      *rsa.PrivateKey
+	dkim      *rsa.PrivateKey // the current version's key
 	sshPEM    string
 	passwords []string // SMTP versions 1..3
 	values    []string // every secret value written
@@ -104,12 +104,17 @@ func writeMigrationSources(t *testing.T, kv *api.KVv2) migrationSources {
 	put("penguinmails/api-keys/mig-t1/ses", map[string]interface{}{"accessKeyId": "AKIAMIGRATE00000TEST",
 		"secretAccessKey": "migSecretAccessKey0123456789abcdefghijKL", "region": "eu-west-1", "iam_user": "ses-sender"})
 
-	var err error
-	if src.dkim, err = rsa.GenerateKey(rand.Reader, 2048); err != nil {
-		t.Fatal(err)
+	// Two DKIM versions: the key of selector pm, then its successor at pm2.
+	var dkimPEMs []string
+	for _, selector := range []string{"pm", "pm2"} {
+		key, err := rsa.GenerateKey(rand.Reader, 2048)
+		if err != nil {
+			t.Fatal(err)
+		}
+		src.dkim = key
+		dkimPEMs = append(dkimPEMs, string(pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)})))
+		put("penguinmails/dkim/mig-t1/mig-example.com", map[string]interface{}{"private_key": dkimPEMs[len(dkimPEMs)-1], "selector": selector})
 	}
-	dkimPEM := string(pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(src.dkim)}))
-	put("penguinmails/dkim/mig-t1/mig-example.com", map[string]interface{}{"private_key": dkimPEM, "selector": "pm"})
 
 	_, edKey, _ := ed25519.GenerateKey(rand.Reader)
 	block, err := ssh.MarshalPrivateKey(edKey, "")
@@ -124,7 +129,7 @@ func writeMigrationSources(t *testing.T, kv *api.KVv2) migrationSources {
 	put("penguinmails/dkim/mig-t1/bad.mig-example.com", map[string]interface{}{"private_key": "mig-not-a-key-77d1e3", "selector": "pm"})
 
 	src.values = append([]string{"mig-pm-token-5e0c19aa", "migSecretAccessKey0123456789abcdefghijKL", "mig-not-a-key-77d1e3"}, src.passwords...)
-	for _, key := range []string{dkimPEM, src.sshPEM} {
+	for _, key := range append(dkimPEMs, src.sshPEM) {
 		for _, line := range strings.Split(key, "\n") {
 			if line != "" && !strings.HasPrefix(line, "-----") {
 				src.values = append(src.values, line)
@@ -252,10 +257,15 @@ func checkMigratedAPIKeys(t *testing.T) {
 
 // checkMigratedDKIM parses the engine's p= with crypto/x509 and compares it
 // with the public half of the key the test made; the imported key is the
-// active one and exports as the same private key.
+// active one and exports as the same private key. The first KV version is
+// the engine's version 1, retiring (still published) at its selector.
 func checkMigratedDKIM(t *testing.T, key *rsa.PrivateKey) {
 	t.Helper()
 	d := readData(t, mount+"/dkim/mig-t1/mig-example.com", nil)
+	v1, _ := d["versions"].(map[string]interface{})["1"].(map[string]interface{})
+	if apiInt(d["current_version"]) != 2 || v1["status"] != "retiring" || v1["selector"] != "pm" {
+		t.Fatalf("dkim: current_version %v, version 1 %v", d["current_version"], v1)
+	}
 	der, err := base64.StdEncoding.DecodeString(d["public_key"].(string))
 	if err != nil {
 		t.Fatal(err)
@@ -264,7 +274,7 @@ func checkMigratedDKIM(t *testing.T, key *rsa.PrivateKey) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !key.PublicKey.Equal(pub) || d["selector"] != "pm" || d["status"] != "active" {
+	if !key.PublicKey.Equal(pub) || d["selector"] != "pm2" || d["status"] != "active" {
 		t.Fatalf("dkim: public key matches %v, selector %v, status %v", key.PublicKey.Equal(pub), d["selector"], d["status"])
 	}
 	s, err := client.Logical().Write(mount+"/dkim/mig-t1/mig-example.com/private", nil)
