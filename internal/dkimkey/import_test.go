@@ -70,3 +70,33 @@ func TestImportRefusals(t *testing.T) {
 		}
 	}
 }
+
+// FuzzImport: any input is imported or refused as input (a 400), and a
+// refusal never quotes the input.
+func FuzzImport(f *testing.F) {
+	key, _ := rsa.GenerateKey(rand.Reader, 2048)
+	f.Add(string(pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)})))
+	f.Add("-----BEGIN PRIVATE KEY-----\nQUJDREVGR0hJSktM\n-----END PRIVATE KEY-----\n")
+	f.Add("-----BEGIN EC PRIVATE KEY-----\nQUJDREVGR0hJSktM\n-----END EC PRIVATE KEY-----\n")
+	f.Add("QUJDREVGR0hJSktMTU5PUFFSU1RVVldY")
+	f.Fuzz(func(t *testing.T, s string) {
+		pair, typ, err := Import(s)
+		if err != nil {
+			refusedAsInput(t, "Import", err)
+			// The key's bytes never appear: neither the whole input nor
+			// the body of its PEM block.
+			if block, _ := pem.Decode([]byte(strings.TrimSpace(s))); block != nil && len(block.Bytes) >= 8 {
+				body := base64.StdEncoding.EncodeToString(block.Bytes)
+				if strings.Contains(err.Error(), body[:10]) {
+					t.Fatal("the refusal quotes the key")
+				}
+			} else if block == nil && !strings.Contains(err.Error(), "too long") && !strings.HasPrefix(err.Error(), "invalid private_key: not PEM") {
+				t.Fatalf("non-PEM input refused with %q", err)
+			}
+			return
+		}
+		if _, err := ParsePrivateKey(pair.PrivatePEM); err != nil || typ.Name == "" {
+			t.Fatalf("imported key does not parse back: %v", err)
+		}
+	})
+}
