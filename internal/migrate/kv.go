@@ -34,10 +34,12 @@ func (m *migrator) kvVersions(ctx context.Context, s source) ([]kvVersion, []str
 		return nil, nil, fmt.Errorf("reading its KV metadata: current_version: %w", err)
 	}
 	kept, gone := liveVersions(meta["versions"], time.Now())
+	// A deleted current version means the secret is deleted in KV; older
+	// versions would otherwise come back as current.
+	if why, ok := gone[current]; ok {
+		return nil, nil, errSkip(fmt.Sprintf("its current version %d is %s in KV; nothing to copy", current, why))
+	}
 	if !m.opt.AllVersions {
-		if why, ok := gone[current]; ok {
-			return nil, nil, errSkip(fmt.Sprintf("its current version %d is %s in KV; nothing to copy", current, why))
-		}
 		kept = []int{current}
 	}
 	var notes []string

@@ -172,6 +172,20 @@ func TestAllVersionsCopiesKeptVersionsOldestFirst(t *testing.T) {
 	}
 }
 
+func TestADeletedCurrentVersionIsSkippedInBothModes(t *testing.T) {
+	x := &fixture{f: newFake()}
+	x.f.put("smtp/t1/m1", map[string]interface{}{"username": "u", "password": "p1", "host": "h.example.com"})
+	x.f.put("smtp/t1/m1", map[string]interface{}{"username": "u", "password": "p2", "host": "h.example.com"})
+	x.f.kv["smtp/t1/m1"][1] = kvEntry{destroyed: true}
+	for _, all := range []bool{false, true} {
+		sum, out := x.run(t, true, all)
+		if sum != (Summary{Skipped: 1}) || len(x.f.writes) != 0 {
+			t.Fatalf("all-versions %v: %+v, writes %v\n%s", all, sum, x.f.writes, out)
+		}
+		wantRow(t, out, "skip", "secret/penguinmails/smtp/t1/m1", "", "current version 2 is destroyed in KV")
+	}
+}
+
 func TestAPIKeysCopyOnlyTheCurrentVersion(t *testing.T) {
 	x := &fixture{f: newFake()}
 	x.f.put("api-keys/t1/postmark", map[string]interface{}{"server_token": "old"})
