@@ -27,6 +27,8 @@ type fakeVault struct {
 	deletes []string
 	// failWrite, when set, may refuse an engine write.
 	failWrite func(path string, data map[string]interface{}) error
+	// noEngine makes the engine's mount answer 404 everywhere.
+	noEngine bool
 	// tamper, when set, changes what a read of the engine shows.
 	tamper func(path string, out map[string]interface{})
 }
@@ -92,6 +94,9 @@ func (f *fakeVault) Read(_ context.Context, path string, query map[string][]stri
 			return nil, nil
 		}
 		return map[string]interface{}{"data": vs[n-1].data}, nil
+	}
+	if path == enginePrefix+"config" && !f.noEngine {
+		return map[string]interface{}{"max_versions": json.Number("5")}, nil
 	}
 	s := f.engine[path]
 	if s == nil {

@@ -105,6 +105,9 @@ func (r Row) String() string {
 // row per secret and then the summary to opt.Out.
 func Run(ctx context.Context, v Vault, opt Options) (Summary, error) {
 	m := &migrator{v: v, opt: opt}
+	if err := m.checkEngine(ctx); err != nil {
+		return Summary{}, err
+	}
 	sources, skipped, err := m.discover(ctx)
 	if err != nil {
 		return Summary{}, err
@@ -134,6 +137,18 @@ func Run(ctx context.Context, v Vault, opt Options) (Summary, error) {
 type migrator struct {
 	v   Vault
 	opt Options
+}
+
+// checkEngine refuses a mount with no engine: a read of a missing secret
+// and a read under a missing mount both answer 404, so without this check
+// every secret would be planned as a create. The engine's config always
+// reads; a token not allowed to read it (403) is let through.
+func (m *migrator) checkEngine(ctx context.Context) error {
+	cfg, err := m.v.Read(ctx, m.opt.EngineMount+"/config", nil)
+	if err == nil && cfg == nil {
+		return fmt.Errorf("no penguinmails engine at %s/ (%s/config answers 404): check -mount", m.opt.EngineMount, m.opt.EngineMount)
+	}
+	return nil
 }
 
 // source is one KV v2 secret found under the prefix.

@@ -172,6 +172,16 @@ func TestAllVersionsCopiesKeptVersionsOldestFirst(t *testing.T) {
 	}
 }
 
+func TestAMissingEngineMountStopsBeforePlanning(t *testing.T) {
+	x := newFixture(t)
+	x.f.noEngine = true
+	var out bytes.Buffer
+	_, err := Run(context.Background(), x.f, Options{SourceMount: "secret", SourcePrefix: "penguinmails", EngineMount: "penguinmails", Out: &out})
+	if err == nil || !strings.Contains(err.Error(), "no penguinmails engine at penguinmails/") || out.Len() != 0 {
+		t.Fatalf("err %v, output %q", err, out.String())
+	}
+}
+
 func TestADeletedCurrentVersionIsSkippedInBothModes(t *testing.T) {
 	x := &fixture{f: newFake()}
 	x.f.put("smtp/t1/m1", map[string]interface{}{"username": "u", "password": "p1", "host": "h.example.com"})
