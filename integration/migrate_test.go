@@ -163,6 +163,10 @@ func TestMigrate_FromKVv2(t *testing.T) {
 	bin := buildMigrate(t)
 	var runs []migrateRun
 
+	if wrong := runMigrate(t, bin, "-mount", "no-such-engine"); wrong.code != 2 || !strings.Contains(wrong.stderr, "no penguinmails engine at no-such-engine/") {
+		t.Fatalf("-mount without an engine: exit %d\n%s%s", wrong.code, wrong.stdout, wrong.stderr)
+	}
+
 	dry := runMigrate(t, bin, "-all-versions")
 	runs = append(runs, dry)
 	if dry.code != 1 || !strings.Contains(dry.stdout, "summary: created 5, updated 0, unchanged 0, skipped 0, failed 2 (dry run") {

@@ -12,8 +12,8 @@
 // terminal. No secret value is ever printed. See docs/migration.md.
 //
 // Exit status: 0 done; 1 at least one secret failed (a bad source entry, or a
-// write or verification that failed); 2 bad flags, or Vault could not be
-// reached or listed.
+// write or verification that failed); 2 bad flags, Vault could not be
+// reached or listed, or -mount holds no engine.
 package main
 
 import (
