@@ -198,13 +198,6 @@ func (fx *faultsFixture) entry() *secretEntry {
 	return fx.env.entry("api-keys", "t1", fx.p.name)
 }
 
-// faultsShortTimeout shortens the engine's step timeout for one test.
-func faultsShortTimeout(t *testing.T, d time.Duration) {
-	old := stepTimeout
-	stepTimeout = d
-	t.Cleanup(func() { stepTimeout = old })
-}
-
 // faultsWant is how a case must end: the current version and the newest
 // history row.
 type faultsWant struct {
@@ -397,7 +390,7 @@ func secretFieldOf(p faultsProvider) string { return keyServiceNamed(p.name).sec
 // version and its WAL stay, and Vault's rollback settles it once the
 // provider is back.
 func faultsCreateTimeout(t *testing.T, p faultsProvider) {
-	faultsShortTimeout(t, 500*time.Millisecond)
+	shortenStepTimeout(t, 500*time.Millisecond)
 	fx := newFaultsFixture(t, p, nil)
 	fx.fake.Hang("create", 1)
 	code, msg := fx.rotate()
@@ -432,7 +425,7 @@ func (fx *faultsFixture) wantInFlight() {
 // key exists at the provider, Vault has no id for it, and the rollback
 // finds it by name and deletes it.
 func faultsCreateAnswerLost(t *testing.T, p faultsProvider) {
-	faultsShortTimeout(t, 500*time.Millisecond)
+	shortenStepTimeout(t, 500*time.Millisecond)
 	var proxy *faultsProxy
 	fx := newFaultsFixtureVia(t, p, nil, func(f faultsFake) string {
 		proxy = newFaultsProxy(t, f.URL(), p.isCreate)
@@ -442,17 +435,34 @@ func faultsCreateAnswerLost(t *testing.T, p faultsProvider) {
 
 	code, msg := fx.rotate()
 	fx.wantStatus(code, msg, 504, "set step")
+	fx.unrecordedKeyUndone(msg, "the one whose answer was lost")
+}
+
+// unrecordedKeyUndone checks what a rotation leaves when the provider made
+// the new key but Vault never recorded its id: the WAL, a pending version
+// without an id, and the key live at the provider (what it is, for the
+// message). A restarted backend's rollback finds it by name and deletes
+// it.
+func (fx *faultsFixture) unrecordedKeyUndone(msg, what string) {
+	fx.t.Helper()
 	fx.wantInFlight()
 	if live := fx.snapshot(); len(live) != 2 {
-		t.Fatalf("the provider holds %d keys, want the current one and the one whose answer was lost", len(live))
+		fx.t.Fatalf("the provider holds %d keys, want the current one and %s", len(live), what)
 	}
+	fx.rollbackOnRestart(faultsUndone)
+	fx.noLeak(msg)
+}
+
+// rollbackOnRestart runs Vault's rollback on a restarted backend and
+// checks that it settles the rotation as want says.
+func (fx *faultsFixture) rollbackOnRestart(want faultsWant) {
+	fx.t.Helper()
 	b2 := fx.env.fresh()
 	fx.watch(b2)
 	if err := fx.env.rollback(b2); err != nil {
-		t.Fatalf("rollback: %v", err)
+		fx.t.Fatalf("rollback: %v", err)
 	}
-	fx.faultsSettled(b2, faultsUndone)
-	fx.noLeak(msg)
+	fx.faultsSettled(b2, want)
 }
 
 // faultsProxy stands between the driver and a fake provider, and can drop
@@ -623,17 +633,7 @@ func faultsStorageAfterCreate(t *testing.T, p faultsProvider) {
 	if code < 500 || !strings.Contains(msg, "storage unavailable") {
 		t.Fatalf("rotate: %d %q, want the storage error", code, msg)
 	}
-	fx.wantInFlight()
-	if live := fx.snapshot(); len(live) != 2 {
-		t.Fatalf("the provider holds %d keys, want the current one and the one Vault failed to record", len(live))
-	}
-	b2 := fx.env.fresh()
-	fx.watch(b2)
-	if err := fx.env.rollback(b2); err != nil {
-		t.Fatalf("rollback: %v", err)
-	}
-	fx.faultsSettled(b2, faultsUndone)
-	fx.noLeak(msg)
+	fx.unrecordedKeyUndone(msg, "the one Vault failed to record")
 }
 
 // The process dies after each step; a restarted backend's rollback
@@ -672,12 +672,7 @@ func faultsCrash(t *testing.T, p faultsProvider) {
 			if c.testFails {
 				fx.fake.Fail(p.testOp, p.rejectStatus, 1)
 			}
-			b2 := fx.env.fresh()
-			fx.watch(b2)
-			if err := fx.env.rollback(b2); err != nil {
-				t.Fatalf("rollback: %v", err)
-			}
-			fx.faultsSettled(b2, c.want)
+			fx.rollbackOnRestart(c.want)
 			made := 1
 			if c.after == stepCreate {
 				made = 0

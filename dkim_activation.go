@@ -65,13 +65,19 @@ const (
 	dnsLookupTimeout      = 2 * time.Second
 )
 
-// dkimOptionsOf returns the DKIM settings in force under cfg.
-func dkimOptionsOf(cfg *engineConfig) dkimOptions {
+// dkimOptionsOf returns the DKIM settings in force under cfg, decoded once
+// when cfg was loaded or written (engineConfig.decodeTypeSettings).
+func dkimOptionsOf(cfg *engineConfig) dkimOptions { return cfg.dkim }
+
+// decodeDKIMOptions reads stored DKIM settings over the defaults.
+func decodeDKIMOptions(raw json.RawMessage) (dkimOptions, error) {
 	o := defaultDKIMOptions()
-	if raw := cfg.TypeSettings["dkim"]; len(raw) > 0 {
-		_ = json.Unmarshal(raw, &o) // written by update, which validated it
+	if len(raw) > 0 {
+		if err := json.Unmarshal(raw, &o); err != nil {
+			return o, fmt.Errorf("decoding dkim settings: %w", err)
+		}
 	}
-	return o
+	return o, nil
 }
 
 func dkimTypeSettings() *typeSettings {
@@ -94,20 +100,18 @@ func dkimTypeSettings() *typeSettings {
 		},
 		update: updateDKIMOptions,
 		view: func(raw json.RawMessage) (map[string]interface{}, error) {
-			o := defaultDKIMOptions()
-			if len(raw) > 0 {
-				if err := json.Unmarshal(raw, &o); err != nil {
-					return nil, fmt.Errorf("decoding dkim settings: %w", err)
-				}
+			o, err := decodeDKIMOptions(raw)
+			if err != nil {
+				return nil, err
 			}
 			resolvers := o.Resolvers
 			if resolvers == nil {
 				resolvers = []string{}
 			}
 			return map[string]interface{}{
-				"dkim_activation": o.Activation, "dkim_publish_lead": int64(o.PublishLead / time.Second),
-				"dkim_activation_deadline": int64(o.ActivationDeadline / time.Second), "dkim_activation_quorum": o.Quorum,
-				"dns_resolvers": resolvers, "dkim_revocation_period": int64(o.RevocationPeriod / time.Second),
+				"dkim_activation": o.Activation, "dkim_publish_lead": durationText(o.PublishLead),
+				"dkim_activation_deadline": durationText(o.ActivationDeadline), "dkim_activation_quorum": o.Quorum,
+				"dns_resolvers": resolvers, "dkim_revocation_period": durationText(o.RevocationPeriod),
 				"dkim_delegation_zone": o.DelegationZone,
 			}, nil
 		},
@@ -124,11 +128,9 @@ func dkimTypeSettings() *typeSettings {
 }
 
 func updateDKIMOptions(_ context.Context, _ *backend, d *framework.FieldData, stored json.RawMessage) (json.RawMessage, error) {
-	o := defaultDKIMOptions()
-	if len(stored) > 0 {
-		if err := json.Unmarshal(stored, &o); err != nil {
-			return nil, fmt.Errorf("decoding dkim settings: %w", err)
-		}
+	o, err := decodeDKIMOptions(stored)
+	if err != nil {
+		return nil, err
 	}
 	changed := false
 	dur := func(field string, dst *time.Duration, max time.Duration) error {

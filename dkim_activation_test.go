@@ -3,6 +3,7 @@ package penguinmails
 import (
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
@@ -735,4 +736,52 @@ func TestDKIMActivation_LateCheckDoesNotActivateANewerPendingKey(t *testing.T) {
 
 	env.wantVersionStatus(dkimPath, 2, statusPending)
 	env.wantVersionStatus(dkimPath, 1, statusActive)
+}
+
+// The DKIM settings are decoded when the config is loaded or written: a
+// write and another node's write (an invalidation) are seen at once, and a
+// stored setting that does not decode fails the requests that need the
+// config instead of running them with the defaults.
+func TestDKIMActivation_SettingsDecodedWithTheConfig(t *testing.T) {
+	env := newTestEnv(t)
+	ctx := context.Background()
+	lead := func() time.Duration {
+		cfg, err := env.b.config(ctx, env.storage)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return dkimOptionsOf(cfg).PublishLead
+	}
+	if got := lead(); got != time.Hour {
+		t.Fatalf("default publish lead %s, want 1h", got)
+	}
+	env.ok(logical.UpdateOperation, "config", map[string]interface{}{"dkim_publish_lead": "2h"})
+	if got := lead(); got != 2*time.Hour {
+		t.Fatalf("publish lead after a write %s, want 2h", got)
+	}
+	storeTypeSettings := func(dkim string) {
+		entry, err := logical.StorageEntryJSON(configStoragePath, &engineConfig{MaxVersions: 5,
+			TypeSettings: map[string]json.RawMessage{"dkim": json.RawMessage(dkim)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := env.storage.Put(ctx, entry); err != nil {
+			t.Fatal(err)
+		}
+		env.b.invalidate(ctx, configStoragePath) // as when another node wrote it
+	}
+	storeTypeSettings(`{"activation":"delay","publish_lead":10800000000000}`)
+	if got := lead(); got != 3*time.Hour {
+		t.Fatalf("publish lead after an invalidation %s, want 3h", got)
+	}
+	storeTypeSettings(`{"publish_lead":"not a duration"}`)
+	if _, err := env.b.config(ctx, env.storage); err == nil || !strings.Contains(err.Error(), "dkim settings") {
+		t.Fatalf("config with undecodable dkim settings: %v, want an error naming them", err)
+	}
+	if code, msg := env.code(logical.UpdateOperation, dkimPath, nil); code < 500 || !strings.Contains(msg, "dkim settings") {
+		t.Fatalf("dkim write under undecodable settings answered %d %q, want a 5xx naming them", code, msg)
+	}
+	if keys := env.storedKeys(); len(keys) != 1 || keys[0] != configStoragePath {
+		t.Fatalf("a failed write stored %v", keys)
+	}
 }

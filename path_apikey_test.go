@@ -832,9 +832,9 @@ func TestAPIKey_ConfigPerProvider(t *testing.T) {
 	env.ok(logical.UpdateOperation, "config", map[string]interface{}{"postmark_grace_period": "2h", "postmark_rotation_period": "30d"})
 	cfg := env.ok(logical.ReadOperation, "config", nil)
 	want := map[string]interface{}{
-		"postmark_grace_period": int64(7200), "postmark_rotation_period": int64(30 * 86400), "postmark_alert_threshold": int64(7 * 86400),
-		"sendgrid_grace_period": int64(86400), "sendgrid_rotation_period": int64(90 * 86400), "ses_grace_period": int64(86400),
-		"mailgun_rotation_period": int64(90 * 86400), "mailgun_risk_level": "medium",
+		"postmark_grace_period": "2h", "postmark_rotation_period": "720h", "postmark_alert_threshold": "168h",
+		"sendgrid_grace_period": "24h", "sendgrid_rotation_period": "2160h", "ses_grace_period": "24h",
+		"mailgun_rotation_period": "2160h", "mailgun_risk_level": "medium",
 	}
 	for k, v := range want {
 		if cfg[k] != v {
@@ -846,7 +846,7 @@ func TestAPIKey_ConfigPerProvider(t *testing.T) {
 	env.ok(logical.UpdateOperation, "api-keys/t1/postmark/rotate", map[string]interface{}{"server_token": next.Secret})
 	got := env.ok(logical.ReadOperation, "api-keys/t1/postmark", nil)
 	v1 := got["versions"].(map[string]interface{})["1"].(map[string]interface{})
-	if v1["grace_until"] != formatTime(env.clock.Now().Add(2*time.Hour)) || got["rotation_period"] != int64(30*86400) {
+	if v1["grace_until"] != formatTime(env.clock.Now().Add(2*time.Hour)) || got["rotation_period"] != "720h" {
 		t.Fatalf("postmark: version 1 grace_until %v, rotation_period %v", v1["grace_until"], got["rotation_period"])
 	}
 }

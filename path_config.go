@@ -54,6 +54,10 @@ type engineConfig struct {
 	// TypeSettings holds each type's own settings (secretKind.settings), by
 	// type name, in the type's own encoding.
 	TypeSettings map[string]json.RawMessage `json:"type_settings,omitempty"`
+	// dkim is TypeSettings["dkim"] decoded over the defaults, so that a
+	// sign or an activation check does not decode it again. Set by
+	// decodeTypeSettings when the config is loaded or written; not stored.
+	dkim dkimOptions
 
 	// Legacy per-type fields of configs written before Policies; read once
 	// and moved into Policies (migrateLegacy).
@@ -86,7 +90,20 @@ func defaultConfig() *engineConfig {
 		HistoryLimit:            defaultHistoryLimit,
 		AccessLimit:             defaultAccessLimit,
 		JobConcurrency:          defaultJobConcurrency,
+		dkim:                    defaultDKIMOptions(),
 	}
+}
+
+// decodeTypeSettings decodes the type settings that are read on hot
+// paths. A setting that does not decode is an error, never the defaults:
+// they could activate or publish DKIM keys other than configured.
+func (c *engineConfig) decodeTypeSettings() error {
+	o, err := decodeDKIMOptions(c.TypeSettings["dkim"])
+	if err != nil {
+		return err
+	}
+	c.dkim = o
+	return nil
 }
 
 // migrateLegacy moves the per-type fields of an old config into Policies.
@@ -271,6 +288,15 @@ func pathConfig(b *backend) *framework.Path {
 				ForwardPerformanceStandby:   true,
 				ForwardPerformanceSecondary: true,
 			},
+			// A config write already keeps what it is not given, so PATCH
+			// (vault patch) is the same operation under its own verb.
+			logical.PatchOperation: &framework.PathOperation{
+				Callback:                    b.handle(b.pathConfigWrite),
+				Summary:                     "Change the given configuration fields; the rest keep their value.",
+				DisplayAttrs:                &framework.DisplayAttributes{OperationVerb: "patch", OperationSuffix: "configuration"},
+				ForwardPerformanceStandby:   true,
+				ForwardPerformanceSecondary: true,
+			},
 		},
 		HelpSynopsis:    "Rotation defaults, version retention and password generation for the whole mount.",
 		HelpDescription: b.configHelp(),
@@ -296,6 +322,9 @@ func (b *backend) config(ctx context.Context, s logical.Storage) (*engineConfig,
 			return nil, fmt.Errorf("decoding config: %w", err)
 		}
 		cfg.migrateLegacy()
+		if err := cfg.decodeTypeSettings(); err != nil {
+			return nil, fmt.Errorf("decoding config: %w", err)
+		}
 	}
 	b.cfgMu.Lock()
 	if b.cfgGen == gen {
@@ -334,7 +363,7 @@ func (b *backend) pathConfigRead(ctx context.Context, req *logical.Request, _ *f
 			data[s.field] = pol.RiskLevel
 			continue
 		}
-		data[s.field] = int64(*s.ptr(&pol) / time.Second)
+		data[s.field] = durationText(*s.ptr(&pol))
 	}
 	return &logical.Response{Data: data}, nil
 }
@@ -438,6 +467,9 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 		}
 	}
 	if err := b.validatePolicies(&next); err != nil {
+		return nil, err
+	}
+	if err := next.decodeTypeSettings(); err != nil {
 		return nil, err
 	}
 	entry, err := logical.StorageEntryJSON(configStoragePath, &next)

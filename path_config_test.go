@@ -14,29 +14,30 @@ import (
 func TestConfig_DefaultsFromFeatureDocument(t *testing.T) {
 	env := newTestEnv(t)
 	got := env.ok(logical.ReadOperation, "config", nil)
-	want := map[string]int64{
-		"smtp_rotation_period": 30 * 86400, "smtp_alert_threshold": 7 * 86400,
-		"ssh_rotation_period": 90 * 86400, "ssh_alert_threshold": 14 * 86400, "ssh_grace_period": 86400,
-		"dkim_rotation_period": 365 * 86400, "dkim_alert_threshold": 30 * 86400, "dkim_grace_period": 2 * 86400,
+	// Durations read back as text ("720h"), the one format of every read.
+	want := map[string]string{
+		"smtp_rotation_period": "720h", "smtp_alert_threshold": "168h",
+		"ssh_rotation_period": "2160h", "ssh_alert_threshold": "336h", "ssh_grace_period": "24h",
+		"dkim_rotation_period": "8760h", "dkim_alert_threshold": "720h", "dkim_grace_period": "48h",
 	}
 	// API keys: one policy per provider, the feature document's 90 days and
 	// 7-day alert; the previous key stays valid for a day.
 	for _, p := range []string{"mailgun", "postmark", "sendgrid", "ses"} {
-		want[p+"_rotation_period"], want[p+"_alert_threshold"], want[p+"_grace_period"] = 90*86400, 7*86400, 86400
+		want[p+"_rotation_period"], want[p+"_alert_threshold"], want[p+"_grace_period"] = "2160h", "168h", "24h"
 	}
 	// OAuth tokens are due by their expiry (refresh_lead before it); the
 	// period is only an upper bound on a token's age, off by default.
-	want["oauth_rotation_period"], want["oauth_alert_threshold"] = 0, 0
+	want["oauth_rotation_period"], want["oauth_alert_threshold"] = "0s", "0s"
 	// DKIM's own settings: staged activation, after a one-hour delay by
 	// default; ended records are listed as revoked for a week.
-	want["dkim_publish_lead"], want["dkim_activation_deadline"], want["dkim_revocation_period"] = 3600, 86400, 7*86400
+	want["dkim_publish_lead"], want["dkim_activation_deadline"], want["dkim_revocation_period"] = "1h", "24h", "168h"
 	if got["dkim_activation"] != "delay" || got["dkim_activation_quorum"] != 0 || got["dkim_delegation_zone"] != "" ||
 		len(got["dns_resolvers"].([]string)) != 0 {
 		t.Errorf("dkim settings: %v %v %v %v", got["dkim_activation"], got["dkim_activation_quorum"], got["dkim_delegation_zone"], got["dns_resolvers"])
 	}
 	for k, v := range want {
 		if got[k] != v {
-			t.Errorf("%s = %v, want %d", k, got[k], v)
+			t.Errorf("%s = %v, want %s", k, got[k], v)
 		}
 	}
 	risk := map[string]string{"smtp_risk_level": "medium", "ssh_risk_level": "high", "dkim_risk_level": "low",
@@ -65,9 +66,44 @@ func TestConfig_DefaultsFromFeatureDocument(t *testing.T) {
 	if got["cache_size"] != defaultCacheSize {
 		t.Errorf("cache_size %v, want %d", got["cache_size"], defaultCacheSize)
 	}
-	if len(got) != len(want)+len(risk)+len(limits)+7 { // + password_policy, dkim_sign_max_message_bytes, cache_size, the four checked above
-		t.Errorf("config has %d settings, want %d: %v", len(got), len(want)+len(risk)+len(limits)+7, got)
+	expected := expectedConfigSettings(env.b)
+	for name := range expected {
+		if _, ok := got[name]; !ok {
+			t.Errorf("config lacks %s", name)
+		}
 	}
+	for name := range got {
+		if !expected[name] {
+			t.Errorf("config shows %s, a setting of no type served and not the mount's", name)
+		}
+	}
+}
+
+// expectedConfigSettings are the settings a config read must show,
+// derived from the kinds served, so that a new type needs no edit here:
+// per policy class {prefix}_rotation_period, _alert_threshold and
+// _risk_level, _grace_period when the type has an overlap, and the fields
+// of the type's own settings; besides them, the mount's own settings.
+func expectedConfigSettings(b *backend) map[string]bool {
+	out := map[string]bool{}
+	for _, name := range []string{"max_versions", "password_policy", "dkim_sign_max_message_bytes", "history_limit", "access_limit",
+		"job_concurrency", "cache_size"} {
+		out[name] = true
+	}
+	for _, k := range b.kinds {
+		for _, c := range k.policyClasses() {
+			out[c.prefix+"_rotation_period"], out[c.prefix+"_alert_threshold"], out[c.prefix+"_risk_level"] = true, true, true
+			if k.graceStatus != "" {
+				out[c.prefix+"_grace_period"] = true
+			}
+		}
+		if k.settings != nil {
+			for name := range k.settings.fields {
+				out[name] = true
+			}
+		}
+	}
+	return out
 }
 
 // A setting of a type the engine does not serve is refused as an unknown
@@ -92,7 +128,7 @@ func TestConfig_WriteKeepsUnsetFieldsAndPersists(t *testing.T) {
 	fresh := newTestEnv(t)
 	fresh.storage = env.storage
 	got := fresh.ok(logical.ReadOperation, "config", nil)
-	if got["smtp_rotation_period"] != int64(60*86400) || got["max_versions"] != 10 || got["dkim_grace_period"] != int64(72*3600) || got["ssh_rotation_period"] != int64(90*86400) {
+	if got["smtp_rotation_period"] != "1440h" || got["max_versions"] != 10 || got["dkim_grace_period"] != "72h" || got["ssh_rotation_period"] != "2160h" {
 		t.Fatalf("config after two partial writes: %v", got)
 	}
 }
@@ -172,7 +208,7 @@ func TestConfig_ConcurrentWritesKeepBothChanges(t *testing.T) {
 	fresh := newTestEnv(t)
 	fresh.storage = env.storage
 	got := fresh.ok(logical.ReadOperation, "config", nil)
-	if got["smtp_rotation_period"] != int64(60*86400) || got["max_versions"] != 10 {
+	if got["smtp_rotation_period"] != "1440h" || got["max_versions"] != 10 {
 		t.Fatalf("a concurrent config write was lost: %v", got)
 	}
 }

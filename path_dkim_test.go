@@ -99,7 +99,7 @@ func TestDKIM_WriteWithNoArgumentsGeneratesRSA2048(t *testing.T) {
 	want := map[string]interface{}{
 		"domain": "example.com", "selector": "pm202611", "active_selector": "pm202611", "key_type": "rsa-2048",
 		"record_name": "pm202611._domainkey.example.com", "version": 1, "status": statusActive, "exportable": true,
-		"rotation_period": int64(365 * 24 * 3600), "next_rotation": "2027-11-01T09:00:00Z",
+		"rotation_period": "8760h", "next_rotation": "2027-11-01T09:00:00Z",
 	}
 	for k, v := range want {
 		if !reflect.DeepEqual(written[k], v) {

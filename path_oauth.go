@@ -374,7 +374,7 @@ func redeemRefreshToken(ctx context.Context, b *backend, e *secretEntry, p *secr
 	}
 	tok, err := s.client(b).Refresh(ctx, cur.RefreshToken)
 	if err != nil {
-		if oe, ok := err.(*oauth.Error); ok && oe.NeedsReauthorization() {
+		if oauth.NeedsReauthorization(err) {
 			return &haltError{state: oauthNeedsReauthorization, err: err}
 		}
 		return err
@@ -480,7 +480,7 @@ func viewOAuth(e *secretEntry, v *secretVersion, withSecrets bool) (map[string]i
 		"provider": s.Provider, "client_id": s.ClientID, "token_url": s.TokenURL, "auth_url": s.AuthURL, "auth_style": s.AuthStyle,
 		"scopes": s.Scopes, "granted_scopes": m.Scopes, "token_type": m.TokenType, "expires_at": formatTime(m.Expiry),
 		"expiry_defaulted": m.ExpiryDefaulted, "state": state, "min_seconds_remaining": s.MinSecondsRemaining,
-		"refresh_lead": int64(s.RefreshLead / time.Second), "default_token_ttl": int64(s.DefaultTokenTTL / time.Second),
+		"refresh_lead": durationText(s.RefreshLead), "default_token_ttl": durationText(s.DefaultTokenTTL),
 		"client_secret_set": s.ClientSecret != "", "refresh_token_set": m.RefreshToken != "",
 	}
 	if s.Directory != "" {

@@ -14,6 +14,7 @@ import (
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/penguinmails/vault-plugin-penguinmails/internal/oauth"
+	"github.com/penguinmails/vault-plugin-penguinmails/internal/provider"
 )
 
 // The first consent, inside Vault: auth_url hands out the URL to send the
@@ -113,7 +114,14 @@ func (b *backend) oauthExchange(ctx context.Context, req *logical.Request, d *fr
 		if err != nil {
 			return nil, err
 		}
-		tok, err := s.client(b).Exchange(ctx, code, redirect, verifier)
+		// An outside call under the secret's lock: bounded like a rotation
+		// step, so a token endpoint that never answers cannot hold it.
+		var tok oauth.Token
+		err = callStep(ctx, func(ctx context.Context) error {
+			var err error
+			tok, err = s.client(b).Exchange(ctx, code, redirect, verifier)
+			return err
+		})
 		if err != nil {
 			return nil, exchangeError(ref, err)
 		}
@@ -181,7 +189,7 @@ func liveConsents(cs []consent, now time.Time) []consent {
 }
 
 func exchangeError(ref secretRef, err error) error {
-	var oe *oauth.Error
+	var oe *provider.Error
 	if errors.As(err, &oe) && !oe.Temporary() {
 		return badInput("the token endpoint refused the code for %s: %s", ref.path(), oe.Error())
 	}

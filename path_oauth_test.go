@@ -253,6 +253,38 @@ func TestOAuth_NeedsAuthorizationUntilExchange(t *testing.T) {
 	}
 }
 
+// exchange calls the token endpoint under the secret's lock, bounded by
+// stepTimeout: a server that does not answer is a 502 soon, and the code
+// and its consent stay usable.
+func TestOAuth_ExchangeBoundedByStepTimeout(t *testing.T) {
+	env := newTestEnv(t)
+	f := newOAuthFake(t)
+	shortenStepTimeout(t, 200*time.Millisecond)
+	env.ok(logical.CreateOperation, "oauth/t1/o365", map[string]interface{}{"client_id": "client-1", "client_secret": oauthClientSecret,
+		"token_url": f.TokenURL(), "auth_url": f.URL() + "/authorize"})
+	start := env.ok(logical.UpdateOperation, "oauth/t1/o365/auth_url", map[string]interface{}{"redirect_uri": "https://app.example.com/cb"})
+	u, err := url.Parse(start["auth_url"].(string))
+	if err != nil {
+		t.Fatal(err)
+	}
+	code := f.IssueCode("https://app.example.com/cb", u.Query().Get("code_challenge"))
+	exchange := map[string]interface{}{"code": code, "state": start["state"]}
+	f.Delay(10 * time.Second)
+	began := time.Now()
+	resp, err := env.do(logical.UpdateOperation, "oauth/t1/o365/exchange", exchange)
+	if got := statusOf(logical.UpdateOperation, resp, err); got != 502 || !strings.Contains(err.Error(), "deadline exceeded") {
+		t.Fatalf("exchange with a silent token endpoint: %d %v, want 502 naming the deadline", got, err)
+	}
+	if took := time.Since(began); took > 5*time.Second {
+		t.Fatalf("the exchange took %s: the step timeout did not bound it", took)
+	}
+	f.Delay(0)
+	env.ok(logical.UpdateOperation, "oauth/t1/o365/exchange", exchange)
+	if read := env.ok(logical.ReadOperation, "oauth/t1/o365", nil); read["state"] != "valid" {
+		t.Fatalf("after the retried exchange: %v", read)
+	}
+}
+
 func TestOAuth_BadInput(t *testing.T) {
 	env := newTestEnv(t)
 	f := newOAuthFake(t)

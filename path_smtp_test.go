@@ -63,7 +63,7 @@ func TestSMTP_CreateReadRotateListDelete(t *testing.T) {
 	want := map[string]interface{}{
 		"username": "admin@example.com", "password": "s3cret-Password-1", "host": "smtp.example.com",
 		"port": 587, "encryption": "starttls", "version": 1, "status": statusActive,
-		"rotation_period": int64(30 * 24 * 3600), "rotation_status": rotationHealthy,
+		"rotation_period": "720h", "rotation_status": rotationHealthy,
 		"created_time": "2026-11-01T09:00:00Z", "last_rotated": "2026-11-01T09:00:00Z",
 		"next_rotation": "2026-12-01T09:00:00Z", "updated_time": "2026-11-01T09:00:00Z",
 	}
@@ -277,7 +277,7 @@ func TestSMTP_RotationStatusFollowsClock(t *testing.T) {
 	// A per-secret period overrides the default.
 	env.ok(logical.UpdateOperation, "smtp/t1/m1", map[string]interface{}{"rotation_period": "90d"})
 	got := env.ok(logical.ReadOperation, "smtp/t1/m1", nil)
-	if got["rotation_status"] != rotationHealthy || got["rotation_period"] != int64(90*24*3600) {
+	if got["rotation_status"] != rotationHealthy || got["rotation_period"] != "2160h" {
 		t.Fatalf("with rotation_period=90d: %v / %v", got["rotation_status"], got["rotation_period"])
 	}
 }

@@ -126,7 +126,7 @@ func TestSSH_DefaultsToEd25519With90DayRotation(t *testing.T) {
 	env.ok(logical.UpdateOperation, sshPath, nil)
 	got := env.ok(logical.ReadOperation, sshPath, nil)
 	want := map[string]interface{}{
-		"key_type": "ed25519", "rotation_period": int64(90 * 86400), "alert_threshold": int64(14 * 86400),
+		"key_type": "ed25519", "rotation_period": "2160h", "alert_threshold": "336h",
 		"last_rotated": "2026-11-01T09:00:00Z", "next_rotation": "2027-01-30T09:00:00Z",
 		"rotation_status": rotationHealthy, "download_count": 0, "last_downloaded": "",
 		"last_downloaded_by": map[string]interface{}(nil),

@@ -3,6 +3,7 @@ package penguinmails
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"sort"
 	"strings"
 	"time"
@@ -98,6 +99,13 @@ func secretPath(b *backend, k *secretKind, fields map[string]*framework.FieldSch
 		ForwardPerformanceStandby:   true,
 		ForwardPerformanceSecondary: true,
 	}
+	patchOp := &framework.PathOperation{
+		Callback: b.handle(b.secretPatcher(k, write, view)),
+		Summary: "Change the given settings (or material) of an existing " + k.Title +
+			"; anything not sent is kept. Material sent makes a new version, as a write does.",
+		ForwardPerformanceStandby:   true,
+		ForwardPerformanceSecondary: true,
+	}
 	return &framework.Path{
 		Pattern:        k.Name + "/" + tenantSegment + "/" + nameSegment,
 		DisplayAttrs:   &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationSuffix: strings.ReplaceAll(k.Name, "-", "_")},
@@ -106,6 +114,7 @@ func secretPath(b *backend, k *secretKind, fields map[string]*framework.FieldSch
 		Operations: map[logical.Operation]framework.OperationHandler{
 			logical.CreateOperation: writeOp,
 			logical.UpdateOperation: writeOp,
+			logical.PatchOperation:  patchOp,
 			logical.ReadOperation: &framework.PathOperation{
 				Callback: b.handle(b.secretReader(k, view)),
 				Summary:  "Read a " + k.Title + " (current version, or the one given by version).",
@@ -203,6 +212,18 @@ func versionResponse(e *secretEntry, v *secretVersion, k *secretKind, cfg *engin
 }
 
 func (b *backend) secretWriter(k *secretKind, write writeFunc, view viewFunc) framework.OperationFunc {
+	return b.secretWrite(k, write, view, false)
+}
+
+// secretPatcher is PATCH (vault patch, node-vault's update): a write that
+// needs the secret to exist. A write already keeps every setting it is not
+// given, so a patch differs from it only there: it never creates a secret
+// from a partial body.
+func (b *backend) secretPatcher(k *secretKind, write writeFunc, view viewFunc) framework.OperationFunc {
+	return b.secretWrite(k, write, view, true)
+}
+
+func (b *backend) secretWrite(k *secretKind, write writeFunc, view viewFunc, mustExist bool) framework.OperationFunc {
 	return func(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 		ref, err := refFrom(k, d)
 		if err != nil {
@@ -220,6 +241,9 @@ func (b *backend) secretWriter(k *secretKind, write writeFunc, view viewFunc) fr
 		e, err := b.loadDerived(ctx, req.Storage, ref, cfg, now)
 		if err != nil {
 			return nil, err
+		}
+		if e == nil && mustExist {
+			return nil, logical.CodedError(http.StatusNotFound, fmt.Sprintf("no %s at %s: PATCH changes an existing secret; write it first", k.Title, ref.path()))
 		}
 		if e == nil {
 			e = &secretEntry{Kind: k.Name, Tenant: ref.tenant, Name: ref.name, CreatedTime: now}

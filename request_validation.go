@@ -63,7 +63,51 @@ func (b *backend) checkRequest(req *logical.Request) error {
 	if p == nil || p.TakesArbitraryInput {
 		return nil
 	}
+	data, err := unwrapKVData(p.Fields, req.Operation, req.Data)
+	if err != nil {
+		return err
+	}
+	req.Data = data
 	return checkRequestData(p.Fields, req.Operation, req.Data)
+}
+
+// kvDataField is where KV v2 clients put a secret's fields:
+// write(path, {data: {...}}).
+const kvDataField = "data"
+
+// unwrapKVData accepts the KV v2 shape of a write, {"data": {fields}}, as the
+// fields themselves, so that code written for KV v2 (node-vault's
+// write(path, {data: credential})) stores what it sends instead of having
+// "data" ignored with a warning that most clients never show. Mixing the
+// wrapper with flat fields is refused: which of two passwords was meant
+// cannot be guessed. A path with a field of its own named "data" keeps it.
+func unwrapKVData(fields map[string]*framework.FieldSchema, op logical.Operation, data map[string]interface{}) (map[string]interface{}, error) {
+	inner, wrapped := data[kvDataField]
+	if !wrapped || fields[kvDataField] != nil {
+		return data, nil
+	}
+	switch op {
+	case logical.CreateOperation, logical.UpdateOperation, logical.PatchOperation:
+	default:
+		return data, nil
+	}
+	if len(data) > 1 {
+		var flat []string
+		for k := range data {
+			if k != kvDataField {
+				flat = append(flat, k)
+			}
+		}
+		return nil, badInput("data: the KV v2 shape {\"data\": {...}} cannot be mixed with flat fields (got %s beside it); send the fields either flat or all inside data", quoteNames(flat))
+	}
+	m, ok := inner.(map[string]interface{})
+	if !ok {
+		return nil, badInput("invalid data: expected an object holding the secret's fields (the KV v2 shape), for example {\"data\": {\"password\": \"...\"}}")
+	}
+	if _, nested := m[kvDataField]; nested {
+		return nil, badInput("invalid data: the KV v2 wrapper may be used once; data.data is not a field of this path")
+	}
+	return m, nil
 }
 
 // checkRequestData refuses unknown fields (naming them and the accepted ones)

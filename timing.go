@@ -1,6 +1,7 @@
 package penguinmails
 
 import (
+	"strings"
 	"time"
 
 	vaultrotation "github.com/hashicorp/vault/sdk/rotation"
@@ -178,14 +179,29 @@ func (e *secretEntry) nextWork(kind *secretKind, cfg *engineConfig) time.Time {
 	return at
 }
 
+// durationText is the one way the engine shows a duration: Go's duration
+// syntax without zero units ("720h", "1h30m", "90s", "0s"), which every
+// duration field also accepts on input (as do plain seconds). The Vault CLI
+// prints it as it is, so reads, config and docs all look the same.
+func durationText(d time.Duration) string {
+	s := d.Round(time.Second).String() // "720h0m0s", "1h30m0s", "0s"
+	if strings.HasSuffix(s, "m0s") {
+		s = s[:len(s)-2]
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = s[:len(s)-2]
+	}
+	return s
+}
+
 // rotationView is the rotation metadata shown by every read.
 func rotationView(e *secretEntry, pol typePolicy, now time.Time) map[string]interface{} {
 	out := map[string]interface{}{
 		"last_rotated":               formatTime(e.LastRotated),
 		"next_rotation":              formatTime(e.nextRotation(pol)),
-		"rotation_period":            int64(e.effectivePeriod(pol) / time.Second),
+		"rotation_period":            durationText(e.effectivePeriod(pol)),
 		"rotation_schedule":          e.RotationSchedule,
-		"alert_threshold":            int64(pol.AlertThreshold / time.Second),
+		"alert_threshold":            durationText(pol.AlertThreshold),
 		"rotation_status":            e.rotationStatus(pol, now),
 		"risk_level":                 pol.RiskLevel,
 		"auto_rotate":                e.AutoRotate,

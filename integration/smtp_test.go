@@ -239,7 +239,7 @@ func TestConfig_RoundTripAndRefusals(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if fmt.Sprint(cfg.Data["smtp_rotation_period"]) != fmt.Sprint(45*86400) || fmt.Sprint(cfg.Data["max_versions"]) != "7" || fmt.Sprint(cfg.Data["dkim_grace_period"]) != fmt.Sprint(48*3600) {
+	if fmt.Sprint(cfg.Data["smtp_rotation_period"]) != "1080h" || fmt.Sprint(cfg.Data["max_versions"]) != "7" || fmt.Sprint(cfg.Data["dkim_grace_period"]) != "48h" {
 		t.Fatalf("config read %v", cfg.Data)
 	}
 	for field, value := range map[string]interface{}{"ssh_rotation_period": -1, "smtp_alert_threshold": "60d", "max_versions": 0} {

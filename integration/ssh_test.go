@@ -3,6 +3,7 @@ package integration
 import (
 	"bytes"
 	"fmt"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -77,13 +78,21 @@ func TestSSH_UserFlowThroughCLI(t *testing.T) {
 			t.Errorf("vault read output lacks %q:\n%s", field, table)
 		}
 	}
+	// One duration format in the CLI's table: the period and the threshold
+	// read alike.
+	for _, line := range []string{"rotation_period", "alert_threshold"} {
+		want := map[string]string{"rotation_period": "2160h", "alert_threshold": "336h"}[line]
+		if !regexp.MustCompile(`\n` + line + ` +` + want + `\n`).MatchString(table) {
+			t.Errorf("vault read shows %s not as %s:\n%s", line, want, table)
+		}
+	}
 	if strings.Contains(table, "PRIVATE KEY") {
 		t.Fatal("vault read shows the private key")
 	}
 	v1 := cliData(t, "read", path)
 	pub1 := v1["public_key"].(string)
 	if v1["key_type"] != "ed25519" || num(v1["key_bits"]) != 256 || v1["fingerprint"] != keygenFP(t, pub1) ||
-		num(v1["rotation_period"]) != 90*86400 || num(v1["alert_threshold"]) != 14*86400 {
+		v1["rotation_period"] != "2160h" || v1["alert_threshold"] != "336h" {
 		t.Fatalf("first read: %v", v1)
 	}
 

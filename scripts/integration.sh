@@ -38,6 +38,7 @@ trap cleanup EXIT
 
 export VAULT_BINARY="$vault_bin" PLUGIN_BINARY="$PWD/${PLUGIN_BIN:-bin/plugins/vault-plugin-penguinmails}"
 export PLUGIN_VERSION="${VERSION:-v0.1.0}" PENGUINMAILS_PIDFILE="$pidfile"
+export MILTER_BINARY="$PWD/bin/penguinmails-milter"
 
 case "$mode" in
   test)  go test -count=1 -timeout 20m ./integration/ ;;

@@ -190,53 +190,21 @@ func expiresIn(v interface{}) (int64, bool) {
 	return n, n > 0
 }
 
-// Error is a failed call to the token endpoint.
-type Error struct {
-	Op string
-	// Status is the HTTP status; 0 when no answer came.
-	Status int
-	// Code is RFC 6749's error code (invalid_grant, invalid_client, ...).
-	Code       string
-	RetryAfter time.Duration
-	Err        error
-}
-
-func (e *Error) Error() string {
-	var sb strings.Builder
-	fmt.Fprintf(&sb, "token endpoint %s", e.Op)
-	if e.Status != 0 {
-		fmt.Fprintf(&sb, ": HTTP %d", e.Status)
-	}
-	if e.Code != "" {
-		fmt.Fprintf(&sb, ": %s", e.Code)
-	}
-	if e.RetryAfter > 0 {
-		fmt.Fprintf(&sb, " (retry after %s)", e.RetryAfter)
-	}
-	if e.Err != nil {
-		fmt.Fprintf(&sb, ": %v", e.Err)
-	}
-	return sb.String()
-}
-
-func (e *Error) Unwrap() error { return e.Err }
-
-// RetryDelay is how long the server asked to wait before a retry (its
-// Retry-After); zero when it did not say.
-func (e *Error) RetryDelay() time.Duration { return e.RetryAfter }
+// Provider names the token endpoint in the *provider.Error of a failed
+// call ("token endpoint refresh: HTTP 400: invalid_grant"). Status, Code
+// (RFC 6749's error code: invalid_grant, invalid_client, ...), RetryAfter,
+// Temporary and RetryDelay are provider.Error's.
+const Provider = "token endpoint"
 
 // NeedsReauthorization reports a grant the server no longer honours
 // (invalid_grant: revoked, expired, or the user changed their password):
 // only a new consent helps, and retrying never will.
-func (e *Error) NeedsReauthorization() bool { return e.Code == "invalid_grant" }
-
-// Temporary reports a failure worth retrying: no answer, a timeout, a
-// rate limit, or a server error.
-func (e *Error) Temporary() bool {
-	return e.Status == 0 || e.Status == http.StatusTooManyRequests || e.Status == http.StatusRequestTimeout || e.Status >= 500
+func NeedsReauthorization(err error) bool {
+	var e *provider.Error
+	return errors.As(err, &e) && e.Provider == Provider && e.Code == "invalid_grant"
 }
 
-// codeChars bounds what of a server's error code is repeated.
+// safeCode bounds what of a server's error code is repeated.
 func safeCode(code string) string {
 	if len(code) > 64 {
 		return ""
@@ -249,13 +217,13 @@ func safeCode(code string) string {
 	return code
 }
 
-// classify turns an x/oauth2 error into an *Error, keeping the status, the
-// RFC 6749 code and Retry-After, and dropping the body and description,
-// which a server may fill with anything.
+// classify turns an x/oauth2 error into a *provider.Error, keeping the
+// status, the RFC 6749 code and Retry-After, and dropping the body and
+// description, which a server may fill with anything.
 func classify(op string, err error) error {
 	var re *oauth2.RetrieveError
 	if errors.As(err, &re) {
-		e := &Error{Op: op, Code: safeCode(re.ErrorCode)}
+		e := &provider.Error{Provider: Provider, Op: op, Code: safeCode(re.ErrorCode)}
 		if re.Response != nil {
 			e.Status = re.Response.StatusCode
 			e.RetryAfter = provider.RetryAfter(re.Response.Header)
@@ -265,7 +233,7 @@ func classify(op string, err error) error {
 		}
 		return e
 	}
-	e := &Error{Op: op}
+	e := &provider.Error{Provider: Provider, Op: op}
 	var ne net.Error
 	switch {
 	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():

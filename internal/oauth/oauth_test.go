@@ -3,6 +3,7 @@ package oauth_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/url"
 	"strings"
 	"testing"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/penguinmails/vault-plugin-penguinmails/internal/oauth"
 	"github.com/penguinmails/vault-plugin-penguinmails/internal/oauth/oauthfake"
+	"github.com/penguinmails/vault-plugin-penguinmails/internal/provider"
 )
 
 const secret = "client-secret-XYZ"
@@ -78,18 +80,23 @@ func TestRefresh_KeepsRefreshTokenAndDefaultsExpiry(t *testing.T) {
 func TestRefresh_Failures(t *testing.T) {
 	f, c := setup(t, "")
 	rt := f.IssueRefreshToken()
-	var oe *oauth.Error
+	var oe *provider.Error
 
 	f.Revoke(rt)
 	_, err := c.Refresh(context.Background(), rt)
-	if !errors.As(err, &oe) || !oe.NeedsReauthorization() || oe.Temporary() || oe.Status != 400 {
+	if !errors.As(err, &oe) || !oauth.NeedsReauthorization(err) || oe.Temporary() || oe.Status != 400 {
 		t.Fatalf("revoked grant: %v", err)
 	}
 	rt = f.IssueRefreshToken()
 	f.Fail("refresh_token", 500, 1)
 	_, err = c.Refresh(context.Background(), rt)
-	if !errors.As(err, &oe) || !oe.Temporary() || oe.NeedsReauthorization() {
+	if !errors.As(err, &oe) || !oe.Temporary() || oauth.NeedsReauthorization(err) {
 		t.Fatalf("500: %v", err)
+	}
+	f.Fail("refresh_token", 408, 1)
+	_, err = c.Refresh(context.Background(), rt)
+	if !errors.As(err, &oe) || !oe.Temporary() || oe.Status != 408 {
+		t.Fatalf("408: %v", err)
 	}
 	f.RateLimit("refresh_token", 9, 1)
 	_, err = c.Refresh(context.Background(), rt)
@@ -137,9 +144,30 @@ func TestExchange_PKCE(t *testing.T) {
 	}
 	code = f.IssueCode("https://app.example.com/cb", q.Get("code_challenge"))
 	_, err = c.Exchange(context.Background(), code, "https://app.example.com/cb", oauth.NewVerifier())
-	var oe *oauth.Error
-	if !errors.As(err, &oe) || !oe.NeedsReauthorization() {
+	var oe *provider.Error
+	if !errors.As(err, &oe) || !oauth.NeedsReauthorization(err) {
 		t.Fatalf("wrong verifier: %v", err)
+	}
+}
+
+// Only the token endpoint's invalid_grant asks for a new consent: the same
+// code from another server, or another code, does not.
+func TestNeedsReauthorization_OnlyTokenEndpointInvalidGrant(t *testing.T) {
+	cases := []struct {
+		err  error
+		want bool
+	}{
+		{&provider.Error{Provider: oauth.Provider, Op: "refresh", Status: 400, Code: "invalid_grant"}, true},
+		{fmt.Errorf("refresh: %w", &provider.Error{Provider: oauth.Provider, Op: "refresh", Status: 400, Code: "invalid_grant"}), true},
+		{&provider.Error{Provider: oauth.Provider, Op: "refresh", Status: 401, Code: "invalid_client"}, false},
+		{&provider.Error{Provider: "sendgrid", Op: "create", Status: 400, Code: "invalid_grant"}, false},
+		{errors.New("invalid_grant"), false},
+		{nil, false},
+	}
+	for i, c := range cases {
+		if got := oauth.NeedsReauthorization(c.err); got != c.want {
+			t.Errorf("case %d (%v): %v, want %v", i, c.err, got, c.want)
+		}
 	}
 }
 

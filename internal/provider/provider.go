@@ -131,9 +131,9 @@ func (e *Error) Unwrap() error { return e.Err }
 func (e *Error) RetryDelay() time.Duration { return e.RetryAfter }
 
 // Temporary reports whether the call may succeed if retried: a rate limit,
-// a server error or no answer at all.
+// a request the server timed out (408), a server error or no answer at all.
 func (e *Error) Temporary() bool {
-	return e.Status == 0 || e.Status == http.StatusTooManyRequests || e.Status >= 500
+	return e.Status == 0 || e.Status == http.StatusTooManyRequests || e.Status == http.StatusRequestTimeout || e.Status >= 500
 }
 
 // CheckBaseURL accepts an absolute https URL, or an http URL whose host is

@@ -8,15 +8,12 @@
 package oauthfake
 
 import (
-	"bytes"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
-	"io"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"sync"
 	"time"
@@ -27,7 +24,6 @@ import (
 // Server is the fake authorization server.
 type Server struct {
 	providertest.Base
-	srv *httptest.Server
 
 	mu sync.Mutex
 	// ClientID and ClientSecret are the one registered client.
@@ -55,13 +51,12 @@ func New(clientID, clientSecret string) *Server {
 		codes: map[string]grant{}, expiresIn: 3600}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/token", s.token)
-	s.srv = httptest.NewServer(mux)
+	s.Serve(mux)
 	return s
 }
 
-func (s *Server) URL() string      { return s.srv.URL }
-func (s *Server) TokenURL() string { return s.srv.URL + "/token" }
-func (s *Server) Close()           { s.Release(); s.srv.Close() }
+// TokenURL is the token endpoint.
+func (s *Server) TokenURL() string { return s.URL() + "/token" }
 
 // RequireAuthStyle makes the server accept client credentials only in the
 // header ("header") or only in the body ("params").
@@ -144,9 +139,7 @@ func random() string {
 }
 
 func (s *Server) token(w http.ResponseWriter, r *http.Request) {
-	body, _ := io.ReadAll(r.Body)
-	r.Body = io.NopCloser(bytes.NewReader(body))
-	peek, _ := url.ParseQuery(string(body))
+	peek, _ := providertest.PeekForm(r)
 	op := peek.Get("grant_type")
 	if s.Intercept(op, w, r, func(w http.ResponseWriter, status int) { s.writeError(w, status, "temporarily_unavailable") }) {
 		return

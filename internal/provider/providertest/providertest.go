@@ -1,13 +1,20 @@
 // Package providertest is what the fake provider servers share: a record of
 // every request they got, for tests to assert exactly what a driver sent,
-// and faults to inject by operation (an error status, a rate limit, a hang).
+// faults to inject by operation (an error status, a rate limit, a hang),
+// the test server itself, and the parsing of requests and credentials that
+// the fakes' APIs have in common.
 package providertest
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"io"
+	"mime"
 	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
 	"sync"
 )
 
@@ -33,10 +40,46 @@ type fault struct {
 
 // Base records requests and injects faults; every fake embeds it.
 type Base struct {
+	srv *httptest.Server
+
 	mu       sync.Mutex
 	requests []Request
 	faults   map[string]*fault
 	hangs    chan struct{}
+}
+
+// Serve starts the fake's API, h, on 127.0.0.1.
+func (b *Base) Serve(h http.Handler) { b.srv = httptest.NewServer(h) }
+
+// URL is the fake's base URL.
+func (b *Base) URL() string { return b.srv.URL }
+
+// Close stops the fake, ending hanging calls first.
+func (b *Base) Close() {
+	b.Release()
+	b.srv.Close()
+}
+
+// Echo is embedded by the fakes whose error answers can quote the
+// request's credential.
+type Echo struct {
+	mu sync.Mutex
+	on bool
+}
+
+// EchoSecrets makes error answers quote the request's credential, as a
+// careless provider might, so tests prove drivers never repeat them.
+func (e *Echo) EchoSecrets(on bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.on = on
+}
+
+// Echoing reports whether EchoSecrets is on.
+func (e *Echo) Echoing() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.on
 }
 
 // Fail makes the next n calls of op answer status (with the provider's
@@ -74,8 +117,7 @@ func (b *Base) setFault(op string, f *fault) {
 // Record stores the request under op and reports the fault to apply, if
 // any: a status to answer, or a hang. The body is read and restored.
 func (b *Base) Record(op string, r *http.Request) (status, retryAfter int, hang <-chan struct{}) {
-	body, _ := io.ReadAll(r.Body)
-	r.Body = io.NopCloser(bytes.NewReader(body))
+	body := peekBody(r)
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.requests = append(b.requests, Request{Op: op, Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery,
@@ -117,6 +159,17 @@ func (b *Base) Intercept(op string, w http.ResponseWriter, r *http.Request, writ
 	return false
 }
 
+// Admit is how a fake's handler starts: the faults of op (Intercept), then
+// auth, which finds the caller by the request's credential or answers the
+// refusal itself. ok is false when either answered.
+func Admit[C any](b *Base, op string, w http.ResponseWriter, r *http.Request, writeError func(w http.ResponseWriter, status int),
+	auth func(w http.ResponseWriter, r *http.Request) (C, bool)) (caller C, ok bool) {
+	if b.Intercept(op, w, r, writeError) {
+		return caller, false
+	}
+	return auth(w, r)
+}
+
 // Requests returns the requests of op so far ("" for all), oldest first.
 func (b *Base) Requests(op string) []Request {
 	b.mu.Lock()
@@ -135,4 +188,40 @@ func (b *Base) Reset() {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.requests, b.faults = nil, nil
+}
+
+// PeekForm reads a form-encoded body, for routing a request by a form
+// field before Intercept records it, and restores the body. It returns
+// the body too, for a fake that checks a signature over it.
+func PeekForm(r *http.Request) (url.Values, []byte) {
+	body := peekBody(r)
+	form, _ := url.ParseQuery(string(body))
+	return form, body
+}
+
+// peekBody reads the request's body and puts it back for the next reader.
+func peekBody(r *http.Request) []byte {
+	body, _ := io.ReadAll(r.Body)
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	return body
+}
+
+// MediaType is the request's Content-Type without its parameters; "" when
+// it has none or one that does not parse.
+func MediaType(r *http.Request) string {
+	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	return mt
+}
+
+// Bearer is the token of an "Authorization: Bearer <token>" header; ok is
+// false when the header is not of that form.
+func Bearer(r *http.Request) (token string, ok bool) {
+	return strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+}
+
+// WriteJSON answers status with v as JSON.
+func WriteJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
 }

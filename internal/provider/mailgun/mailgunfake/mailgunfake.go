@@ -15,10 +15,9 @@ package mailgunfake
 import (
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
-	"mime"
+	"maps"
 	"net/http"
-	"net/http/httptest"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -32,12 +31,11 @@ import (
 // /v3/domains), "messages" (POST /v3/{domain}/messages).
 type Server struct {
 	providertest.Base
-	srv *httptest.Server
+	providertest.Echo
 
 	mu      sync.Mutex
 	keys    map[string]*key // by secret
 	domains map[string]bool
-	echo    bool
 	// unfiltered makes the listing ignore kind and domain_name.
 	unfiltered bool
 }
@@ -63,17 +61,8 @@ func New() *Server {
 	mux.HandleFunc("DELETE /v1/keys/{id}", f.delete)
 	mux.HandleFunc("GET /v3/domains", f.listDomains)
 	mux.HandleFunc("POST /v3/{domain}/messages", f.messages)
-	f.srv = httptest.NewServer(mux)
+	f.Serve(mux)
 	return f
-}
-
-// URL is the fake's base URL.
-func (f *Server) URL() string { return f.srv.URL }
-
-// Close stops the fake, ending hanging calls first.
-func (f *Server) Close() {
-	f.Release()
-	f.srv.Close()
 }
 
 // AddDomain adds a sending domain to the account.
@@ -116,20 +105,7 @@ func (f *Server) SetCreated(id string, t time.Time) bool {
 func (f *Server) Live() []string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	out := make([]string, 0, len(f.keys))
-	for s := range f.keys {
-		out = append(out, s)
-	}
-	sort.Strings(out)
-	return out
-}
-
-// EchoSecrets makes error answers quote the request's key, as a careless
-// provider might, so tests prove drivers never repeat them.
-func (f *Server) EchoSecrets(on bool) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.echo = on
+	return slices.Sorted(maps.Keys(f.keys))
 }
 
 // IgnoreListFilters makes the listing ignore its kind and domain_name
@@ -170,10 +146,21 @@ func (f *Server) authorize(w http.ResponseWriter, r *http.Request) (*key, bool) 
 	return k, true
 }
 
+// admitAdmin is Intercept of op, then authorize, and 403 unless the key
+// is an admin key (the only role that manages keys).
+func (f *Server) admitAdmin(op string, w http.ResponseWriter, r *http.Request) bool {
+	caller, ok := providertest.Admit(&f.Base, op, w, r, f.writeError, f.authorize)
+	if ok && caller.role != "admin" {
+		f.writeMessage(w, r, http.StatusForbidden, "Insufficient permissions to manage API keys")
+		return false
+	}
+	return ok
+}
+
 // forbidden is Mailgun's 401: the plain text "Forbidden".
 func (f *Server) forbidden(w http.ResponseWriter, r *http.Request) {
 	msg := "Forbidden"
-	if f.echoing() {
+	if f.Echoing() {
 		_, pass, _ := r.BasicAuth()
 		msg += " " + pass
 	}
@@ -182,17 +169,10 @@ func (f *Server) forbidden(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write([]byte(msg))
 }
 
-func (f *Server) echoing() bool {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.echo
-}
-
 // parseForm reads a multipart or urlencoded body; anything else is 400.
 func (f *Server) parseForm(w http.ResponseWriter, r *http.Request) bool {
-	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	var err error
-	switch mt {
+	switch providertest.MediaType(r) {
 	case "multipart/form-data":
 		err = r.ParseMultipartForm(1 << 20)
 	case "application/x-www-form-urlencoded":
@@ -210,15 +190,7 @@ func (f *Server) parseForm(w http.ResponseWriter, r *http.Request) bool {
 
 // create: POST /v1/keys -> 200 {"key": {...}, "message"}; admin keys only.
 func (f *Server) create(w http.ResponseWriter, r *http.Request) {
-	if f.Intercept("create", w, r, f.writeError) {
-		return
-	}
-	caller, ok := f.authorize(w, r)
-	if !ok {
-		return
-	}
-	if caller.role != "admin" {
-		f.writeMessage(w, r, http.StatusForbidden, "Insufficient permissions to manage API keys")
+	if !f.admitAdmin("create", w, r) {
 		return
 	}
 	if !f.parseForm(w, r) {
@@ -240,7 +212,7 @@ func (f *Server) create(w http.ResponseWriter, r *http.Request) {
 	}
 	k := f.newKeyLocked(role, kind, domain, r.PostFormValue("description"))
 	f.mu.Unlock()
-	writeJSON(w, http.StatusOK, map[string]any{"key": keyObject(k), "message": "great success"})
+	providertest.WriteJSON(w, http.StatusOK, map[string]any{"key": keyObject(k), "message": "great success"})
 }
 
 // checkCreate is the create request's validation: role required and known,
@@ -287,15 +259,7 @@ func listedKey(k *key) map[string]any {
 // the keys of that domain. There is no paging: total_count is the number
 // of items. The order is unspecified; the fake's is random.
 func (f *Server) list(w http.ResponseWriter, r *http.Request) {
-	if f.Intercept("list", w, r, f.writeError) {
-		return
-	}
-	caller, ok := f.authorize(w, r)
-	if !ok {
-		return
-	}
-	if caller.role != "admin" {
-		f.writeMessage(w, r, http.StatusForbidden, "Insufficient permissions to manage API keys")
+	if !f.admitAdmin("list", w, r) {
 		return
 	}
 	q := r.URL.Query()
@@ -312,21 +276,13 @@ func (f *Server) list(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	f.mu.Unlock()
-	writeJSON(w, http.StatusOK, map[string]any{"items": items, "total_count": len(items)})
+	providertest.WriteJSON(w, http.StatusOK, map[string]any{"items": items, "total_count": len(items)})
 }
 
 // delete: DELETE /v1/keys/{id} -> 200 {"message": "key deleted"}; 404 for
 // an unknown id.
 func (f *Server) delete(w http.ResponseWriter, r *http.Request) {
-	if f.Intercept("delete", w, r, f.writeError) {
-		return
-	}
-	caller, ok := f.authorize(w, r)
-	if !ok {
-		return
-	}
-	if caller.role != "admin" {
-		f.writeMessage(w, r, http.StatusForbidden, "Insufficient permissions to manage API keys")
+	if !f.admitAdmin("delete", w, r) {
 		return
 	}
 	f.mu.Lock()
@@ -344,16 +300,13 @@ func (f *Server) delete(w http.ResponseWriter, r *http.Request) {
 		f.writeMessage(w, r, http.StatusNotFound, "no key matching id")
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"message": "key deleted"})
+	providertest.WriteJSON(w, http.StatusOK, map[string]string{"message": "key deleted"})
 }
 
 // listDomains: GET /v3/domains -> {"total_count", "items"}; user keys only
 // (a domain sending key may only send).
 func (f *Server) listDomains(w http.ResponseWriter, r *http.Request) {
-	if f.Intercept("domains", w, r, f.writeError) {
-		return
-	}
-	caller, ok := f.authorize(w, r)
+	caller, ok := providertest.Admit(&f.Base, "domains", w, r, f.writeError, f.authorize)
 	if !ok {
 		return
 	}
@@ -372,17 +325,14 @@ func (f *Server) listDomains(w http.ResponseWriter, r *http.Request) {
 	if len(items) > 1 && r.URL.Query().Get("limit") == "1" {
 		items = items[:1]
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"total_count": total, "items": items})
+	providertest.WriteJSON(w, http.StatusOK, map[string]any{"total_count": total, "items": items})
 }
 
 // messages: POST /v3/{domain}/messages. The key is checked first (401),
 // then the domain (404), then the form (400 "from parameter is missing").
 // The fake sends nothing; a complete message is answered as queued.
 func (f *Server) messages(w http.ResponseWriter, r *http.Request) {
-	if f.Intercept("messages", w, r, f.writeError) {
-		return
-	}
-	caller, ok := f.authorize(w, r)
+	caller, ok := providertest.Admit(&f.Base, "messages", w, r, f.writeError, f.authorize)
 	if !ok {
 		return
 	}
@@ -407,7 +357,7 @@ func (f *Server) messages(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"id": "<fake@" + domain + ">", "message": "Queued. Thank you."})
+	providertest.WriteJSON(w, http.StatusOK, map[string]string{"id": "<fake@" + domain + ">", "message": "Queued. Thank you."})
 }
 
 // writeError answers an injected fault: 401 as plain "Forbidden", others
@@ -419,21 +369,15 @@ func (f *Server) writeError(w http.ResponseWriter, status int) {
 		_, _ = w.Write([]byte("Forbidden"))
 		return
 	}
-	writeJSON(w, status, map[string]string{"message": http.StatusText(status)})
+	providertest.WriteJSON(w, status, map[string]string{"message": http.StatusText(status)})
 }
 
 // writeMessage answers {"message": msg}; with EchoSecrets on, the message
 // quotes the request's key.
 func (f *Server) writeMessage(w http.ResponseWriter, r *http.Request, status int, msg string) {
-	if f.echoing() {
+	if f.Echoing() {
 		_, pass, _ := r.BasicAuth()
 		msg += " (key " + pass + ")"
 	}
-	writeJSON(w, status, map[string]string{"message": msg})
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
+	providertest.WriteJSON(w, status, map[string]string{"message": msg})
 }

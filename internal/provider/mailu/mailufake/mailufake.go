@@ -12,9 +12,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"mime"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync"
 
@@ -25,7 +23,6 @@ import (
 type Server struct {
 	providertest.Base
 
-	srv   *httptest.Server
 	token string
 
 	mu      sync.Mutex
@@ -40,21 +37,15 @@ func New() *Server {
 	s := &Server{token: hex.EncodeToString(b[:]), users: map[string]string{}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("PATCH /api/v1/user/{email}", s.patchUser)
-	s.srv = httptest.NewServer(mux)
+	s.Serve(mux)
 	return s
 }
 
 // URL is the API root, as Mailu's WEB_API=/api puts it.
-func (s *Server) URL() string { return s.srv.URL + "/api" }
+func (s *Server) URL() string { return s.Base.URL() + "/api" }
 
 // Token is the fake's API_TOKEN.
 func (s *Server) Token() string { return s.token }
-
-// Close stops the fake.
-func (s *Server) Close() {
-	s.Release()
-	s.srv.Close()
-}
 
 // AddUser adds (or replaces) a mailbox with its password.
 func (s *Server) AddUser(email, password string) {
@@ -101,33 +92,33 @@ func (s *Server) patchUser(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	email := r.PathValue("email")
-	if ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); ct != "application/json" {
-		writeJSON(w, http.StatusUnsupportedMediaType, response{Code: 415, Message: "Did not attempt to load JSON data because the request Content-Type was not 'application/json'."})
+	if providertest.MediaType(r) != "application/json" {
+		providertest.WriteJSON(w, http.StatusUnsupportedMediaType, response{Code: 415, Message: "Did not attempt to load JSON data because the request Content-Type was not 'application/json'."})
 		return
 	}
 	var body map[string]any
 	if err := json.NewDecoder(r.Body).Decode(&body); err != nil {
-		writeJSON(w, http.StatusBadRequest, response{Code: 400, Message: "Failed to decode JSON object"})
+		providertest.WriteJSON(w, http.StatusBadRequest, response{Code: 400, Message: "Failed to decode JSON object"})
 		return
 	}
 	pw, isString := body["raw_password"].(string)
 	if _, present := body["raw_password"]; present && !isString {
-		writeJSON(w, http.StatusBadRequest, response{Code: 400, Message: fmt.Sprintf("Input payload validation failed: %v is not of type 'string'", body["raw_password"])})
+		providertest.WriteJSON(w, http.StatusBadRequest, response{Code: 400, Message: fmt.Sprintf("Input payload validation failed: %v is not of type 'string'", body["raw_password"])})
 		return
 	}
 	if s.takeQuoting() {
-		writeJSON(w, http.StatusBadRequest, response{Code: 400, Message: fmt.Sprintf("password %q refused for token %q", pw, r.Header.Get("Authorization"))})
+		providertest.WriteJSON(w, http.StatusBadRequest, response{Code: 400, Message: fmt.Sprintf("password %q refused for token %q", pw, r.Header.Get("Authorization"))})
 		return
 	}
 	if !validEmail(email) {
-		writeJSON(w, http.StatusBadRequest, response{Code: 400, Message: fmt.Sprintf("Provided email address %s is not a valid email address", email)})
+		providertest.WriteJSON(w, http.StatusBadRequest, response{Code: 400, Message: fmt.Sprintf("Provided email address %s is not a valid email address", email)})
 		return
 	}
 	if !s.setPassword(email, pw, isString) {
-		writeJSON(w, http.StatusNotFound, response{Code: 404, Message: fmt.Sprintf("User %s cannot be found", email)})
+		providertest.WriteJSON(w, http.StatusNotFound, response{Code: 404, Message: fmt.Sprintf("User %s cannot be found", email)})
 		return
 	}
-	writeJSON(w, http.StatusOK, response{Code: 200, Message: fmt.Sprintf("User %s has been updated", email)})
+	providertest.WriteJSON(w, http.StatusOK, response{Code: 200, Message: fmt.Sprintf("User %s has been updated", email)})
 }
 
 // authorized is Mailu's api_token_authorization: 401 without the header,
@@ -135,11 +126,11 @@ func (s *Server) patchUser(w http.ResponseWriter, r *http.Request) {
 func (s *Server) authorized(w http.ResponseWriter, r *http.Request) bool {
 	h := r.Header.Get("Authorization")
 	if h == "" {
-		writeJSON(w, http.StatusUnauthorized, response{Message: "A valid Authorization header is mandatory"})
+		providertest.WriteJSON(w, http.StatusUnauthorized, response{Message: "A valid Authorization header is mandatory"})
 		return false
 	}
 	if strings.TrimPrefix(h, "Bearer ") != s.token {
-		writeJSON(w, http.StatusForbidden, response{Message: "Invalid API token"})
+		providertest.WriteJSON(w, http.StatusForbidden, response{Message: "Invalid API token"})
 		return false
 	}
 	return true
@@ -181,11 +172,5 @@ func (s *Server) writeFault(w http.ResponseWriter, status int) {
 	if status == http.StatusTooManyRequests {
 		msg = "Too many attempts from your IP (rate-limit)"
 	}
-	writeJSON(w, status, response{Message: msg})
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
+	providertest.WriteJSON(w, status, response{Message: msg})
 }

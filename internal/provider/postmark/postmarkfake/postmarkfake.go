@@ -18,10 +18,8 @@ package postmarkfake
 import (
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"sort"
 	"strconv"
 	"sync"
@@ -36,8 +34,6 @@ const MaxCount = 500
 // Server is the fake Postmark API.
 type Server struct {
 	providertest.Base
-
-	srv *httptest.Server
 
 	mu            sync.Mutex
 	servers       []*pmServer
@@ -58,17 +54,8 @@ func New() *Server {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /server", s.getServer)
 	mux.HandleFunc("GET /servers", s.listServers)
-	s.srv = httptest.NewServer(mux)
+	s.Serve(mux)
 	return s
-}
-
-// URL is the fake's base URL.
-func (s *Server) URL() string { return s.srv.URL }
-
-// Close stops the fake.
-func (s *Server) Close() {
-	s.Release()
-	s.srv.Close()
 }
 
 // AddServer adds a server with one new token and returns the token as the
@@ -170,7 +157,7 @@ func (s *Server) getServer(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	out := serverJSON{ID: srv.ID, Name: srv.Name, ApiTokens: append([]string(nil), srv.tokens...), Color: "blue"}
 	s.mu.Unlock()
-	writeJSON(w, http.StatusOK, out)
+	providertest.WriteJSON(w, http.StatusOK, out)
 }
 
 func (s *Server) listServers(w http.ResponseWriter, r *http.Request) {
@@ -190,10 +177,10 @@ func (s *Server) listServers(w http.ResponseWriter, r *http.Request) {
 	if cerr != nil || oerr != nil || count < 1 || count > MaxCount || offset < 0 {
 		// The reference makes count (at most 500) and offset required but
 		// does not give the error code of a request without them.
-		writeJSON(w, http.StatusUnprocessableEntity, errorJSON{ErrorCode: 0, Message: "count (1..500) and offset are required query parameters."})
+		providertest.WriteJSON(w, http.StatusUnprocessableEntity, errorJSON{ErrorCode: 0, Message: "count (1..500) and offset are required query parameters."})
 		return
 	}
-	writeJSON(w, http.StatusOK, s.page(count, offset))
+	providertest.WriteJSON(w, http.StatusOK, s.page(count, offset))
 }
 
 // page is one page of the account's servers.
@@ -223,7 +210,7 @@ func writeBadToken(w http.ResponseWriter, header, tok string) {
 	if tok != "" {
 		msg = fmt.Sprintf("The token %q supplied in %s is not valid.", tok, header)
 	}
-	writeJSON(w, http.StatusUnauthorized, errorJSON{ErrorCode: 10, Message: msg})
+	providertest.WriteJSON(w, http.StatusUnauthorized, errorJSON{ErrorCode: 10, Message: msg})
 }
 
 // writeFault answers an injected status in Postmark's error shape.
@@ -235,13 +222,7 @@ func (s *Server) writeFault(w http.ResponseWriter, status int) {
 	case http.StatusTooManyRequests:
 		code = 429
 	}
-	writeJSON(w, status, errorJSON{ErrorCode: code, Message: http.StatusText(status)})
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
+	providertest.WriteJSON(w, status, errorJSON{ErrorCode: code, Message: http.StatusText(status)})
 }
 
 // newToken is a token shaped like Postmark's (a UUID).

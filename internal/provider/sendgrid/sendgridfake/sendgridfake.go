@@ -17,9 +17,9 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
-	"mime"
+	"maps"
 	"net/http"
-	"net/http/httptest"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -37,11 +37,10 @@ const MaxKeys = 100
 // /v3/api_keys/{id}), "list" (GET /v3/api_keys).
 type Server struct {
 	providertest.Base
-	srv *httptest.Server
+	providertest.Echo
 
 	mu   sync.Mutex
 	keys map[string]*key // by secret
-	echo bool
 }
 
 type key struct {
@@ -58,17 +57,8 @@ func New() *Server {
 	mux.HandleFunc("GET /v3/api_keys/{id}", f.describe)
 	mux.HandleFunc("DELETE /v3/api_keys/{id}", f.delete)
 	mux.HandleFunc("GET /v3/scopes", f.scopes)
-	f.srv = httptest.NewServer(mux)
+	f.Serve(mux)
 	return f
-}
-
-// URL is the fake's base URL.
-func (f *Server) URL() string { return f.srv.URL }
-
-// Close stops the fake, ending hanging calls first.
-func (f *Server) Close() {
-	f.Release()
-	f.srv.Close()
 }
 
 // AddKey seeds a key with name and scopes (none: full access) and returns
@@ -84,20 +74,7 @@ func (f *Server) AddKey(name string, scopes ...string) provider.Key {
 func (f *Server) Live() []string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	out := make([]string, 0, len(f.keys))
-	for s := range f.keys {
-		out = append(out, s)
-	}
-	sort.Strings(out)
-	return out
-}
-
-// EchoSecrets makes error messages quote the request's bearer key, as a
-// careless provider might, so tests prove drivers never repeat them.
-func (f *Server) EchoSecrets(on bool) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.echo = on
+	return slices.Sorted(maps.Keys(f.keys))
 }
 
 // Count is the number of keys in the account.
@@ -128,7 +105,7 @@ func randomString(n int) string {
 // authorize finds the bearer key and checks it holds scope ("" for any
 // key); it answers 401 or 403 itself and reports whether to go on.
 func (f *Server) authorize(w http.ResponseWriter, r *http.Request, scope string) (*key, bool) {
-	bearer, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	bearer, ok := providertest.Bearer(r)
 	f.mu.Lock()
 	k := f.keys[bearer]
 	f.mu.Unlock()
@@ -143,6 +120,13 @@ func (f *Server) authorize(w http.ResponseWriter, r *http.Request, scope string)
 	return k, true
 }
 
+// admit is Intercept of op, then authorize with scope.
+func (f *Server) admit(op, scope string, w http.ResponseWriter, r *http.Request) (*key, bool) {
+	return providertest.Admit(&f.Base, op, w, r, f.writeError, func(w http.ResponseWriter, r *http.Request) (*key, bool) {
+		return f.authorize(w, r, scope)
+	})
+}
+
 func contains(list []string, s string) bool {
 	for _, v := range list {
 		if v == s {
@@ -154,13 +138,10 @@ func contains(list []string, s string) bool {
 
 // create: POST /v3/api_keys {"name", "scopes"} -> 201 with the new key.
 func (f *Server) create(w http.ResponseWriter, r *http.Request) {
-	if f.Intercept("create", w, r, f.writeError) {
+	if _, ok := f.admit("create", "api_keys.create", w, r); !ok {
 		return
 	}
-	if _, ok := f.authorize(w, r, "api_keys.create"); !ok {
-		return
-	}
-	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt != "application/json" {
+	if providertest.MediaType(r) != "application/json" {
 		f.writeMessage(w, r, http.StatusBadRequest, "", "Content-Type should be application/json")
 		return
 	}
@@ -184,7 +165,7 @@ func (f *Server) create(w http.ResponseWriter, r *http.Request) {
 	}
 	k := f.newKeyLocked(body.Name, body.Scopes)
 	f.mu.Unlock()
-	writeJSON(w, http.StatusCreated, map[string]any{
+	providertest.WriteJSON(w, http.StatusCreated, map[string]any{
 		"api_key": k.secret, "api_key_id": k.id, "name": k.name, "scopes": f.scopesOf(k)})
 }
 
@@ -202,10 +183,7 @@ func (f *Server) scopesOf(k *key) []string {
 // optional limit is a positive integer. The order is unspecified, as in
 // the reference; the fake's is random.
 func (f *Server) list(w http.ResponseWriter, r *http.Request) {
-	if f.Intercept("list", w, r, f.writeError) {
-		return
-	}
-	if _, ok := f.authorize(w, r, "api_keys.read"); !ok {
+	if _, ok := f.admit("list", "api_keys.read", w, r); !ok {
 		return
 	}
 	f.mu.Lock()
@@ -217,15 +195,12 @@ func (f *Server) list(w http.ResponseWriter, r *http.Request) {
 	if n, err := strconv.Atoi(r.URL.Query().Get("limit")); err == nil && n > 0 && n < len(result) {
 		result = result[:n]
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"result": result})
+	providertest.WriteJSON(w, http.StatusOK, map[string]any{"result": result})
 }
 
 // describe: GET /v3/api_keys/{id} -> {"api_key_id", "name", "scopes"}.
 func (f *Server) describe(w http.ResponseWriter, r *http.Request) {
-	if f.Intercept("describe", w, r, f.writeError) {
-		return
-	}
-	if _, ok := f.authorize(w, r, "api_keys.read"); !ok {
+	if _, ok := f.admit("describe", "api_keys.read", w, r); !ok {
 		return
 	}
 	k := f.byID(r.PathValue("id"))
@@ -233,15 +208,12 @@ func (f *Server) describe(w http.ResponseWriter, r *http.Request) {
 		f.writeMessage(w, r, http.StatusNotFound, "", "unable to find API Key")
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"api_key_id": k.id, "name": k.name, "scopes": f.scopesOf(k)})
+	providertest.WriteJSON(w, http.StatusOK, map[string]any{"api_key_id": k.id, "name": k.name, "scopes": f.scopesOf(k)})
 }
 
 // delete: DELETE /v3/api_keys/{id} -> 204; 404 for an unknown id.
 func (f *Server) delete(w http.ResponseWriter, r *http.Request) {
-	if f.Intercept("delete", w, r, f.writeError) {
-		return
-	}
-	if _, ok := f.authorize(w, r, "api_keys.delete"); !ok {
+	if _, ok := f.admit("delete", "api_keys.delete", w, r); !ok {
 		return
 	}
 	k := f.byID(r.PathValue("id"))
@@ -257,14 +229,11 @@ func (f *Server) delete(w http.ResponseWriter, r *http.Request) {
 
 // scopes: GET /v3/scopes -> {"scopes": [...]} of the calling key.
 func (f *Server) scopes(w http.ResponseWriter, r *http.Request) {
-	if f.Intercept("test", w, r, f.writeError) {
-		return
-	}
-	k, ok := f.authorize(w, r, "")
+	k, ok := f.admit("test", "", w, r)
 	if !ok {
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"scopes": f.scopesOf(k)})
+	providertest.WriteJSON(w, http.StatusOK, map[string]any{"scopes": f.scopesOf(k)})
 }
 
 func (f *Server) byID(id string) *key {
@@ -280,19 +249,16 @@ func (f *Server) byID(id string) *key {
 
 // writeError answers an injected fault in SendGrid's error shape.
 func (f *Server) writeError(w http.ResponseWriter, status int) {
-	writeJSON(w, status, errorsBody("", http.StatusText(status)))
+	providertest.WriteJSON(w, status, errorsBody("", http.StatusText(status)))
 }
 
 // writeMessage answers SendGrid's error JSON; with EchoSecrets on the
 // message quotes the request's bearer key.
 func (f *Server) writeMessage(w http.ResponseWriter, r *http.Request, status int, field, msg string) {
-	f.mu.Lock()
-	echo := f.echo
-	f.mu.Unlock()
-	if echo {
+	if f.Echoing() {
 		msg += " (key " + strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ") + ")"
 	}
-	writeJSON(w, status, errorsBody(field, msg))
+	providertest.WriteJSON(w, status, errorsBody(field, msg))
 }
 
 func errorsBody(field, msg string) map[string]any {
@@ -301,10 +267,4 @@ func errorsBody(field, msg string) map[string]any {
 		f = field
 	}
 	return map[string]any{"errors": []map[string]any{{"field": f, "message": msg}}}
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
 }

@@ -18,14 +18,11 @@
 package sesfake
 
 import (
-	"bytes"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/xml"
 	"fmt"
-	"io"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"sort"
 	"strconv"
@@ -64,7 +61,6 @@ type accessKey struct {
 // Server is the fake IAM + STS endpoint.
 type Server struct {
 	providertest.Base
-	srv *httptest.Server
 
 	mu         sync.Mutex
 	users      map[string]*user
@@ -77,15 +73,9 @@ type Server struct {
 // New starts a fake on 127.0.0.1.
 func New() *Server {
 	s := &Server{users: map[string]*user{}, keys: map[string]*accessKey{}, refusals: map[string]int{}}
-	s.srv = httptest.NewServer(http.HandlerFunc(s.serve))
+	s.Serve(http.HandlerFunc(s.serve)) // one URL for both IAM and STS
 	return s
 }
-
-// URL is the fake's base URL, for both IAM and STS.
-func (s *Server) URL() string { return s.srv.URL }
-
-// Close stops the fake.
-func (s *Server) Close() { s.Release(); s.srv.Close() }
 
 // AddUser creates an IAM user with path "/".
 func (s *Server) AddUser(name string) { s.AddUserWithPath(name, "/") }
@@ -183,9 +173,7 @@ type apiError struct {
 }
 
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
-	body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
-	r.Body = io.NopCloser(bytes.NewReader(body)) // for Intercept's record
-	form, _ := url.ParseQuery(string(body))
+	form, body := providertest.PeekForm(r)
 	action := form.Get("Action")
 	op := opOf[action]
 	if op == "" {
