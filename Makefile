@@ -15,6 +15,7 @@ PLUGIN_NAME   := vault-plugin-penguinmails
 PLUGIN_BIN    := bin/plugins/$(PLUGIN_NAME)
 AUDIT_BIN     := bin/penguinmails-audit
 MILTER_BIN    := bin/penguinmails-milter
+MIGRATE_BIN   := bin/penguinmails-migrate
 FUZZTIME      ?= 60s
 LDFLAGS       := -X github.com/penguinmails/vault-plugin-penguinmails.Version=$(VERSION)
 
@@ -27,6 +28,7 @@ build:
 	go build -trimpath -ldflags "$(LDFLAGS)" -o $(PLUGIN_BIN) ./cmd/$(PLUGIN_NAME)
 	go build -trimpath -o $(AUDIT_BIN) ./cmd/penguinmails-audit
 	go build -trimpath -o $(MILTER_BIN) ./cmd/penguinmails-milter
+	go build -trimpath -o $(MIGRATE_BIN) ./cmd/penguinmails-migrate
 
 # Builds Vault from its Go module once and caches it outside the repository.
 vault:

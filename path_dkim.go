@@ -97,6 +97,9 @@ func pathDKIM(b *backend, k *secretKind, owners *domainOwners) []*framework.Path
 			Description: "When this domain's new keys start signing: dns, delay or immediate; empty follows config dkim_activation."},
 		"exportable": {Type: framework.TypeBool, Default: true,
 			Description: "Whether the private key can be exported at {domain}/private (default true). Once false it can never be turned on again; the key can still sign."},
+		"private_key": {Type: framework.TypeString, DisplayAttrs: &framework.DisplayAttributes{Sensitive: true},
+			Description: "Import this key instead of generating one: PEM, PKCS#1 or PKCS#8, RSA 2048/3072/4096 bits or Ed25519. " +
+				"key_type follows the key. On an existing secret, a different key makes a new version; the current key again changes nothing."},
 	}
 	secret := secretPath(b, k, fields, owners.writeDKIM, viewDKIM, "Create, read, update and delete the DKIM key of a domain.", dkimHelp)
 	owners.guard(secret, b)
@@ -190,6 +193,8 @@ type dkimChange struct {
 	settings dkimSettings
 	newKey   bool
 	selector string
+	// imported is the key given as private_key; nil means generate one.
+	imported *dkimkey.KeyPair
 }
 
 // dkimChangeFrom validates every field of a write against the current
@@ -201,7 +206,11 @@ func dkimChangeFrom(d *framework.FieldData, e *secretEntry, cur dkimMaterial, cf
 		return dkimChange{}, err
 	}
 	c := dkimChange{settings: settings, newKey: creating}
-	if v, ok := d.GetOk("key_type"); ok {
+	if v, ok := d.GetOk("private_key"); ok {
+		if err := c.importKey(v.(string), d, cur); err != nil {
+			return c, err
+		}
+	} else if v, ok := d.GetOk("key_type"); ok {
 		t, err := dkimkey.ParseKeyType(v.(string))
 		if err != nil {
 			return c, err
@@ -269,6 +278,29 @@ func dkimChangeFrom(d *framework.FieldData, e *secretEntry, cur dkimMaterial, cf
 	return c, nil
 }
 
+// importKey takes private_key: its key type replaces key_type (a key_type
+// that says otherwise is a 400), and only a key other than the active one
+// makes a new version, so importing the same key again changes nothing.
+func (c *dkimChange) importKey(pemText string, d *framework.FieldData, cur dkimMaterial) error {
+	pair, t, err := dkimkey.Import(pemText)
+	if err != nil {
+		return err
+	}
+	if v, ok := d.GetOk("key_type"); ok {
+		given, err := dkimkey.ParseKeyType(v.(string))
+		if err != nil {
+			return err
+		}
+		if given.Name != t.Name {
+			return badInput("key_type %s does not match private_key, which is an %s key; leave key_type out when importing", given.Name, t.Name)
+		}
+	}
+	c.imported = &pair
+	c.newKey = c.newKey || pair.PublicB64 != cur.PublicKey
+	c.settings.KeyType = t.Name
+	return nil
+}
+
 // writeDKIM creates a key, or updates settings; a new key_type or selector
 // on an existing secret makes a new key, recorded as a rotation. The domain
 // is claimed for the tenant first (domainOwners.writeDKIM).
@@ -286,7 +318,7 @@ func writeDKIM(b *backend, req *logical.Request, d *framework.FieldData, e *secr
 	}
 	var material dkimMaterial
 	if c.newKey {
-		if material, err = newDKIMMaterial(b, e, c.settings, c.selector, now); err != nil {
+		if material, err = newDKIMMaterial(b, e, c.settings, c.selector, now, c.imported); err != nil {
 			return err
 		}
 	}
@@ -325,12 +357,12 @@ func generateDKIMVersion(_ context.Context, b *backend, e *secretEntry, _ *engin
 	if err != nil {
 		return nil, err
 	}
-	return newDKIMMaterial(b, e, settings, "", now)
+	return newDKIMMaterial(b, e, settings, "", now, nil)
 }
 
-// newDKIMMaterial generates a key under selector, or under a generated one
-// when selector is empty.
-func newDKIMMaterial(b *backend, e *secretEntry, s dkimSettings, selector string, now time.Time) (dkimMaterial, error) {
+// newDKIMMaterial generates a key (or takes the imported one) under
+// selector, or under a generated one when selector is empty.
+func newDKIMMaterial(b *backend, e *secretEntry, s dkimSettings, selector string, now time.Time, imported *dkimkey.KeyPair) (dkimMaterial, error) {
 	t, err := dkimkey.ParseKeyType(s.KeyType)
 	if err != nil {
 		return dkimMaterial{}, err
@@ -348,8 +380,10 @@ func newDKIMMaterial(b *backend, e *secretEntry, s dkimSettings, selector string
 		return dkimMaterial{}, badInput("invalid domain %s with selector %q: the record name {selector}._domainkey.{domain} would be %d characters, DNS allows %d",
 			quoteShort(e.Name), selector, n, dkimkey.MaxName)
 	}
-	pair, err := dkimkey.Generate(b.GetRandomReader(), t)
-	if err != nil {
+	var pair dkimkey.KeyPair
+	if imported != nil {
+		pair = *imported
+	} else if pair, err = dkimkey.Generate(b.GetRandomReader(), t); err != nil {
 		return dkimMaterial{}, err
 	}
 	m := dkimMaterial{Selector: selector, KeyType: t.Name, PublicKey: pair.PublicB64, PrivateKey: pair.PrivatePEM}
