@@ -365,46 +365,58 @@ func measureRows(t *testing.T, rows []*benchRow, cfg benchConfig) {
 	warm := min(500*time.Millisecond, slice/2)
 	for round := 1; round <= cfg.rounds; round++ {
 		for _, r := range rows {
-			n, lat, err := measure(cfg.clients, warm, slice, r.op)
+			elapsed, lat, err := measure(cfg.clients, warm, slice, r.op)
 			if err != nil {
 				t.Fatalf("%s: %v", r.name, err)
 			}
-			r.requests += n
-			r.elapsed += slice
+			r.requests += len(lat)
+			r.elapsed += elapsed
 			r.latencies = append(r.latencies, lat...)
 		}
 		t.Logf("bench: round %d of %d done", round, cfg.rounds)
 	}
 }
 
-// measure runs op from clients goroutines for warm, then for d, and
-// returns the requests started in d and each one's latency. The first
-// error ends the run.
-func measure(clients int, warm, d time.Duration, op func() error) (int, []time.Duration, error) {
+// measure runs op from clients goroutines, each one request after another.
+// Requests that end in the warm-up are not counted; the window then lasts
+// d, and longer if need be until 2×clients requests ended in it, so that a
+// slow row (a batch of 100 RSA signatures takes seconds) still counts every
+// client several times. It returns the window's length and the latencies
+// of the requests that ended in it; the first error ends the run.
+func measure(clients int, warm, d time.Duration, op func() error) (time.Duration, []time.Duration, error) {
+	type done struct {
+		at      time.Time
+		latency time.Duration
+	}
 	start := time.Now().Add(warm)
 	end := start.Add(d)
+	minCount := int64(2 * clients)
 	var (
 		wg       sync.WaitGroup
 		mu       sync.Mutex
-		all      []time.Duration
+		all      []done
+		counted  atomic.Int64
+		stopAt   atomic.Int64 // UnixNano of the window's end, once known
 		firstErr atomic.Pointer[error]
 	)
 	for range clients {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			var mine []time.Duration
-			for firstErr.Load() == nil {
+			var mine []done
+			for stopAt.Load() == 0 && firstErr.Load() == nil {
 				t0 := time.Now()
-				if !t0.Before(end) {
-					break
-				}
 				if err := op(); err != nil {
 					firstErr.CompareAndSwap(nil, &err)
-					return
+					break
 				}
-				if !t0.Before(start) {
-					mine = append(mine, time.Since(t0))
+				t1 := time.Now()
+				if t1.Before(start) {
+					continue
+				}
+				mine = append(mine, done{t1, t1.Sub(t0)})
+				if n := counted.Add(1); !t1.Before(end) && n >= minCount {
+					stopAt.CompareAndSwap(0, t1.UnixNano())
 				}
 			}
 			mu.Lock()
@@ -416,7 +428,16 @@ func measure(clients int, warm, d time.Duration, op func() error) (int, []time.D
 	if p := firstErr.Load(); p != nil {
 		return 0, nil, *p
 	}
-	return len(all), all, nil
+	// Requests that ended after the window closed, while their goroutine
+	// had not yet seen it close, are left out.
+	stop := time.Unix(0, stopAt.Load())
+	var lat []time.Duration
+	for _, r := range all {
+		if !r.at.After(stop) {
+			lat = append(lat, r.latency)
+		}
+	}
+	return stop.Sub(start), lat, nil
 }
 
 // percentile returns the p-th percentile (0 < p <= 1) of sorted latencies.
@@ -437,9 +458,9 @@ func renderBenchTable(m machineInfo, cfg benchConfig, rows []*benchRow, mem *mem
 	}
 	var sb strings.Builder
 	fmt.Fprintf(&sb, "Run of %s (UTC), %s.\n\n", time.Now().UTC().Format("2006-01-02 15:04"), m.String())
-	fmt.Fprintf(&sb, "%d concurrent clients; each row measured for %s in %d rounds of %s (after %s of warm-up each), rows interleaved.\n\n",
+	fmt.Fprintf(&sb, "%d concurrent clients; each row measured for %s in %d rounds of %s (after %s of warm-up each; longer while fewer than %d requests ended), rows interleaved.\n\n",
 		cfg.clients, cfg.perRow, cfg.rounds, cfg.perRow/time.Duration(cfg.rounds),
-		min(500*time.Millisecond, cfg.perRow/time.Duration(cfg.rounds)/2))
+		min(500*time.Millisecond, cfg.perRow/time.Duration(cfg.rounds)/2), 2*cfg.clients)
 	sb.WriteString("| path | rate | p50 | p99 | requests | compared with | target | met |\n")
 	sb.WriteString("|---|---:|---:|---:|---:|---|---|---|\n")
 	for _, r := range rows {
