@@ -555,6 +555,13 @@ single-request ed25519 rate. "met" and "not met" compare this run's ratio
 with the target and nothing else; rows without a target are there for
 comparison.
 
+Two costs no engine change removes sit in these ratios. A plugin request
+crosses Vault's gRPC channel to the plugin process; KV v2 and transit are
+built into Vault and do not. And a sign is a write (` + "`POST`" + `): before any
+write Vault asks the backend for an existence check, which for a plugin is
+a second gRPC round trip carrying the whole request (the message, or all
+100 of a batch), so a DKIM sign makes two hops to the floor's one.
+
 The figures are noisy: the machine that made them has 2 cores shared with
 other work (the load averages above say how busy it was), and the client,
 Vault and the plugin share those cores too. Ratios of neighbouring rows are
@@ -566,6 +573,9 @@ process, the child of the Vault process serving every mount of the plugin,
 before the secrets are written, after, and after every secret was read
 once, which leaves the decoded-entry cache full at its bound
 (` + "`config cache_size`" + `, 10,000 entries by default; see docs/api.md,
-Caching). Vault's own RSS includes its in-memory storage of the same
+Caching). The file audit device is off for that step only (it measures
+memory, and auditing 200,000 requests would only slow it down). RSS counts
+what the Go runtime holds, including heap it has freed but not yet returned
+to the system. Vault's own RSS includes its in-memory storage of the same
 secrets.
 `
