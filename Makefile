@@ -5,8 +5,11 @@
 #   make dev-stop  stop what make dev started
 #   make test      unit tests, then integration tests against a real Vault
 #   make bench     in-process engine benchmarks (scheduler tick, index rebuild,
-#                  bulk job), the audit log reader (lines/s), then benchmarks
-#                  against a real Vault
+#                  bulk job), the audit log reader (lines/s), then one table of
+#                  reads and signs against a real Vault and its own KV v2 and
+#                  transit, and the plugin's memory with 100,000 secrets
+#                  (BENCH_SKIP_MEMORY=1 leaves that out; BENCH_WRITE=1 also
+#                  writes the table to docs/benchmarks.md)
 #   make fuzz      every Fuzz target of every package, FUZZTIME (60s) each, in turn
 
 VERSION       ?= v0.1.0
@@ -20,6 +23,8 @@ FUZZTIME      ?= 60s
 LDFLAGS       := -X github.com/penguinmails/vault-plugin-penguinmails.Version=$(VERSION)
 
 export VERSION VAULT_VERSION PLUGIN_NAME PLUGIN_BIN
+# Settings of the real-Vault table (integration/bench_table_test.go).
+export BENCH_WRITE BENCH_SKIP_MEMORY BENCH_SECONDS BENCH_ROUNDS BENCH_CLIENTS BENCH_SECRETS
 
 .PHONY: build vault dev dev-stop test test-unit test-integration bench bench-engine bench-audit fuzz fmt vet clean
 

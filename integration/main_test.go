@@ -47,6 +47,7 @@ var (
 	pluginBin     string // the plugin binary under test, outside any plugin directory
 	pluginSHA256  string
 	client        *api.Client
+	vaultPID      int // the shared server's process, parent of its plugin process
 )
 
 // secretsSeen collects secret values the tests handled; after the run the
@@ -154,6 +155,7 @@ func startVault(work string) (*vaultServer, error) {
 	if err != nil {
 		return nil, err
 	}
+	vaultPID = srv.cmd.Process.Pid
 	if client, err = newClientFor(vaultAddr, rootToken); err != nil {
 		return srv, err
 	}
