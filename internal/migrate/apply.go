@@ -5,8 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"regexp"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -136,7 +137,7 @@ func planFor(cur map[string]interface{}, ts []target) (Action, string) {
 func differences(read map[string]interface{}, t target) ([]string, bool) {
 	var diff []string
 	material := false
-	for _, k := range sortedFields(t.expect) {
+	for _, k := range slices.Sorted(maps.Keys(t.expect)) {
 		if normalize(k, read[k]) == t.expect[k] {
 			continue
 		}
@@ -146,15 +147,6 @@ func differences(read map[string]interface{}, t target) ([]string, bool) {
 		}
 	}
 	return diff, material
-}
-
-func sortedFields(m map[string]string) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }
 
 // normalize spells a read value the way expect does.

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -44,7 +46,7 @@ func (m *migrator) kvVersions(ctx context.Context, s source) ([]kvVersion, []str
 	}
 	var notes []string
 	if m.opt.AllVersions {
-		for _, n := range sortedKeys(gone) {
+		for _, n := range slices.Sorted(maps.Keys(gone)) {
 			notes = append(notes, fmt.Sprintf("version %d %s, not copied", n, gone[n]))
 		}
 	}
@@ -93,15 +95,6 @@ func liveVersions(raw interface{}, now time.Time) ([]int, map[int]string) {
 	}
 	sort.Ints(live)
 	return live, gone
-}
-
-func sortedKeys(m map[int]string) []int {
-	out := make([]int, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Ints(out)
-	return out
 }
 
 // intOf reads a JSON number however the client decoded it.
