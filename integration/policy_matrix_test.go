@@ -269,7 +269,7 @@ func aclOps(fx aclFixtures) []aclOp {
 	reason := map[string]interface{}{"reason": "acl matrix"}
 	return []aclOp{
 		{name: "smtp read", allowed: with(readers, "tenant"), do: get("smtp/{t}/mail", nil)},
-		{name: "smtp create", allowed: with(everyAdmin, "tenant"), setup: deleteWhenDone("new"), do: func(user, tenant string) (string, string, map[string]interface{}) {
+		{name: "smtp create", allowed: with(everyAdmin, "tenant"), setup: deleteWhenDone("smtp", "new"), do: func(user, tenant string) (string, string, map[string]interface{}) {
 			return http.MethodPut, mount + "/smtp/" + tenant + "/new-" + user, smtpNew
 		}},
 		{name: "smtp update", allowed: with(everyAdmin, "tenant"), do: put("smtp/{t}/mail", map[string]interface{}{"port": 587})},
@@ -285,13 +285,20 @@ func aclOps(fx aclFixtures) []aclOp {
 		{name: "api-keys platform account", allowed: everyAdmin, do: put("api-keys/{t}/sendgrid", map[string]interface{}{"account": "acl-sendgrid"})},
 		{name: "oauth read", allowed: with(readers, "tenant"), do: get("oauth/{t}/gmail", nil)},
 		{name: "oauth consent", allowed: with(everyAdmin, "tenant"), do: put("oauth/{t}/gmail/auth_url", map[string]interface{}{"redirect_uri": "https://app.example.com/cb"})},
+		{name: "oauth rotate", allowed: with(everyAdmin, "tenant", "rotation-service"), do: put("oauth/{t}/gmail/rotate", reason)},
 		{name: "dkim read", allowed: with(readers, "tenant"), do: withDomain(get(dkim(""), nil))},
 		{name: "dkim update", allowed: everyAdmin, do: withDomain(put(dkim(""), map[string]interface{}{"selector_prefix": "pm"}))},
 		{name: "dkim dns", allowed: with(readers, "tenant"), do: withDomain(get(dkim("/dns"), nil))},
 		{name: "dkim sign", allowed: with(everyAdmin, "tenant", "dkim-signer"), do: withDomain(put(dkim("/sign"), map[string]interface{}{"message": fx.message}))},
 		{name: "dkim private export", allowed: everyAdmin, do: withDomain(put(dkim("/private"), nil))},
 		{name: "dkim rotate", allowed: with(everyAdmin, "rotation-service"), do: withDomain(put(dkim("/rotate"), reason))},
+		{name: "dkim activate", allowed: with(everyAdmin, "rotation-service"), setup: writePendingDKIM, do: func(user, tenant string) (string, string, map[string]interface{}) {
+			return http.MethodPut, mount + "/dkim/" + tenant + "/" + activateDomain(user, tenant) + "/activate", reason
+		}},
 		{name: "dkim list", allowed: with(readers, "tenant"), do: list("dkim/{t}")},
+		{name: "ssh create", allowed: everyAdmin, setup: deleteWhenDone("ssh", "new"), do: func(user, tenant string) (string, string, map[string]interface{}) {
+			return http.MethodPut, mount + "/ssh/" + tenant + "/new-" + user, map[string]interface{}{"key_type": "ed25519"}
+		}},
 		{name: "ssh read", allowed: with(readers, "tenant"), do: get("ssh/{t}/key", nil)},
 		{name: "ssh update", allowed: everyAdmin, do: put("ssh/{t}/key", map[string]interface{}{"one_time_download": false})},
 		{name: "ssh authorized_keys", allowed: with(readers, "tenant"), do: get("ssh/{t}/key/authorized_keys", nil)},
@@ -444,13 +451,27 @@ func writeDeleteFixture(t *testing.T, user, tenant string) {
 	if _, err := client.Logical().Write(path, map[string]interface{}{"username": "del@example.com", "host": "smtp.example.com"}); err != nil {
 		t.Fatalf("fixture %s: %v", path, err)
 	}
-	deleteWhenDone("del")(t, user, tenant)
+	deleteWhenDone("smtp", "del")(t, user, tenant)
 }
 
-// deleteWhenDone removes smtp/{tenant}/{prefix}-{user} when the test ends.
-func deleteWhenDone(prefix string) func(t *testing.T, user, tenant string) {
+// activateDomain is the DKIM domain of user's activate cell on tenant.
+func activateDomain(user, tenant string) string { return "act-" + user + "." + aclDomain(tenant) }
+
+// writePendingDKIM creates, as root, a domain whose first key awaits
+// activation (the default delay), for user's activate cell.
+func writePendingDKIM(t *testing.T, user, tenant string) {
+	t.Helper()
+	path := mount + "/dkim/" + tenant + "/" + activateDomain(user, tenant)
+	if _, err := client.Logical().Write(path, map[string]interface{}{"key_type": "ed25519", "activation": "delay"}); err != nil {
+		t.Fatalf("fixture %s: %v", path, err)
+	}
+	t.Cleanup(func() { _, _ = client.Logical().Delete(path) })
+}
+
+// deleteWhenDone removes {kind}/{tenant}/{prefix}-{user} when the test ends.
+func deleteWhenDone(kind, prefix string) func(t *testing.T, user, tenant string) {
 	return func(t *testing.T, user, tenant string) {
-		path := mount + "/smtp/" + tenant + "/" + prefix + "-" + user
+		path := mount + "/" + kind + "/" + tenant + "/" + prefix + "-" + user
 		t.Cleanup(func() { _, _ = client.Logical().Delete(path) })
 	}
 }

@@ -46,7 +46,9 @@ add_user() {
   local name=$1 policy=$2 accessor=$3; shift 3
   local meta=(role="$policy") kv
   for kv in "$@"; do meta+=("$kv"); done
-  # identity/entity/name/NAME creates the entity or updates it in place.
+  # identity/entity/name/NAME creates the entity or updates it in place. (On
+  # an update Vault 1.21 logs a "duplicate identity name" warning that names
+  # the entity's own alias twice, the same canonical id: nothing to merge.)
   "$vault" write "identity/entity/name/$name" policies="$policy" "${meta[@]/#/metadata=}" >/dev/null
   local id bound
   id=$("$vault" read -field=id "identity/entity/name/$name")
