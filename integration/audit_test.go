@@ -84,7 +84,7 @@ func TestAudit_EveryOperationRecordedWithoutSecrets(t *testing.T) {
 	c, entity := userClient(t, "admin", password, "admin")
 	r := &auditRun{t: t, c: c}
 	r.secret(password)
-	tenant := "audit-" + strings.ToLower(randomSecret(t, "")[:8])
+	tenant := "audit-" + randomHex(t, 4) // its own paths in the shared audit log
 	p := func(rest string) string { return mount + "/" + strings.ReplaceAll(rest, "{t}", tenant) }
 
 	auditSMTP(r, p)

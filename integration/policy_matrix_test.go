@@ -74,13 +74,19 @@ var policySetup struct {
 // randomSecret is a fresh random value, remembered for the log checks.
 func randomSecret(t *testing.T, prefix string) string {
 	t.Helper()
-	b := make([]byte, 16)
+	s := prefix + randomHex(t, 16)
+	rememberSecret(s)
+	return s
+}
+
+// randomHex is n random bytes in hex.
+func randomHex(t *testing.T, n int) string {
+	t.Helper()
+	b := make([]byte, n)
 	if _, err := rand.Read(b); err != nil {
 		t.Fatal(err)
 	}
-	s := prefix + hex.EncodeToString(b)
-	rememberSecret(s)
-	return s
+	return hex.EncodeToString(b)
 }
 
 // userClient logs user in through userpass and returns a client with its
@@ -207,7 +213,6 @@ func writeACLFixtures(t *testing.T) aclFixtures {
 			cleanupPath(t, mount+"/"+p)
 		}
 	}
-	t.Cleanup(func() { rememberIssued(oauth) })
 	job := must("rotate-tenant/"+aclTenantA, map[string]interface{}{"types": "ssh", "reason": "acl matrix fixture"})
 	msg := base64.StdEncoding.EncodeToString([]byte(dkimMessage))
 	cfg, err := l.Read(mount + "/config")
@@ -215,13 +220,6 @@ func writeACLFixtures(t *testing.T) aclFixtures {
 		t.Fatalf("config: %v", err)
 	}
 	return aclFixtures{job: job["job_id"].(string), message: msg, historyLimit: cfg.Data["history_limit"]}
-}
-
-// rememberIssued marks every token the OAuth fake handed out.
-func rememberIssued(f interface{ Issued() []string }) {
-	for _, s := range f.Issued() {
-		rememberSecret(s)
-	}
 }
 
 // aclOp is one operation of the matrix. do sends it as user on tenant
