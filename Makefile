@@ -3,6 +3,8 @@
 #   make dev       build the plugin and a real Vault, start Vault on loopback with
 #                  the plugin registered (by SHA-256, with VERSION) and mounted
 #   make dev-stop  stop what make dev started
+#   make dev-policies  install policies/*.hcl and sample users (one per role,
+#                  tenant-1 and tenant-2) into the make dev Vault
 #   make test      unit tests, then integration tests against a real Vault
 #   make bench     in-process engine benchmarks (scheduler tick, index rebuild,
 #                  bulk job), the audit log reader (lines/s), then one table of
@@ -26,7 +28,7 @@ export VERSION VAULT_VERSION PLUGIN_NAME PLUGIN_BIN
 # Settings of the real-Vault table (integration/bench_table_test.go).
 export BENCH_WRITE BENCH_SKIP_MEMORY BENCH_SECONDS BENCH_ROUNDS BENCH_CLIENTS BENCH_SECRETS
 
-.PHONY: build vault dev dev-stop test test-unit test-integration bench bench-engine bench-audit fuzz fmt vet clean
+.PHONY: build vault dev dev-stop dev-policies test test-unit test-integration bench bench-engine bench-audit fuzz fmt vet clean
 
 build:
 	@mkdir -p $(dir $(PLUGIN_BIN))
@@ -44,6 +46,12 @@ dev: build vault
 
 dev-stop:
 	@scripts/dev.sh stop
+
+# Against the Vault of make dev (scripts/dev.sh: loopback, DEV_PORT or 8200,
+# root token "root"), with the vault CLI it uses.
+dev-policies:
+	@VAULT_ADDR=http://127.0.0.1:$${DEV_PORT:-8200} VAULT_TOKEN=root \
+	  VAULT="$$(scripts/build-vault.sh)" scripts/policies.sh
 
 test: test-unit test-integration
 

@@ -103,7 +103,7 @@ func newBackendOf(clock func() time.Time, kinds ...*secretKind) *backend {
 		b.kinds[k.Name] = k
 	}
 
-	paths := []*framework.Path{pathRoot(b), pathConfig(b), pathRotateTenant(b), pathRotateBulk(b), pathRotationStatus(b)}
+	paths := []*framework.Path{pathRoot(b), pathConfig(b), pathRotateTenant(b), pathRotateBulk(b), pathRotationStatus(b), pathTenantRotationStatus(b)}
 	paths = append(paths, pathRotateJobs(b)...)
 	paths = append(paths, pathProviders(b)...)
 	for _, k := range b.sortedKinds() {

@@ -23,19 +23,7 @@ func pathRotationStatus(b *backend) *framework.Path {
 	return &framework.Path{
 		Pattern:      "rotation/status",
 		DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationVerb: "read", OperationSuffix: "rotation-status"},
-		Fields: map[string]*framework.FieldSchema{
-			"type": {Type: framework.TypeCommaStringSlice, Query: true,
-				Description: "Secret types to show (for example smtp,dkim). Empty: every type."},
-			"tenant": {Type: framework.TypeString, Query: true, Description: "Only this tenant. Empty: every tenant."},
-			"status": {Type: framework.TypeString, Query: true,
-				Description: "Only secrets in this state: overdue, due_soon, healthy, not_scheduled or failing. Empty: every state."},
-			"due_within": {Type: framework.TypeDurationSecond, Query: true,
-				Description: "Only secrets whose next_rotation is within this long from now (overdue included), for example 7d."},
-			"limit": {Type: framework.TypeInt, Query: true, Default: defaultStatusLimit,
-				Description: "Rows per page (default 100, at most 1000)."},
-			"after": {Type: framework.TypeString, Query: true,
-				Description: "Cursor: the next_after of the previous page. Empty: the first page."},
-		},
+		Fields:       statusFields("Only this tenant. Empty: every tenant.", true),
 		Operations: map[logical.Operation]framework.OperationHandler{
 			logical.ReadOperation: &framework.PathOperation{
 				Callback: b.handle(b.rotationStatus),
@@ -45,6 +33,56 @@ func pathRotationStatus(b *backend) *framework.Path {
 		HelpSynopsis:    "Secrets by rotation state: overdue, due soon, healthy, failing.",
 		HelpDescription: strings.TrimSpace(statusHelp),
 	}
+}
+
+// pathTenantRotationStatus is rotation/status for one tenant, with the tenant
+// in the path. Vault policies cannot template the values of
+// allowed_parameters, but they can template paths: a tenant's policy grants
+// rotation/status/{{identity.entity.metadata.tenant_id}} and so sees its own
+// rows and no other tenant's. Same fields (minus tenant), same answer as
+// rotation/status?tenant=X.
+func pathTenantRotationStatus(b *backend) *framework.Path {
+	return &framework.Path{
+		Pattern:      "rotation/status/" + tenantSegment,
+		DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationVerb: "read", OperationSuffix: "tenant-rotation-status"},
+		Fields:       statusFields("The tenant whose rows to show.", false),
+		Operations: map[logical.Operation]framework.OperationHandler{
+			logical.ReadOperation: &framework.PathOperation{
+				Callback: b.handle(b.tenantRotationStatus),
+				Summary:  "Rotation state of one tenant's secrets, soonest due first, one page at a time.",
+			},
+		},
+		HelpSynopsis:    "One tenant's secrets by rotation state: overdue, due soon, healthy, failing.",
+		HelpDescription: strings.TrimSpace(statusHelp),
+	}
+}
+
+// statusFields are the fields of both status paths; tenant is a query field
+// of rotation/status and the last path segment of rotation/status/{tenant}.
+func statusFields(tenantHelp string, tenantQuery bool) map[string]*framework.FieldSchema {
+	return map[string]*framework.FieldSchema{
+		"type": {Type: framework.TypeCommaStringSlice, Query: true,
+			Description: "Secret types to show (for example smtp,dkim). Empty: every type."},
+		"tenant": {Type: framework.TypeString, Query: tenantQuery, Description: tenantHelp},
+		"status": {Type: framework.TypeString, Query: true,
+			Description: "Only secrets in this state: overdue, due_soon, healthy, not_scheduled or failing. Empty: every state."},
+		"due_within": {Type: framework.TypeDurationSecond, Query: true,
+			Description: "Only secrets whose next_rotation is within this long from now (overdue included), for example 7d."},
+		"limit": {Type: framework.TypeInt, Query: true, Default: defaultStatusLimit,
+			Description: "Rows per page (default 100, at most 1000)."},
+		"after": {Type: framework.TypeString, Query: true,
+			Description: "Cursor: the next_after of the previous page. Empty: the first page."},
+	}
+}
+
+// tenantRotationStatus answers rotation/status/{tenant}. The path's tenant
+// wins over request data in the sdk, so a tenant query field would be
+// silently ignored; it is refused instead, so nobody believes it applied.
+func (b *backend) tenantRotationStatus(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	if _, ok := req.Data["tenant"]; ok {
+		return nil, badInput("tenant is the last segment of rotation/status/{tenant}: this path takes no tenant query field")
+	}
+	return b.rotationStatus(ctx, req, d)
 }
 
 // statusQuery is a validated rotation/status request.

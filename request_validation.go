@@ -8,7 +8,6 @@ import (
 	"strings"
 
 	"github.com/hashicorp/vault/sdk/framework"
-	"github.com/hashicorp/vault/sdk/helper/errutil"
 	"github.com/hashicorp/vault/sdk/logical"
 )
 
@@ -19,18 +18,29 @@ import (
 // schema first, once for every path, and refuses with messages that name the
 // field and the expected type, never the value.
 
-// HandleExistenceCheck refuses malformed request data before the sdk parses
-// it, and recovers a panic in an existence check like handle() does.
+// HandleExistenceCheck keeps malformed request data from the sdk, whose
+// parsing would quote it, and recovers a panic in an existence check like
+// handle() does.
+//
+// Malformed data is not refused here but by HandleRequest: Vault audits a
+// failed existence check before it has attached the caller's identity (the
+// audit entry would have no display_name or entity_id), and answers it before
+// the ACL check (a caller without access would get a 400, not a 403). Whether
+// a secret exists depends on its path alone, so the check runs without the
+// data, Vault then checks the policy for create or update, and HandleRequest
+// answers the 400.
 func (b *backend) HandleExistenceCheck(ctx context.Context, req *logical.Request) (checkFound, exists bool, err error) {
 	defer b.recoverRequest(req, &err)
 	// Vault asks before every write, sign included. A path without an
-	// existence check answers "not checked" at once; HandleRequest will
-	// check its data, so checking it here too would only double the cost.
+	// existence check answers "not checked" at once; HandleRequest checks
+	// the data, so checking it here too would only double the cost.
 	if p := b.Backend.Route(req.Path); p != nil && p.ExistenceCheck == nil {
 		return false, false, nil
 	}
-	if err := b.checkRequest(req); err != nil {
-		return false, false, errutil.UserError{Err: err.Error()}
+	if b.checkRequest(req) != nil {
+		data := req.Data
+		req.Data = nil
+		defer func() { req.Data = data }()
 	}
 	return b.Backend.HandleExistenceCheck(ctx, req)
 }

@@ -49,15 +49,34 @@ func TestRequest_WrongTypeOfSecretFieldNamesFieldNotValue(t *testing.T) {
 	}
 }
 
-// The existence check runs before any handler; Vault logs its error at error
-// level and audits it, so it must refuse without the value too.
-func TestRequest_ExistenceCheckRefusesWithoutTheValue(t *testing.T) {
+// The existence check runs before Vault's ACL check and before Vault has
+// attached the caller's identity to what it audits. So malformed data does
+// not fail it: it answers from the path alone (the sdk never sees the data,
+// whose parse errors quote it), the policy decides next, and the handler
+// refuses with a 400 that names the field and not the value.
+func TestRequest_ExistenceCheckAnswersFromThePathAndTheHandlerRefuses(t *testing.T) {
 	env := newTestEnv(t)
-	req := &logical.Request{Operation: logical.UpdateOperation, Path: "smtp/tenant-1/m1",
-		Storage: env.storage, Data: map[string]interface{}{"password": []interface{}{marker}}}
-	_, _, err := env.b.HandleExistenceCheck(context.Background(), req)
-	if err == nil || strings.Contains(err.Error(), marker) || !strings.Contains(err.Error(), "password") {
-		t.Fatalf("existence check error = %v; want one naming password, without the value", err)
+	env.ok(logical.UpdateOperation, "smtp/tenant-1/m1", smtpInput())
+	for _, tc := range []struct {
+		path   string
+		exists bool
+	}{{"smtp/tenant-1/m1", true}, {"smtp/tenant-1/m2", false}} {
+		data := map[string]interface{}{"password": []interface{}{marker}}
+		req := &logical.Request{Operation: logical.UpdateOperation, Path: tc.path, Storage: env.storage, Data: data}
+		found, exists, err := env.b.HandleExistenceCheck(context.Background(), req)
+		if err != nil || !found || exists != tc.exists {
+			t.Fatalf("existence check of %s with malformed data = %v, %v, %v; want true, %v, nil", tc.path, found, exists, err, tc.exists)
+		}
+		if _, ok := req.Data["password"]; !ok {
+			t.Fatalf("the existence check dropped the request's data")
+		}
+		msg := env.badRequest(logical.UpdateOperation, tc.path, data)
+		if strings.Contains(msg, marker) || !strings.Contains(msg, "password") {
+			t.Fatalf("%s: %q; want a message naming password, without the value", tc.path, msg)
+		}
+	}
+	if strings.Contains(env.logs.String(), marker) {
+		t.Errorf("the log carries the value")
 	}
 }
 

@@ -315,3 +315,66 @@ func TestRotationStatus_SkipsStaleIndexKeys(t *testing.T) {
 		t.Fatalf("second page %v", next["secrets"])
 	}
 }
+
+// rotation/status/{tenant} is the tenant-scoped form a templated policy can
+// grant: for every filter it answers exactly what rotation/status?tenant=X
+// answers, and it cannot be widened to another tenant by a query field.
+func TestRotationStatus_TenantPathAnswersAsTheTenantQuery(t *testing.T) {
+	env := mixedSecrets(t)
+	for _, tc := range []struct {
+		tenant string
+		query  map[string]interface{}
+		want   []string
+	}{
+		{"t1", nil, mixedOrder[1:]},
+		{"t2", nil, []string{"smtp/t2/fail"}},
+		{"t1", map[string]interface{}{"status": rotationDueSoon}, []string{"smtp/t1/soon"}},
+		{"t1", map[string]interface{}{"type": "ssh,dkim"}, []string{"dkim/t1/example.com", "ssh/t1/key"}},
+		{"t2", map[string]interface{}{"status": rotationFailing}, []string{"smtp/t2/fail"}},
+		{"t1", map[string]interface{}{"due_within": "7d"}, []string{"smtp/t1/over", "smtp/t1/soon"}},
+		{"t1", map[string]interface{}{"limit": 2}, mixedOrder[1:3]},
+		{"t9", nil, []string{}},
+	} {
+		byPath := env.ok(logical.ReadOperation, "rotation/status/"+tc.tenant, tc.query)
+		withTenant := map[string]interface{}{"tenant": tc.tenant}
+		for k, v := range tc.query {
+			withTenant[k] = v
+		}
+		byQuery := env.status(withTenant)
+		if got := statusPaths(byPath); !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("rotation/status/%s %v: rows %v, want %v", tc.tenant, tc.query, got, tc.want)
+		}
+		if !reflect.DeepEqual(byPath, byQuery) {
+			t.Errorf("rotation/status/%s %v answers\n%v\nrotation/status?tenant=%s answers\n%v", tc.tenant, tc.query, byPath, tc.tenant, byQuery)
+		}
+	}
+	// The cursor of one page leads to the next on the same path.
+	first := env.ok(logical.ReadOperation, "rotation/status/t1", map[string]interface{}{"limit": 2})
+	next := env.ok(logical.ReadOperation, "rotation/status/t1", map[string]interface{}{"limit": 2, "after": first["next_after"]})
+	if got := statusPaths(next); !reflect.DeepEqual(got, mixedOrder[3:5]) {
+		t.Errorf("second page of rotation/status/t1: %v, want %v", got, mixedOrder[3:5])
+	}
+}
+
+func TestRotationStatus_TenantPathRefusesATenantQueryAndBadInput(t *testing.T) {
+	env := mixedSecrets(t)
+	for _, tc := range []struct {
+		path    string
+		query   map[string]interface{}
+		mention []string
+	}{
+		{"rotation/status/t1", map[string]interface{}{"tenant": "t2"}, []string{"tenant", "rotation/status/{tenant}"}},
+		{"rotation/status/t1", map[string]interface{}{"status": "late"}, []string{"status", "late"}},
+		{"rotation/status/t1", map[string]interface{}{"limit": 0}, []string{"limit", "1000"}},
+		{"rotation/status/t1", map[string]interface{}{"bogus": "x"}, []string{"bogus"}},
+		{"rotation/status/-bad", nil, []string{"tenant"}},
+		{"rotation/status/a..b", nil, []string{"tenant"}},
+	} {
+		msg := env.badRequest(logical.ReadOperation, tc.path, tc.query)
+		for _, m := range tc.mention {
+			if !strings.Contains(msg, m) {
+				t.Errorf("%s %v: message %q does not mention %q", tc.path, tc.query, msg, m)
+			}
+		}
+	}
+}
