@@ -142,7 +142,11 @@ func malformedRows(t *testing.T) []malformedRow {
 	// Unknown fields: named, with the accepted ones listed.
 	add("unknown field on smtp", "POST", "smtp/sec-t/m1", smtpOK(map[string]interface{}{"pasword": m()}), 400, `"pasword"`, "")
 	add("unknown field on ssh", "POST", "ssh/sec-t/k1", js(map[string]string{"privatekey": m()}), 400, `"privatekey"`, "")
-	add("private_key on dkim (not importable)", "POST", "dkim/sec-t/example.org", js(map[string]string{"private_key": m()}), 400, `"private_key"`, "")
+	mk = m()
+	add("private_key on dkim that is not a key", "POST", "dkim/sec-t/example.org", js(map[string]string{"private_key": mk}), 400, "invalid private_key", mk)
+	mk = m()
+	add("KV v2 data beside flat fields", "POST", "smtp/sec-t/m1", js(map[string]interface{}{"host": "smtp.example.com", "data": map[string]interface{}{"password": mk}}), 400, "cannot be mixed", mk)
+	add("unknown field inside KV v2 data", "POST", "smtp/sec-t/m1", js(map[string]interface{}{"data": map[string]interface{}{"pasword": m()}}), 400, `"pasword"`, "")
 	add("unknown field on config", "POST", "config", js(map[string]string{"smtp_password": m()}), 400, `"smtp_password"`, "")
 	add("password on rotate", "POST", fixSMTP+"/rotate", js(map[string]string{"password": m()}), 400, `"password"`, "")
 	add("unknown field on sign", "POST", fixDKIM+"/sign", js(map[string]string{"message": msg, "key": m()}), 400, `"key"`, "")
