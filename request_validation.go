@@ -34,10 +34,11 @@ func (b *backend) HandleExistenceCheck(ctx context.Context, req *logical.Request
 	// Vault asks before every write, sign included. A path without an
 	// existence check answers "not checked" at once; HandleRequest checks
 	// the data, so checking it here too would only double the cost.
-	if p := b.Backend.Route(req.Path); p != nil && p.ExistenceCheck == nil {
+	p := b.Backend.Route(req.Path)
+	if p != nil && p.ExistenceCheck == nil {
 		return false, false, nil
 	}
-	if b.checkRequest(req) != nil {
+	if checkRequestOn(p, req) != nil {
 		data := req.Data
 		req.Data = nil
 		defer func() { req.Data = data }()
@@ -68,14 +69,19 @@ func (b *backend) recoverRequest(req *logical.Request, err *error) {
 // to. Help needs no valid data (the sdk skips validation for it too), and a
 // path that takes arbitrary input checks its own.
 func (b *backend) checkRequest(req *logical.Request) error {
-	if req.Operation == logical.HelpOperation || len(req.Data) == 0 {
-		return nil
-	}
 	switch req.Operation {
 	case logical.RenewOperation, logical.RevokeOperation, logical.RollbackOperation, logical.RotationOperation:
 		return nil // not routed to a path
 	}
-	p := b.Backend.Route(req.Path)
+	return checkRequestOn(b.Backend.Route(req.Path), req)
+}
+
+// checkRequestOn is checkRequest on the path already routed to (nil: none).
+// A KV v2-shaped write ({"data": {...}}) is unwrapped in req.Data first.
+func checkRequestOn(p *framework.Path, req *logical.Request) error {
+	if req.Operation == logical.HelpOperation || len(req.Data) == 0 {
+		return nil
+	}
 	if p == nil || p.TakesArbitraryInput {
 		return nil
 	}
