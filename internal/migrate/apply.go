@@ -179,14 +179,16 @@ func normalize(field string, v interface{}) string {
 // again, so the engine never keeps half of a secret's versions.
 func (m *migrator) write(ctx context.Context, dest, kind string, ts []target, creating bool) error {
 	for i, t := range ts {
-		err := m.writeOne(ctx, dest, kind, t)
+		wrote, err := m.writeOne(ctx, dest, kind, t)
 		if err == nil {
 			continue
 		}
 		if len(ts) > 1 {
 			err = fmt.Errorf("copying version %d of %d: %w", i+1, len(ts), err)
 		}
-		if creating && i > 0 {
+		// A first version written but failing its check counts too: the
+		// next run would see the secret and copy only the newest version.
+		if creating && (i > 0 || wrote) {
 			if derr := m.v.Delete(ctx, dest); derr != nil {
 				return fmt.Errorf("%w; removing the versions written before also failed (%v): delete %s by hand", err, derr, dest)
 			}
@@ -197,29 +199,32 @@ func (m *migrator) write(ctx context.Context, dest, kind string, ts []target, cr
 	return nil
 }
 
-func (m *migrator) writeOne(ctx context.Context, dest, kind string, t target) error {
+// writeOne writes one version and verifies it; wrote says whether the
+// engine accepted the write (so that a failure after it leaves something).
+func (m *migrator) writeOne(ctx context.Context, dest, kind string, t target) (wrote bool, err error) {
 	if _, err := m.v.Write(ctx, dest, t.write); err != nil {
-		return fmt.Errorf("writing: %w", err)
+		return false, fmt.Errorf("writing: %w", err)
 	}
 	diff, err := m.verify(ctx, dest, t)
 	if err != nil {
-		return err
+		return true, err
 	}
-	if len(diff) > 0 && kind == "dkim" {
+	if kind == "dkim" && slices.Equal(diff, []string{"status"}) {
 		// An imported key waits for activation like a new one; the
 		// migrated key is already published and signing, so it is
-		// activated at once.
+		// activated at once. Only when the key and selector read back
+		// as written: a key stored wrongly must never become the signer.
 		if _, err := m.v.Write(ctx, dest+"/activate", map[string]interface{}{"reason": "migrated from KV v2: the key was already in use"}); err != nil {
-			return fmt.Errorf("activating the imported key: %w", err)
+			return true, fmt.Errorf("activating the imported key: %w", err)
 		}
 		if diff, err = m.verify(ctx, dest, t); err != nil {
-			return err
+			return true, err
 		}
 	}
 	if len(diff) > 0 {
-		return fmt.Errorf("verification failed: the engine's read differs from the source in %s", strings.Join(diff, ", "))
+		return true, fmt.Errorf("verification failed: the engine's read differs from the source in %s", strings.Join(diff, ", "))
 	}
-	return nil
+	return true, nil
 }
 
 func (m *migrator) verify(ctx context.Context, dest string, t target) ([]string, error) {

@@ -346,7 +346,10 @@ func normScopes(parts []string) string {
 // bad one never reaches a write; its p= value is what the engine's read
 // must show afterwards.
 func mapDKIM(name string, f *fields) (target, error) {
-	domain := strings.TrimSuffix(strings.ToLower(strings.TrimSpace(name)), ".")
+	domain, err := dkimkey.CanonicalDomain(name)
+	if err != nil {
+		return target{}, bad("%v", err)
+	}
 	pemText, err := f.required("the DKIM signing key (PEM)", "private_key", "privateKey", "private_key_pem", "key")
 	if err != nil {
 		return target{}, err
@@ -355,10 +358,15 @@ func mapDKIM(name string, f *fields) (target, error) {
 	if err != nil {
 		return target{}, err
 	}
-	f.markUsed("public_key", "publicKey", "dns_record", "dnsRecord") // derived from the private key
+	if err := dkimkey.CheckSelector("selector", selector); err != nil {
+		return target{}, bad("%v", err)
+	}
 	pair, _, err := dkimkey.Import(pemText)
 	if err != nil {
 		return target{}, bad("%v", err)
+	}
+	if err := checkPublished(f, pair.PublicB64); err != nil {
+		return target{}, err
 	}
 	return target{name: domain,
 		write: map[string]interface{}{"private_key": pemText, "selector": selector},
@@ -367,6 +375,38 @@ func mapDKIM(name string, f *fields) (target, error) {
 		expect:   map[string]string{"public_key": pair.PublicB64, "selector": selector, "status": "active"},
 		material: []string{"public_key", "selector"},
 	}, nil
+}
+
+// checkPublished compares the public key the source says is published (a
+// bare base64 key, or a DNS record with its p= tag) with the private key's:
+// a source whose key does not match its record would make the engine sign
+// with a key that no verifier can check.
+func checkPublished(f *fields, public string) error {
+	for _, names := range [][]string{{"public_key", "publicKey"}, {"dns_record", "dnsRecord"}} {
+		v, ok, err := f.str(names...)
+		if err != nil || !ok {
+			if err != nil {
+				return err
+			}
+			continue
+		}
+		if got := publishedKey(v); got != public {
+			return bad("field %s does not match the private key: the published record is of another key", names[0])
+		}
+	}
+	return nil
+}
+
+// publishedKey is the base64 key of a DKIM record ("v=DKIM1; k=rsa; p=...")
+// or of a bare key, without the white space DNS tools insert.
+func publishedKey(v string) string {
+	for _, tag := range strings.Split(v, ";") {
+		if k, val, ok := strings.Cut(strings.TrimSpace(tag), "="); ok && strings.TrimSpace(k) == "p" {
+			v = val
+			break
+		}
+	}
+	return strings.Join(strings.Fields(v), "")
 }
 
 // mapSSH imports the private key; the engine's read shows its fingerprint.

@@ -10,6 +10,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"github.com/penguinmails/vault-plugin-penguinmails/internal/dkimkey"
 	"strings"
 	"testing"
 
@@ -317,6 +318,53 @@ func TestOutputNeverHoldsSecretValues(t *testing.T) {
 	for _, s := range x.secrets {
 		if strings.Contains(all.String(), strings.TrimSpace(s)) {
 			t.Errorf("output holds a secret value (%d bytes)", len(s))
+		}
+	}
+}
+
+// A first version that the engine took but that fails its check leaves
+// nothing behind either: a later run would otherwise find the secret and
+// copy only the newest version.
+func TestAFirstVersionFailingItsCheckRemovesTheSecret(t *testing.T) {
+	x := &fixture{f: newFake()}
+	x.f.put("smtp/t1/m1", map[string]interface{}{"username": "u", "password": "p1", "host": "h.example.com"})
+	x.f.put("smtp/t1/m1", map[string]interface{}{"username": "u", "password": "p2", "host": "h.example.com"})
+	x.f.tamper = func(path string, out map[string]interface{}) { out["password"] = "something-else" }
+	sum, out := x.run(t, true, true)
+	if sum.Failed != 1 || x.f.engine["penguinmails/smtp/t1/m1"] != nil || len(x.f.deletes) != 1 {
+		t.Fatalf("summary %+v, engine %v, deletes %v\n%s", sum, x.f.engine, x.f.deletes, out)
+	}
+	wantRow(t, out, "fail", "secret/penguinmails/smtp/t1/m1", "", "copying version 1 of 2: verification failed")
+}
+
+// A DKIM key is activated only when it reads back as written; a source
+// whose published record is of another key is refused before writing.
+func TestDKIMKeyCheckedAgainstItsRecordAndNeverActivatedWhenWrong(t *testing.T) {
+	x := &fixture{f: newFake(), dkimKey: rsaPEM(t, 2048)}
+	other := rsaPEM(t, 2048)
+	otherPair, _, err := dkimkey.Import(other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	x.f.put("dkim/t1/a.example", map[string]interface{}{"private_key": x.dkimKey, "selector": "pm",
+		"dns_record": "v=DKIM1; k=rsa; p=" + otherPair.PublicB64})
+	x.f.put("dkim/t1/b.example", map[string]interface{}{"private_key": x.dkimKey, "selector": "pm"})
+	x.f.tamper = func(path string, out map[string]interface{}) {
+		if strings.Contains(path, "b.example") {
+			out["selector"] = "wrong"
+		}
+	}
+	sum, out := x.run(t, true, false)
+	if sum.Failed != 2 {
+		t.Fatalf("summary %+v\n%s", sum, out)
+	}
+	wantRow(t, out, "fail", "secret/penguinmails/dkim/t1/a.example", "", "dns_record does not match the private key")
+	for _, w := range x.f.writes {
+		if strings.HasSuffix(w, "/activate") {
+			t.Fatalf("a key that read back wrong was activated: writes %v", x.f.writes)
+		}
+		if strings.Contains(w, "a.example") {
+			t.Fatalf("a source with a mismatched record was written: %v", x.f.writes)
 		}
 	}
 }
