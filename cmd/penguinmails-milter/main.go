@@ -144,7 +144,7 @@ func newFilter(c *config) (*dkimmilter.Filter, error) {
 	return &dkimmilter.Filter{
 		Resolver: resolver,
 		Signer: &dkimmilter.Batcher{Signer: vault, MaxItems: c.batchItems, MaxBytes: c.batchBytes,
-			PerKey: c.perDomain, MaxRequests: c.maxRequests},
+			PerKey: c.perDomain, MaxRequests: c.maxRequests, Timeout: c.timeout},
 		FailOpen:        c.onFailure == "accept",
 		Timeout:         c.timeout,
 		MaxMessageBytes: c.maxMessage,

@@ -3,8 +3,12 @@ package dkimmilter
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
+	"time"
 )
+
+const defaultBatchTimeout = 30 * time.Second
 
 // Batcher coalesces concurrent sign requests into batch requests, as a
 // database's group commit does: a message for a domain with fewer than
@@ -19,6 +23,9 @@ type Batcher struct {
 	MaxBytes    int // per request, summed over its messages
 	PerKey      int // requests in flight per domain
 	MaxRequests int // requests in flight in all
+	// Timeout bounds one batch request (default 30s): the batch runs on a
+	// context of its own, so it must not rely on the Signer's client.
+	Timeout time.Duration
 
 	once   sync.Once
 	global chan struct{}
@@ -64,7 +71,19 @@ func (b *Batcher) Sign(ctx context.Context, key Key, msg []byte) (string, error)
 	case r := <-p.done:
 		return r.Signature, r.Err
 	case <-ctx.Done():
-		return "", ctx.Err() // the batch still runs; its answer is dropped
+		b.forget(key, p)
+		return "", ctx.Err()
+	}
+}
+
+// forget takes a message whose caller stopped waiting out of its queue, so
+// that it is not sent to Vault for nobody. One already in a batch request
+// is signed and its answer dropped.
+func (b *Batcher) forget(key Key, p *pendingSign) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if q := b.queues[key]; q != nil {
+		q.pending = slices.DeleteFunc(q.pending, func(x *pendingSign) bool { return x == p })
 	}
 }
 
@@ -123,10 +142,15 @@ func (b *Batcher) send(key Key, batch []*pendingSign) {
 	for i, p := range batch {
 		msgs[i] = p.msg
 	}
-	// Not the caller's context: the batch serves several callers, each of
-	// which stops waiting on its own deadline. The Signer's HTTP client
-	// bounds the request itself.
-	res, err := b.Signer.SignBatch(context.Background(), key, msgs)
+	// Not a caller's context: the batch serves several callers, each of
+	// which stops waiting on its own deadline. Its own timeout bounds it.
+	timeout := b.Timeout
+	if timeout <= 0 {
+		timeout = defaultBatchTimeout
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	res, err := b.Signer.SignBatch(ctx, key, msgs)
 	if err == nil && len(res) != len(batch) {
 		err = fmt.Errorf("signer answered %d results for %d messages", len(res), len(batch))
 	}

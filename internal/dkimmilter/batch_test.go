@@ -217,3 +217,59 @@ func TestBatcherCallerDeadline(t *testing.T) {
 	}
 	close(s.gate)
 }
+
+// Messages whose callers stopped waiting leave the queue: they are not
+// sent to Vault for nobody, and they hold no memory.
+func TestBatcherDropsMessagesWhoseCallerGaveUp(t *testing.T) {
+	s := newGatedSigner()
+	b := &Batcher{Signer: s, MaxItems: 100, PerKey: 1, MaxRequests: 4}
+	key := Key{"tenant-1", "example.com"}
+	out := make(chan signOutcome, 6)
+	signAsync(b, key, "m0", out)
+	waitFor(t, "the first request", func() bool { n, _ := s.state(); return n == 1 })
+
+	ctx, cancel := context.WithCancel(context.Background())
+	gaveUp := make(chan error, 5)
+	for i := 1; i <= 5; i++ {
+		go func() {
+			_, err := b.Sign(ctx, key, []byte(fmt.Sprintf("late-%d", i)))
+			gaveUp <- err
+		}()
+	}
+	waitFor(t, "five queued", func() bool { return b.Queued(key) == 5 })
+	cancel()
+	for range 5 {
+		if err := <-gaveUp; err != context.Canceled {
+			t.Fatalf("a caller that gave up got %v", err)
+		}
+	}
+	if n := b.Queued(key); n != 0 {
+		t.Fatalf("%d messages of callers that gave up are still queued", n)
+	}
+	close(s.gate)
+	if r := <-out; r.err != nil {
+		t.Fatal(r.err)
+	}
+	waitFor(t, "the drainer to retire", func() bool { b.mu.Lock(); defer b.mu.Unlock(); return b.queues[key] == nil })
+	if _, batches := s.state(); len(batches[key]) != 1 {
+		t.Fatalf("batches sent %v, want only the first", batches[key])
+	}
+}
+
+type hangingSigner struct{}
+
+func (hangingSigner) SignBatch(ctx context.Context, _ Key, _ [][]byte) ([]SignResult, error) {
+	<-ctx.Done()
+	return nil, ctx.Err()
+}
+
+// A batch request that never answers ends at the Batcher's own timeout,
+// whatever client the Signer uses, so it cannot hold a request slot.
+func TestBatcherBoundsARequestThatNeverAnswers(t *testing.T) {
+	b := &Batcher{Signer: hangingSigner{}, MaxItems: 10, PerKey: 1, MaxRequests: 1, Timeout: 50 * time.Millisecond}
+	for i := range 2 { // the second finds the one slot free again
+		if _, err := b.Sign(context.Background(), Key{"t", "example.com"}, []byte("m")); !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("sign %d against a hanging signer: %v, want the deadline", i, err)
+		}
+	}
+}

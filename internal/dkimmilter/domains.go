@@ -10,12 +10,11 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"github.com/penguinmails/vault-plugin-penguinmails/internal/dkimkey"
 	"io"
 	"strings"
 	"sync"
 	"time"
-
-	"golang.org/x/net/idna"
 )
 
 // DomainMap maps signing domains to tenants: exact names, and "*.parent"
@@ -51,7 +50,7 @@ func (m *DomainMap) add(domain, tenant string) error {
 	if rest, ok := strings.CutPrefix(domain, "*."); ok {
 		table, name = m.wildcard, rest
 	}
-	canon, err := CanonicalDomain(name)
+	canon, err := dkimkey.CanonicalDomain(name)
 	if err != nil {
 		return err
 	}
@@ -81,16 +80,6 @@ func (m *DomainMap) Tenant(domain string) (string, bool) {
 		}
 		name = parent
 	}
-}
-
-// CanonicalDomain is the one spelling the engine accepts in its paths:
-// lowercase ASCII, no trailing dot, Unicode names as IDNA punycode.
-func CanonicalDomain(d string) (string, error) {
-	ascii, err := idna.Lookup.ToASCII(strings.TrimSuffix(d, "."))
-	if err != nil || !strings.Contains(ascii, ".") {
-		return "", fmt.Errorf("invalid domain %q", d)
-	}
-	return ascii, nil
 }
 
 // OwnerLookup finds the tenant that owns a domain in the engine

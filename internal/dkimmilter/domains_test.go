@@ -41,6 +41,10 @@ func TestParseDomainMapRefusesBadLines(t *testing.T) {
 		"# x\nexample.com t1\nEXAMPLE.com t2": "line 3: domain \"EXAMPLE.com\" is mapped to both \"t1\" and \"t2\"",
 		"-bad-.com t1":                        "line 1: invalid domain",
 		"localhost t1":                        "invalid domain \"localhost\"",
+		// The engine's own rules (dkimkey.CanonicalDomain): what it would
+		// refuse at sign time is refused when the file loads.
+		"example..com t1":                       "line 1: invalid domain",
+		strings.Repeat("a", 64) + ".example t1": "line 1: invalid domain",
 	} {
 		_, err := ParseDomainMap(strings.NewReader(in))
 		if err == nil || !strings.Contains(err.Error(), want) {

@@ -5,8 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/penguinmails/vault-plugin-penguinmails/internal/dkimkey"
 	"log/slog"
-	"net"
 	"net/mail"
 	"strings"
 	"time"
@@ -213,7 +213,7 @@ func fromDomain(from string) (string, error) {
 	if at < 0 {
 		return "", errors.New("From address has no domain")
 	}
-	return CanonicalDomain(addrs[0].Address[at+1:])
+	return dkimkey.CanonicalDomain(addrs[0].Address[at+1:])
 }
 
 // toCRLF turns bare LF line ends into CRLF (MTAs may pass folded header
@@ -231,6 +231,3 @@ func toCRLF(b []byte) []byte {
 	}
 	return out
 }
-
-// Serve runs the milter on ln until it is closed.
-func (f *Filter) Serve(ln net.Listener) error { return f.Server().Serve(ln) }
