@@ -67,6 +67,10 @@ func TestDKIM_ImportKeepsTheKeyAndIsIdempotent(t *testing.T) {
 	if got["version"] != 2 || got["key_type"] != "rsa-3072" || got["public_key"] != spkiB64(t, otherKey) {
 		t.Fatalf("second import: version %v key_type %v", got["version"], got["key_type"])
 	}
+	rows := env.historyRows(dkimPath)
+	if rows[0]["reason"] != "private_key imported" {
+		t.Fatalf("history of the import: %v", rows[0])
+	}
 }
 
 func TestDKIM_ImportRefusesBadKeysWithoutQuotingThem(t *testing.T) {

@@ -340,13 +340,21 @@ func writeDKIM(b *backend, req *logical.Request, d *framework.FieldData, e *secr
 		e.LastRotated = now
 		return e.addVersion(material, actorOf(req), now, k, cfg)
 	case c.newKey && k.awaitsActivation(e, cfg):
-		r := rotation{Trigger: triggerManual, Reason: "new key_type or selector written", Actor: actorOf(req)}
-		return e.stageRotation(material, k, cfg, r, now)
+		return e.stageRotation(material, k, cfg, c.rotation(req), now)
 	case c.newKey:
-		r := rotation{Trigger: triggerManual, Reason: "new key_type or selector written", Actor: actorOf(req)}
-		return e.rotateTo(material, k, cfg, r, now)
+		return e.rotateTo(material, k, cfg, c.rotation(req), now)
 	}
 	return nil
+}
+
+// rotation is the history row of a write that replaced the key: an
+// imported key says so, so that history tells it from a generated one.
+func (c dkimChange) rotation(req *logical.Request) rotation {
+	reason := "new key_type or selector written"
+	if c.imported != nil {
+		reason = "private_key imported"
+	}
+	return rotation{Trigger: triggerManual, Reason: reason, Actor: actorOf(req)}
 }
 
 // generateDKIMVersion makes a rotated version: a new key of the secret's

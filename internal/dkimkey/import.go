@@ -6,7 +6,6 @@ import (
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/pem"
-	"fmt"
 	"strings"
 
 	"github.com/penguinmails/vault-plugin-penguinmails/internal/inputerr"
@@ -44,15 +43,8 @@ func Import(pemText string) (KeyPair, KeyType, error) {
 	if err != nil {
 		return KeyPair{}, KeyType{}, err
 	}
-	der, err := x509.MarshalPKCS8PrivateKey(signer)
-	if err != nil {
-		return KeyPair{}, KeyType{}, fmt.Errorf("encoding imported %s private key: %w", t.Name, err)
-	}
-	pub, err := PublicKey(signer.Public())
-	if err != nil {
-		return KeyPair{}, KeyType{}, err
-	}
-	return KeyPair{PrivatePEM: string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})), PublicB64: pub}, t, nil
+	pair, err := pairOf(signer, t)
+	return pair, t, err
 }
 
 func parseImported(block *pem.Block) (crypto.Signer, error) {

@@ -91,6 +91,12 @@ func Generate(random io.Reader, t KeyType) (KeyPair, error) {
 		}
 		priv = k
 	}
+	return pairOf(priv, t)
+}
+
+// pairOf is a private key as the engine stores it: PKCS#8 PEM, and the
+// p= value of its record. Generated and imported keys both go through it.
+func pairOf(priv crypto.Signer, t KeyType) (KeyPair, error) {
 	der, err := x509.MarshalPKCS8PrivateKey(priv)
 	if err != nil {
 		return KeyPair{}, fmt.Errorf("encoding %s private key: %w", t.Name, err)
