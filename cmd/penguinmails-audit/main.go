@@ -16,6 +16,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/penguinmails/vault-plugin-penguinmails/internal/tty"
 	"io"
 	"os"
 	"sort"
@@ -202,7 +203,7 @@ func readOne(p *auditlog.Processor, in string, stdin io.Reader) error {
 // startProgress prints lines read and lines per second every second while
 // the run lasts, on one line of a terminal; the returned func clears it.
 func startProgress(mode string, stderr io.Writer, st *auditlog.Stats) func() {
-	if mode == "never" || (mode == "auto" && !isTerminal(stderr)) {
+	if mode == "never" || (mode == "auto" && !tty.Is(stderr)) {
 		return func() {}
 	}
 	done := make(chan struct{})
@@ -228,16 +229,6 @@ func startProgress(mode string, stderr io.Writer, st *auditlog.Stats) func() {
 		}
 	}()
 	return func() { close(done); wg.Wait() }
-}
-
-// isTerminal: a character device (no golang.org/x/term dependency).
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	fi, err := f.Stat()
-	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }
 
 func summary(w io.Writer, mount string, st *auditlog.Stats, took time.Duration) {

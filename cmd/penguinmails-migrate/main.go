@@ -21,6 +21,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/penguinmails/vault-plugin-penguinmails/internal/tty"
 	"io"
 	"os"
 	"strings"
@@ -49,7 +50,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	opt.Out = stdout
-	if isTerminal(stderr) {
+	if tty.Is(stderr) {
 		// The counter is redrawn after each row; a row printed to the same
 		// terminal first clears it, so rows never run into the counter.
 		opt.Out = clearingWriter{out: stdout, term: stderr}
@@ -162,14 +163,4 @@ type clearingWriter struct{ out, term io.Writer }
 func (w clearingWriter) Write(p []byte) (int, error) {
 	fmt.Fprint(w.term, "\r\033[K")
 	return w.out.Write(p)
-}
-
-// isTerminal: a character device (no golang.org/x/term dependency).
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	fi, err := f.Stat()
-	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }

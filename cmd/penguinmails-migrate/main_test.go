@@ -40,11 +40,9 @@ func TestShortKeepsStatusAndMessagesOnOneLine(t *testing.T) {
 	}
 }
 
-func TestProgressOnlyOnATerminal(t *testing.T) {
+// internal/tty's tests prove a pipe or a file takes no progress line.
+func TestBadFlagIsUsage(t *testing.T) {
 	var buf bytes.Buffer
-	if isTerminal(&buf) {
-		t.Fatal("a buffer is no terminal")
-	}
 	if code := run([]string{"-bogus"}, &buf, &buf); code != 2 || !strings.Contains(buf.String(), "usage") {
 		t.Fatalf("bad flag: exit %d, %q", code, buf.String())
 	}
