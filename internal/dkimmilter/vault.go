@@ -7,10 +7,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/penguinmails/vault-plugin-penguinmails/internal/provider"
 	"io"
 	"net/http"
 	"net/url"
 	"strings"
+	"unicode"
 )
 
 // Key names one DKIM secret of the engine: dkim/{Tenant}/{Domain}.
@@ -148,7 +150,7 @@ func (c *VaultClient) call(ctx context.Context, method, path string, in, out int
 }
 
 func (c *VaultClient) once(ctx context.Context, method, path, tok string, payload []byte, out interface{}) error {
-	u := strings.TrimRight(c.Addr, "/") + "/v1/" + strings.Trim(c.Mount, "/") + "/" + path
+	u := provider.Join(c.Addr, "/v1/"+strings.Trim(c.Mount, "/")+"/"+path)
 	req, err := http.NewRequestWithContext(ctx, method, u, bytes.NewReader(payload))
 	if err != nil {
 		return err
@@ -182,8 +184,16 @@ func vaultErrors(data []byte) string {
 	if msg == "" {
 		msg = "(no error text)"
 	}
-	if len(msg) > 300 {
-		msg = msg[:300] + "..."
+	// Control characters out (the text reaches the milter's log lines),
+	// and a cut on a character boundary.
+	msg = strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return ' '
+		}
+		return r
+	}, msg)
+	if r := []rune(msg); len(r) > 300 {
+		msg = string(r[:300]) + "..."
 	}
 	return msg
 }
