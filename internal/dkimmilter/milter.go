@@ -55,17 +55,20 @@ func (f *Filter) Server() *milter.Server {
 // session is one MTA connection; messages on it arrive one after another.
 type session struct {
 	milter.NoOpMilter
-	f        *Filter
-	header   bytes.Buffer // the header section as the MTA will send it, CRLF line ends
-	from     string       // the first From field's value
-	body     bytes.Buffer
+	f      *Filter
+	header bytes.Buffer // the header section as the MTA will send it, CRLF line ends
+	from   string       // the first From field's value
+	body   bytes.Buffer
+	// bareLF counts the body's LF line ends without a CR: message() adds
+	// one byte for each, and the size limit must count it.
+	bareLF   int
 	oversize bool
 }
 
 func (s *session) reset() {
 	s.header.Reset()
 	s.body.Reset()
-	s.from, s.oversize = "", false
+	s.from, s.oversize, s.bareLF = "", false, 0
 }
 
 // MailFrom starts a message: whatever an earlier one left is dropped.
@@ -96,6 +99,15 @@ func (s *session) Header(name, value string, _ *milter.Modifier) (milter.Respons
 
 func (s *session) BodyChunk(chunk []byte, _ *milter.Modifier) (milter.Response, error) {
 	if !s.oversize {
+		prev := byte(0)
+		if n := s.body.Len(); n > 0 {
+			prev = s.body.Bytes()[n-1] // a CR may end the chunk before
+		}
+		for i, c := range chunk {
+			if c == '\n' && (i > 0 && chunk[i-1] != '\r' || i == 0 && prev != '\r') {
+				s.bareLF++
+			}
+		}
 		s.body.Write(chunk)
 		s.checkSize()
 	}
@@ -104,7 +116,7 @@ func (s *session) BodyChunk(chunk []byte, _ *milter.Modifier) (milter.Response, 
 
 // checkSize stops buffering once the message cannot be signed anyway.
 func (s *session) checkSize() {
-	if s.f.MaxMessageBytes > 0 && s.header.Len()+s.body.Len() > s.f.MaxMessageBytes {
+	if s.f.MaxMessageBytes > 0 && s.header.Len()+2+s.body.Len()+s.bareLF > s.f.MaxMessageBytes {
 		s.oversize = true
 		s.body.Reset()
 	}

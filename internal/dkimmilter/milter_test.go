@@ -275,3 +275,30 @@ func TestSignatureValue(t *testing.T) {
 		}
 	}
 }
+
+// The size limit counts the message as it is signed: bare LF line ends in
+// the body become CRLF, and the blank line between header and body counts.
+// A message of exactly the limit is signed; one byte over is not.
+func TestMilterSizeLimitCountsTheSignedBytes(t *testing.T) {
+	body := strings.Repeat("a line with a bare LF\n", 20)
+	sizeOf := func(limit int) (int, *milter.Action) {
+		signer := &recordingSigner{field: engineField}
+		f := newTestFilter(signer, false, &bytes.Buffer{})
+		f.MaxMessageBytes = limit
+		_, act := sendMessage(t, startFilter(t, f), testFields, body)
+		if len(signer.msgs) == 0 {
+			return 0, act
+		}
+		return len(signer.msgs[0]), act
+	}
+	signed, _ := sizeOf(1 << 20)
+	if signed == 0 {
+		t.Fatal("the unlimited message was not signed")
+	}
+	if n, act := sizeOf(signed); n != signed {
+		t.Fatalf("a message of exactly the limit (%d bytes) was refused: %c", signed, act.Code)
+	}
+	if n, act := sizeOf(signed - 1); n != 0 || act.Code != milter.ActReplyCode {
+		t.Fatalf("a message one byte over the limit was signed (%d bytes) or not refused (%c)", n, act.Code)
+	}
+}
