@@ -11,6 +11,7 @@ import (
 	"context"
 	"fmt"
 	"github.com/penguinmails/vault-plugin-penguinmails/internal/dkimkey"
+	"golang.org/x/sync/singleflight"
 	"io"
 	"strings"
 	"sync"
@@ -97,8 +98,9 @@ type Resolver struct {
 	TTL    time.Duration
 	Now    func() time.Time // for tests; time.Now when nil
 
-	mu    sync.Mutex
-	cache map[string]cachedOwner
+	mu     sync.Mutex
+	cache  map[string]cachedOwner
+	flight singleflight.Group // one lookup per domain at a time
 }
 
 type cachedOwner struct {
@@ -126,12 +128,18 @@ func (r *Resolver) Tenant(ctx context.Context, domain string) (string, error) {
 	if ok && now.Before(c.expires) {
 		return c.tenant, nil
 	}
-	tenant, err := r.Lookup.Owner(ctx, domain)
+	// A burst of mail from a new domain asks Vault once, not once a message.
+	v, err, _ := r.flight.Do(domain, func() (interface{}, error) {
+		tenant, err := r.Lookup.Owner(ctx, domain)
+		if err == nil {
+			r.remember(domain, tenant, now)
+		}
+		return tenant, err
+	})
 	if err != nil {
 		return "", err
 	}
-	r.remember(domain, tenant, now)
-	return tenant, nil
+	return v.(string), nil
 }
 
 func (r *Resolver) remember(domain, tenant string, now time.Time) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -100,5 +101,50 @@ func TestResolverCachesOwnersForTTL(t *testing.T) {
 	owners.err = nil
 	if got, err := r.Tenant(ctx, "owned.example"); got != "t-owner" || err != nil {
 		t.Fatalf("after recovery: %q %v", got, err)
+	}
+}
+
+// gatedOwners answers once release is closed, counting the lookups.
+type gatedOwners struct {
+	release chan struct{}
+	calls   atomic.Int32
+}
+
+func (g *gatedOwners) Owner(context.Context, string) (string, error) {
+	g.calls.Add(1)
+	<-g.release
+	return "t-burst", nil
+}
+
+// A burst of mail from a domain not yet cached makes one lookup.
+func TestResolverMergesConcurrentLookups(t *testing.T) {
+	g := &gatedOwners{release: make(chan struct{})}
+	r := &Resolver{Map: &DomainMap{}, Lookup: g, TTL: time.Minute}
+	got := make(chan string, 20)
+	for range 20 {
+		go func() {
+			tenant, _ := r.Tenant(context.Background(), "burst.example")
+			got <- tenant
+		}()
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for g.calls.Load() == 0 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	// Without merging, the other 19 callers would each be in a lookup of
+	// their own within microseconds: watch for a second one for a while.
+	for watch := time.Now().Add(200 * time.Millisecond); time.Now().Before(watch); time.Sleep(time.Millisecond) {
+		if n := g.calls.Load(); n > 1 {
+			t.Fatalf("%d concurrent lookups for one domain, want 1", n)
+		}
+	}
+	close(g.release)
+	for range 20 {
+		if tenant := <-got; tenant != "t-burst" {
+			t.Fatalf("a caller got %q", tenant)
+		}
+	}
+	if n := g.calls.Load(); n != 1 {
+		t.Fatalf("%d lookups for one burst, want 1", n)
 	}
 }
