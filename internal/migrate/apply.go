@@ -209,11 +209,11 @@ func (m *migrator) writeOne(ctx context.Context, dest, kind string, t target) (w
 	if err != nil {
 		return true, err
 	}
-	if kind == "dkim" && slices.Equal(diff, []string{"status"}) {
+	if kind == "dkim" && len(diff) > 0 && m.pendingAsWritten(ctx, dest, t, diff) {
 		// An imported key waits for activation like a new one; the
 		// migrated key is already published and signing, so it is
-		// activated at once. Only when the key and selector read back
-		// as written: a key stored wrongly must never become the signer.
+		// activated at once. Only when the waiting key and selector read
+		// back as written: a key stored wrongly must never become the signer.
 		if _, err := m.v.Write(ctx, dest+"/activate", map[string]interface{}{"reason": "migrated from KV v2: the key was already in use"}); err != nil {
 			return true, fmt.Errorf("activating the imported key: %w", err)
 		}
@@ -225,6 +225,32 @@ func (m *migrator) writeOne(ctx context.Context, dest, kind string, t target) (w
 		return true, fmt.Errorf("verification failed: the engine's read differs from the source in %s", strings.Join(diff, ", "))
 	}
 	return true, nil
+}
+
+// pendingAsWritten reports whether the DKIM key waiting for activation is
+// the one written. A first key reads as itself with status pending (diff is
+// just status); a later one waits beside the active key, which the read
+// shows, so the waiting version is read by its number.
+func (m *migrator) pendingAsWritten(ctx context.Context, dest string, t target, diff []string) bool {
+	if slices.Equal(diff, []string{"status"}) {
+		return true
+	}
+	read, err := m.v.Read(ctx, dest, nil)
+	if err != nil || read == nil {
+		return false
+	}
+	versions, _ := read["versions"].(map[string]interface{})
+	for n, v := range versions {
+		if info, _ := v.(map[string]interface{}); info["stage"] == "pending" {
+			pending, err := m.v.Read(ctx, dest, map[string][]string{"version": {n}})
+			if err != nil || pending == nil {
+				return false
+			}
+			d, _ := differences(pending, t)
+			return len(d) == 0 || slices.Equal(d, []string{"status"})
+		}
+	}
+	return false
 }
 
 func (m *migrator) verify(ctx context.Context, dest string, t target) ([]string, error) {
