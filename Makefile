@@ -11,7 +11,8 @@
 #                  reads and signs against a real Vault and its own KV v2 and
 #                  transit, and the plugin's memory with 100,000 secrets
 #                  (BENCH_SKIP_MEMORY=1 leaves that out; BENCH_WRITE=1 also
-#                  writes the table to docs/benchmarks.md)
+#                  writes the table to docs/benchmarks.md; BENCH_ONLY=dkim-rsa,...
+#                  measures only those rows and their baselines)
 #   make fuzz      every Fuzz target of every package, FUZZTIME (60s) each, in turn
 
 VERSION       ?= v0.1.0
@@ -26,7 +27,7 @@ LDFLAGS       := -X github.com/penguinmails/vault-plugin-penguinmails.Version=$(
 
 export VERSION VAULT_VERSION PLUGIN_NAME PLUGIN_BIN
 # Settings of the real-Vault table (integration/bench_table_test.go).
-export BENCH_WRITE BENCH_SKIP_MEMORY BENCH_SECONDS BENCH_ROUNDS BENCH_CLIENTS BENCH_SECRETS
+export BENCH_ONLY BENCH_WRITE BENCH_SKIP_MEMORY BENCH_SECONDS BENCH_ROUNDS BENCH_CLIENTS BENCH_SECRETS
 
 .PHONY: build vault dev dev-stop dev-policies test test-unit test-integration bench bench-engine bench-audit fuzz fmt vet clean
 
