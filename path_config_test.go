@@ -199,8 +199,10 @@ func TestConfig_ConcurrentWritesKeepBothChanges(t *testing.T) {
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() { defer wg.Done(); write(map[string]interface{}{"smtp_rotation_period": "60d"}) }()
-	for !storage.stalled.Load() {
-		time.Sleep(time.Millisecond)
+	for deadline := time.Now().Add(10 * time.Second); !storage.stalled.Load(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the first config write never reached storage")
+		}
 	}
 	write(map[string]interface{}{"max_versions": 10})
 	wg.Wait()
