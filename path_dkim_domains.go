@@ -140,21 +140,17 @@ func backfillClaim(ctx context.Context, s logical.Storage, domain string, tenant
 // a write first settles the claim and refuses a domain another tenant owns;
 // a delete releases the claim once the secret is gone.
 func (o *domainOwners) guard(p *framework.Path, b *backend) {
-	write := p.Operations[logical.UpdateOperation].(*framework.PathOperation)
-	next := write.Callback
-	// b.handle again around the whole: the claim code must not panic the
-	// plugin process either.
-	write.Callback = b.handle(func(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
-		tenant, domain := d.Get("tenant").(string), d.Get("name").(string)
-		if validateIdentifier("tenant", tenant) != nil || checkDKIMDomain(tenant, domain) != nil {
-			return next(ctx, req, d) // reports the bad segment
+	// Every operation that writes the secret (create and update share one,
+	// patch has its own) is admitted: one left out would write a domain
+	// another tenant owns, or claim it outside the lock.
+	guarded := map[*framework.PathOperation]bool{}
+	for _, op := range []logical.Operation{logical.CreateOperation, logical.UpdateOperation, logical.PatchOperation} {
+		write := p.Operations[op].(*framework.PathOperation)
+		if !guarded[write] {
+			guarded[write] = true
+			write.Callback = o.admitted(b, write.Callback)
 		}
-		defer o.lock(domain)()
-		if err := o.admit(ctx, b, req.Storage, tenant, domain); err != nil {
-			return nil, err // a 409 or a storage error
-		}
-		return next(ctx, req, d)
-	})
+	}
 	del := p.Operations[logical.DeleteOperation].(*framework.PathOperation)
 	nextDel := del.Callback
 	del.Callback = b.handle(func(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
@@ -166,6 +162,23 @@ func (o *domainOwners) guard(p *framework.Path, b *backend) {
 		}
 		_, err = o.settle(ctx, b, req.Storage, domain)
 		return resp, err
+	})
+}
+
+// admitted is next under the domain's lock, once admit let the tenant in.
+func (o *domainOwners) admitted(b *backend, next framework.OperationFunc) framework.OperationFunc {
+	// b.handle again around the whole: the claim code must not panic the
+	// plugin process either.
+	return b.handle(func(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+		tenant, domain := d.Get("tenant").(string), d.Get("name").(string)
+		if validateIdentifier("tenant", tenant) != nil || checkDKIMDomain(tenant, domain) != nil {
+			return next(ctx, req, d) // reports the bad segment
+		}
+		defer o.lock(domain)()
+		if err := o.admit(ctx, b, req.Storage, tenant, domain); err != nil {
+			return nil, err // a 409 or a storage error
+		}
+		return next(ctx, req, d)
 	})
 }
 

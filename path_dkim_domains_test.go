@@ -270,9 +270,12 @@ func TestDKIMDomains_AConflictingPairFromBeforeIsShownNotResolved(t *testing.T) 
 	env.refused(logical.UpdateOperation, "dkim/tenant-1/example.com", nil, 409) // runs the backfill
 	before := env.storageSnapshot()
 	for _, tenant := range []string{"tenant-1", "tenant-2"} {
-		msg := env.refused(logical.UpdateOperation, "dkim/"+tenant+"/example.com", nil, 409)
-		if !strings.Contains(msg, "dkim/tenant-1/example.com and dkim/tenant-2/example.com") {
-			t.Fatalf("write by %s: %q", tenant, msg)
+		// PATCH writes too: a new key by patch is refused like one by write.
+		for _, op := range []logical.Operation{logical.UpdateOperation, logical.PatchOperation} {
+			msg := env.refused(op, "dkim/"+tenant+"/example.com", map[string]interface{}{"key_type": "rsa-2048"}, 409)
+			if !strings.Contains(msg, "dkim/tenant-1/example.com and dkim/tenant-2/example.com") {
+				t.Fatalf("%s by %s: %q", op, tenant, msg)
+			}
 		}
 	}
 	if after := env.storageSnapshot(); !reflect.DeepEqual(before, after) {
