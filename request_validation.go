@@ -18,31 +18,21 @@ import (
 // schema first, once for every path, and refuses with messages that name the
 // field and the expected type, never the value.
 
-// HandleExistenceCheck keeps malformed request data from the sdk, whose
-// parsing would quote it, and recovers a panic in an existence check like
-// handle() does.
+// HandleExistenceCheck runs the sdk's existence check without the request
+// data, and recovers a panic in it like handle() does.
 //
-// Malformed data is not refused here but by HandleRequest: Vault audits a
-// failed existence check before it has attached the caller's identity (the
-// audit entry would have no display_name or entity_id), and answers it before
-// the ACL check (a caller without access would get a 400, not a 403). Whether
-// a secret exists depends on its path alone, so the check runs without the
-// data, Vault then checks the policy for create or update, and HandleRequest
-// answers the 400.
+// Every existence check of the engine reads path segments only, so the data
+// is not needed: it is checked (and a KV v2 shape unwrapped) once, by
+// HandleRequest, on the request as sent. Malformed data must not fail the
+// existence check anyway: the sdk's parse errors quote it, Vault audits a
+// failed existence check before it has attached the caller's identity (no
+// display_name or entity_id), and answers it before the ACL check (a caller
+// without access would get a 400, not a 403).
 func (b *backend) HandleExistenceCheck(ctx context.Context, req *logical.Request) (checkFound, exists bool, err error) {
 	defer b.recoverRequest(req, &err)
-	// Vault asks before every write, sign included. A path without an
-	// existence check answers "not checked" at once; HandleRequest checks
-	// the data, so checking it here too would only double the cost.
-	p := b.Backend.Route(req.Path)
-	if p != nil && p.ExistenceCheck == nil {
-		return false, false, nil
-	}
-	if checkRequestOn(p, req) != nil {
-		data := req.Data
-		req.Data = nil
-		defer func() { req.Data = data }()
-	}
+	data := req.Data
+	req.Data = nil
+	defer func() { req.Data = data }()
 	return b.Backend.HandleExistenceCheck(ctx, req)
 }
 

@@ -2,6 +2,7 @@ package penguinmails
 
 import (
 	"context"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -77,6 +78,23 @@ func TestRequest_ExistenceCheckAnswersFromThePathAndTheHandlerRefuses(t *testing
 	}
 	if strings.Contains(env.logs.String(), marker) {
 		t.Errorf("the log carries the value")
+	}
+}
+
+// The existence check leaves the request as sent, KV v2 shape included:
+// in Vault the handler gets its own copy of the request, so whatever the
+// check changed in it would hold in these in-process tests only.
+func TestRequest_ExistenceCheckLeavesTheDataAsSent(t *testing.T) {
+	env := newTestEnv(t)
+	inner := smtpInput()
+	req := &logical.Request{Operation: logical.UpdateOperation, Path: "smtp/tenant-1/m1", Storage: env.storage,
+		Data: map[string]interface{}{"data": inner}}
+	found, exists, err := env.b.HandleExistenceCheck(context.Background(), req)
+	if err != nil || !found || exists {
+		t.Fatalf("existence check = %v, %v, %v; want true, false, nil", found, exists, err)
+	}
+	if !reflect.DeepEqual(req.Data, map[string]interface{}{"data": inner}) {
+		t.Fatalf("the existence check changed the request's data to %v", req.Data)
 	}
 }
 
