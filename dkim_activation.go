@@ -66,8 +66,14 @@ const (
 )
 
 // dkimOptionsOf returns the DKIM settings in force under cfg, decoded once
-// when cfg was loaded or written (engineConfig.decodeTypeSettings).
-func dkimOptionsOf(cfg *engineConfig) dkimOptions { return cfg.dkim }
+// when cfg was loaded or written (backend.decodeTypeSettings); the defaults
+// for a config that was not.
+func dkimOptionsOf(cfg *engineConfig) dkimOptions {
+	if o, ok := cfg.decoded["dkim"].(dkimOptions); ok {
+		return o
+	}
+	return defaultDKIMOptions()
+}
 
 // decodeDKIMOptions reads stored DKIM settings over the defaults.
 func decodeDKIMOptions(raw json.RawMessage) (dkimOptions, error) {
@@ -99,6 +105,7 @@ func dkimTypeSettings() *typeSettings {
 				Description: "A zone the platform serves (dkim.mailer.example): domains created after it is set get two stable selectors that customers delegate with CNAMEs once."},
 		},
 		update: updateDKIMOptions,
+		decode: func(raw json.RawMessage) (any, error) { return decodeDKIMOptions(raw) },
 		view: func(raw json.RawMessage) (map[string]interface{}, error) {
 			o, err := decodeDKIMOptions(raw)
 			if err != nil {

@@ -54,10 +54,11 @@ type engineConfig struct {
 	// TypeSettings holds each type's own settings (secretKind.settings), by
 	// type name, in the type's own encoding.
 	TypeSettings map[string]json.RawMessage `json:"type_settings,omitempty"`
-	// dkim is TypeSettings["dkim"] decoded over the defaults, so that a
-	// sign or an activation check does not decode it again. Set by
-	// decodeTypeSettings when the config is loaded or written; not stored.
-	dkim dkimOptions
+	// decoded is TypeSettings as each type's settings.decode made it, by
+	// type name, so that a request does not decode them again. Set by
+	// backend.decodeTypeSettings when the config is loaded or written; not
+	// stored.
+	decoded map[string]any
 
 	// Legacy per-type fields of configs written before Policies; read once
 	// and moved into Policies (migrateLegacy).
@@ -90,19 +91,23 @@ func defaultConfig() *engineConfig {
 		HistoryLimit:            defaultHistoryLimit,
 		AccessLimit:             defaultAccessLimit,
 		JobConcurrency:          defaultJobConcurrency,
-		dkim:                    defaultDKIMOptions(),
 	}
 }
 
-// decodeTypeSettings decodes the type settings that are read on hot
-// paths. A setting that does not decode is an error, never the defaults:
-// they could activate or publish DKIM keys other than configured.
-func (c *engineConfig) decodeTypeSettings() error {
-	o, err := decodeDKIMOptions(c.TypeSettings["dkim"])
-	if err != nil {
-		return err
+// decodeTypeSettings decodes every type's settings into c.decoded, a new
+// map (c may be a copy of the cached config). A setting that does not
+// decode is an error, never the defaults: they could, say, activate or
+// publish DKIM keys other than configured.
+func (b *backend) decodeTypeSettings(c *engineConfig) error {
+	decoded := map[string]any{}
+	for _, k := range b.typeSettingKinds() {
+		v, err := k.settings.decode(c.TypeSettings[k.Name])
+		if err != nil {
+			return err
+		}
+		decoded[k.Name] = v
 	}
-	c.dkim = o
+	c.decoded = decoded
 	return nil
 }
 
@@ -218,6 +223,9 @@ type typeSettings struct {
 	// yet) and returns what to store. Errors are input errors naming the
 	// field.
 	update func(ctx context.Context, b *backend, d *framework.FieldData, stored json.RawMessage) (json.RawMessage, error)
+	// decode reads stored (nil: nothing stored yet) over the defaults into
+	// the value the type's code reads from engineConfig.decoded.
+	decode func(stored json.RawMessage) (any, error)
 	// view renders the settings in force, defaults included.
 	view func(stored json.RawMessage) (map[string]interface{}, error)
 	// help lists "field  what it does (default)" lines for config's help.
@@ -322,9 +330,9 @@ func (b *backend) config(ctx context.Context, s logical.Storage) (*engineConfig,
 			return nil, fmt.Errorf("decoding config: %w", err)
 		}
 		cfg.migrateLegacy()
-		if err := cfg.decodeTypeSettings(); err != nil {
-			return nil, fmt.Errorf("decoding config: %w", err)
-		}
+	}
+	if err := b.decodeTypeSettings(cfg); err != nil {
+		return nil, fmt.Errorf("decoding config: %w", err)
 	}
 	b.cfgMu.Lock()
 	if b.cfgGen == gen {
@@ -469,7 +477,7 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 	if err := b.validatePolicies(&next); err != nil {
 		return nil, err
 	}
-	if err := next.decodeTypeSettings(); err != nil {
+	if err := b.decodeTypeSettings(&next); err != nil {
 		return nil, err
 	}
 	entry, err := logical.StorageEntryJSON(configStoragePath, &next)
