@@ -541,6 +541,11 @@ func TestUnmatchedPaths_ExplainTheLayout(t *testing.T) {
 		if code := statusOf(logical.ReadOperation, resp, err); code != 404 {
 			t.Errorf("read %s: status %d, want 404", path, code)
 		}
+		// PATCH too gets the layout explained, not a bare 405.
+		resp, err = env.do(logical.PatchOperation, path, map[string]interface{}{"port": 587})
+		if code := statusOf(logical.PatchOperation, resp, err); code != 404 || err == nil || !strings.Contains(err.Error(), "{type}/{tenant}/{name}") {
+			t.Errorf("patch %s: status %d (%v), want 404 explaining the layout", path, code, err)
+		}
 	}
 	// A bad segment under a known type is named even on an unknown sub-path.
 	if msg := env.badRequest(logical.UpdateOperation, "smtp/-bad/m1/bogus", nil); !strings.Contains(msg, "invalid tenant") {

@@ -597,6 +597,7 @@ func pathMalformed(b *backend) *framework.Path {
 		Operations: map[logical.Operation]framework.OperationHandler{
 			logical.ReadOperation: handler, logical.ListOperation: handler,
 			logical.UpdateOperation: handler, logical.DeleteOperation: handler,
+			logical.PatchOperation: handler, // 404 like a read: nothing there to change
 		},
 		HelpSynopsis: "Reports unsupported and malformed paths.",
 	}
