@@ -64,6 +64,8 @@ func parseImported(block *pem.Block) (crypto.Signer, error) {
 			return s, nil
 		}
 		return nil, inputerr.New("invalid private_key: unsupported key algorithm; DKIM keys are RSA or Ed25519")
+	case "ENCRYPTED PRIVATE KEY":
+		return nil, inputerr.New("invalid private_key: encrypted PKCS#8 is not accepted; decrypt it first (openssl pkey -in KEY -out PLAIN)")
 	default:
 		return nil, inputerr.New("invalid private_key: PEM block %s is not a private key (expected PRIVATE KEY or RSA PRIVATE KEY)", inputerr.Quote(block.Type))
 	}

@@ -56,6 +56,7 @@ func TestImportRefusals(t *testing.T) {
 		"not pem":    {secret, "not PEM"},
 		"bad pkcs1":  {string(pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: []byte(secret)})), "not valid PKCS#1"},
 		"bad pkcs8":  {string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: []byte(secret)})), "not valid PKCS#8"},
+		"encrypted":  {string(pem.EncodeToMemory(&pem.Block{Type: "ENCRYPTED PRIVATE KEY", Bytes: []byte(secret)})), "encrypted PKCS#8"},
 		"public":     {string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: []byte(secret)})), "not a private key"},
 		"small rsa":  {smallPEM, "1024 bits"},
 		"two blocks": {smallPEM + smallPEM, "one PEM block"},
