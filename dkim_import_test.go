@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/pem"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -100,6 +101,15 @@ func TestDKIM_ImportRefusesBadKeysWithoutQuotingThem(t *testing.T) {
 			}
 			if keys := env.storedKeys(); len(keys) != 0 {
 				t.Errorf("bad input stored %v", keys)
+			}
+
+			// On an existing key, by write or by patch, it changes nothing.
+			env.ok(logical.UpdateOperation, dkimPath, nil)
+			before := env.storageSnapshot()
+			env.badRequest(logical.UpdateOperation, dkimPath, c.in)
+			env.badRequest(logical.PatchOperation, dkimPath, c.in)
+			if after := env.storageSnapshot(); !reflect.DeepEqual(before, after) {
+				t.Error("a refused import changed the stored key")
 			}
 		})
 	}
