@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // identifierRe is the engine's rule for tenant ids and secret names.
@@ -36,7 +37,10 @@ func (m *migrator) migrate(ctx context.Context, s source, seen map[string]string
 	if err != nil {
 		return failOrSkip(row, fmt.Errorf("reading the engine's secret: %w", err))
 	}
-	row.Action, row.Detail = planFor(cur, targets)
+	row.Action, row.Detail, err = planFor(cur, targets)
+	if err != nil {
+		return failOrSkip(row, err)
+	}
 	if row.Action == ActionUnchanged || !m.opt.Apply {
 		row.Detail = joinNotes(row.Detail, notes)
 		return row
@@ -76,6 +80,7 @@ func (m *migrator) targets(ctx context.Context, s source) ([]target, []string, e
 		if s.kind != "dkim" && s.kind != "api-keys" && !identifierRe.MatchString(t.name) {
 			return nil, nil, bad("name %q does not fit the engine's rule ^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$", t.name)
 		}
+		t.made = v.made
 		out = append(out, t)
 	}
 	if s.kind == "dkim" {
@@ -113,23 +118,58 @@ func checkSelectors(versions []kvVersion, ts []target) error {
 }
 
 // planFor compares the engine's current secret with the source's newest
-// version.
-func planFor(cur map[string]interface{}, ts []target) (Action, string) {
+// version; a skip error when KV's material is older than the engine's.
+func planFor(cur map[string]interface{}, ts []target) (Action, string, error) {
 	if cur == nil {
 		if len(ts) == 1 {
-			return ActionCreate, ""
+			return ActionCreate, "", nil
 		}
-		return ActionCreate, fmt.Sprintf("(%d versions, oldest first)", len(ts))
+		return ActionCreate, fmt.Sprintf("(%d versions, oldest first)", len(ts)), nil
 	}
-	diff, material := differences(cur, ts[len(ts)-1])
+	last := ts[len(ts)-1]
+	diff, material := differences(cur, last)
 	switch {
 	case len(diff) == 0:
-		return ActionUnchanged, ""
+		return ActionUnchanged, "", nil
 	case material:
-		return ActionUpdate, "(new version; differs: " + strings.Join(diff, ", ") + ")"
+		if err := engineAhead(cur, last); err != nil {
+			return "", "", err
+		}
+		return ActionUpdate, "(new version; differs: " + strings.Join(diff, ", ") + ")", nil
 	default:
-		return ActionUpdate, "(settings in place; differs: " + strings.Join(diff, ", ") + ")"
+		return ActionUpdate, "(settings in place; differs: " + strings.Join(diff, ", ") + ")", nil
 	}
+}
+
+// engineAhead refuses to copy KV's material over the engine's when the
+// engine made its newest version no earlier than KV made the one to copy:
+// the engine rotated or was written since, so KV's material is stale, and
+// writing it would make the live credential a replaced version (an API
+// key's is then deleted at the provider when its overlap ends). The
+// engine's times have whole seconds: a tie counts as the engine's.
+func engineAhead(read map[string]interface{}, t target) error {
+	engine := newestVersion(read["versions"])
+	if t.made.IsZero() || engine.IsZero() {
+		return errSkip("the material differs, and KV's or the engine's version time is unknown, so which is newer cannot be told; not copied")
+	}
+	if t.made.Truncate(time.Second).After(engine) {
+		return nil
+	}
+	return errSkip(fmt.Sprintf("the material differs and the engine's newest version (%s) is not older than KV's (%s): "+
+		"the engine was rotated or written since, so KV's material is stale and is not copied over it",
+		engine.UTC().Format(time.RFC3339), t.made.UTC().Format(time.RFC3339Nano)))
+}
+
+// newestVersion is the latest created_time in the engine's versions map.
+func newestVersion(versions interface{}) time.Time {
+	all, _ := versions.(map[string]interface{})
+	var newest time.Time
+	for n := range all {
+		if t := versionTime(all, n); t.After(newest) {
+			newest = t
+		}
+	}
+	return newest
 }
 
 // differences names the expected fields the engine's read does not show

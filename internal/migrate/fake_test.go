@@ -31,10 +31,14 @@ type fakeVault struct {
 	noEngine bool
 	// tamper, when set, changes what a read of the engine shows.
 	tamper func(path string, out map[string]interface{})
+	// clock is Vault's time: a second later at each KV put and engine
+	// write, so versions made later have later created_time.
+	clock time.Time
 }
 
 type kvEntry struct {
 	data      map[string]interface{}
+	made      time.Time
 	deleted   bool
 	destroyed bool
 }
@@ -43,15 +47,22 @@ type engineSecret struct {
 	fields  map[string]interface{}
 	pending map[string]interface{} // DKIM: the staged key's fields
 	version int
+	made    time.Time // the newest version's (or staged key's) creation
 }
 
 func newFake() *fakeVault {
-	return &fakeVault{kv: map[string][]kvEntry{}, engine: map[string]*engineSecret{}}
+	return &fakeVault{kv: map[string][]kvEntry{}, engine: map[string]*engineSecret{},
+		clock: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+}
+
+func (f *fakeVault) tick() time.Time {
+	f.clock = f.clock.Add(time.Second)
+	return f.clock
 }
 
 // put adds a KV version.
 func (f *fakeVault) put(path string, data map[string]interface{}) {
-	f.kv[path] = append(f.kv[path], kvEntry{data: data})
+	f.kv[path] = append(f.kv[path], kvEntry{data: data, made: f.tick().Add(123 * time.Millisecond)})
 }
 
 const kvMeta, kvData, enginePrefix = "secret/metadata/penguinmails/", "secret/data/penguinmails/", "penguinmails/"
@@ -102,7 +113,9 @@ func (f *fakeVault) Read(_ context.Context, path string, query map[string][]stri
 	if s == nil {
 		return nil, nil
 	}
-	out := map[string]interface{}{"current_version": json.Number(strconv.Itoa(s.version))}
+	out := map[string]interface{}{"current_version": json.Number(strconv.Itoa(s.version)),
+		// The engine's times have whole seconds.
+		"versions": map[string]interface{}{strconv.Itoa(s.version): map[string]interface{}{"created_time": s.made.Format(time.RFC3339)}}}
 	for k, v := range s.fields {
 		out[k] = v
 	}
@@ -123,7 +136,8 @@ func (f *fakeVault) kvMetadata(rel string) map[string]interface{} {
 		if v.deleted {
 			del = time.Now().Add(-time.Hour).Format(time.RFC3339Nano)
 		}
-		versions[strconv.Itoa(i+1)] = map[string]interface{}{"deletion_time": del, "destroyed": v.destroyed}
+		versions[strconv.Itoa(i+1)] = map[string]interface{}{"deletion_time": del, "destroyed": v.destroyed,
+			"created_time": v.made.Format(time.RFC3339Nano)}
 	}
 	return map[string]interface{}{"current_version": json.Number(strconv.Itoa(len(vs))), "versions": versions}
 }
@@ -135,6 +149,7 @@ func (f *fakeVault) Write(_ context.Context, path string, data map[string]interf
 		}
 	}
 	f.writes = append(f.writes, path)
+	made := f.tick()
 	if secret, ok := strings.CutSuffix(path, "/activate"); ok {
 		s := f.engine[secret]
 		if s == nil || s.pending == nil {
@@ -143,6 +158,7 @@ func (f *fakeVault) Write(_ context.Context, path string, data map[string]interf
 		s.fields, s.pending = s.pending, nil
 		s.fields["status"] = "active"
 		s.version++
+		s.made = made
 		return nil, nil
 	}
 	fields, err := engineView(path, data)
@@ -158,7 +174,7 @@ func (f *fakeVault) Write(_ context.Context, path string, data map[string]interf
 		if fmt.Sprint(s.fields["public_key"]) != fields["public_key"] {
 			// Staged, as with the engine's default delay activation; a
 			// domain's first key is what a read shows, as pending.
-			s.pending = fields
+			s.pending, s.made = fields, made
 			if s.fields == nil {
 				s.fields = map[string]interface{}{"status": "pending"}
 				for k, v := range fields {
@@ -170,6 +186,7 @@ func (f *fakeVault) Write(_ context.Context, path string, data map[string]interf
 	}
 	s.fields = fields
 	s.version++
+	s.made = made
 	return nil, nil
 }
 

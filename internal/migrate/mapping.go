@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/penguinmails/vault-plugin-penguinmails/internal/dkimkey"
 	"github.com/penguinmails/vault-plugin-penguinmails/internal/sshkey"
@@ -21,6 +22,8 @@ type target struct {
 	material []string
 	// ignored names the source fields that are not copied.
 	ignored []string
+	// made is when KV made the version (zero when unknown).
+	made time.Time
 }
 
 // badEntry is a fault in the source data; the message names the field and

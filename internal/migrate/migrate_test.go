@@ -368,3 +368,33 @@ func TestDKIMKeyCheckedAgainstItsRecordAndNeverActivatedWhenWrong(t *testing.T) 
 		}
 	}
 }
+
+// A secret the engine rotated after the copy is not overwritten with KV's
+// older material (which would make the live key a replaced version and, for
+// an API key, have it deleted at the provider); a KV version made after the
+// engine's is copied as before.
+func TestKVMaterialOlderThanTheEnginesIsNotCopiedOverIt(t *testing.T) {
+	x := &fixture{f: newFake()}
+	x.f.put("api-keys/t1/sendgrid", map[string]interface{}{"api_key": "SG.kv-old", "api_key_id": "kid1", "scopes": "mail.send"})
+	x.run(t, true, false)
+	dest := "penguinmails/api-keys/t1/sendgrid"
+	rotated := x.f.engine[dest]
+	rotated.fields["api_key"], rotated.fields["api_key_id"] = "SG.engine-new", "kid2"
+	rotated.version++
+	rotated.made = x.f.tick()
+	writes := len(x.f.writes)
+	for _, apply := range []bool{false, true} {
+		sum, out := x.run(t, apply, false)
+		if sum != (Summary{Skipped: 1}) || len(x.f.writes) != writes {
+			t.Fatalf("apply %v: %+v, %d writes\n%s", apply, sum, len(x.f.writes)-writes, out)
+		}
+		wantRow(t, out, "skip", "secret/penguinmails/api-keys/t1/sendgrid", dest, "KV's material is stale")
+	}
+	if rotated.fields["api_key"] != "SG.engine-new" {
+		t.Fatal("the engine's rotated key was replaced")
+	}
+	x.f.put("api-keys/t1/sendgrid", map[string]interface{}{"api_key": "SG.kv-newer", "api_key_id": "kid3", "scopes": "mail.send"})
+	if sum, out := x.run(t, true, false); sum != (Summary{Updated: 1}) || x.f.engine[dest].fields["api_key"] != "SG.kv-newer" {
+		t.Fatalf("a newer KV version: %+v\n%s", sum, out)
+	}
+}
