@@ -170,6 +170,9 @@ func (f *fakeVault) Write(_ context.Context, path string, data map[string]interf
 		s = &engineSecret{}
 		f.engine[path] = s
 	}
+	if _, given := data["webmail_url"]; !given && s.fields["webmail_url"] != nil {
+		fields["webmail_url"] = s.fields["webmail_url"] // a setting not given is kept
+	}
 	if strings.HasPrefix(path, enginePrefix+"dkim/") {
 		if fmt.Sprint(s.fields["public_key"]) != fields["public_key"] {
 			// Staged, as with the engine's default delay activation; a
@@ -205,6 +208,11 @@ func engineView(path string, data map[string]interface{}) (map[string]interface{
 	switch {
 	case strings.HasPrefix(path, enginePrefix+"smtp/"):
 		out["port"] = json.Number(fmt.Sprint(data["port"]))
+		for _, k := range []string{"username", "host", "webmail_url"} {
+			if v, ok := data[k].(string); ok {
+				out[k] = strings.TrimSpace(v) // as the engine stores them
+			}
+		}
 	case strings.HasPrefix(path, enginePrefix+"api-keys/"):
 		if s, ok := data["scopes"].(string); ok {
 			var list []interface{}

@@ -398,3 +398,19 @@ func TestKVMaterialOlderThanTheEnginesIsNotCopiedOverIt(t *testing.T) {
 		t.Fatalf("a newer KV version: %+v\n%s", sum, out)
 	}
 }
+
+// The engine trims username and host and keeps a webmail_url the write
+// does not give: a source with spaces, or without webmail_url beside an
+// engine that has one, is copied and then unchanged, not a verification
+// failure on every run.
+func TestSMTPSettingsCompareAsTheEngineStoresThem(t *testing.T) {
+	x := &fixture{f: newFake()}
+	x.f.put("smtp/t1/m1", map[string]interface{}{"username": " u@example.com ", "password": "p1", "host": "h.example.com\n"})
+	if sum, out := x.run(t, true, false); sum != (Summary{Created: 1}) {
+		t.Fatalf("create: %+v\n%s", sum, out)
+	}
+	x.f.engine["penguinmails/smtp/t1/m1"].fields["webmail_url"] = "https://webmail.example.com"
+	if sum, out := x.run(t, true, false); sum != (Summary{Unchanged: 1}) {
+		t.Fatalf("engine's own webmail_url: %+v\n%s", sum, out)
+	}
+}
