@@ -214,6 +214,11 @@ func engineView(path string, data map[string]interface{}) (map[string]interface{
 			}
 		}
 	case strings.HasPrefix(path, enginePrefix+"api-keys/"):
+		for k, v := range data {
+			if str, ok := v.(string); ok {
+				out[k] = strings.TrimSpace(str) // the engine trims every field
+			}
+		}
 		if s, ok := data["scopes"].(string); ok {
 			var list []interface{}
 			for _, p := range strings.Split(s, ",") {

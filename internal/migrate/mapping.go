@@ -292,7 +292,7 @@ func mapAPIKey(name string, f *fields) (target, error) {
 		if err != nil {
 			return t, err
 		}
-		if v == "" {
+		if v = strings.TrimSpace(v); v == "" { // the engine trims every field
 			continue
 		}
 		t.write[spec.field], t.expect[spec.field] = v, v

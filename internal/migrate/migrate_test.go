@@ -414,3 +414,16 @@ func TestSMTPSettingsCompareAsTheEngineStoresThem(t *testing.T) {
 		t.Fatalf("engine's own webmail_url: %+v\n%s", sum, out)
 	}
 }
+
+// The engine trims every API key field, the key included: a key pasted with
+// its newline is copied and verified, then unchanged.
+func TestAPIKeyFieldsCompareTrimmed(t *testing.T) {
+	x := &fixture{f: newFake()}
+	x.f.put("api-keys/t1/postmark", map[string]interface{}{"server_token": "pm-token-with-newline\n", "message_stream": " outbound "})
+	if sum, out := x.run(t, true, false); sum != (Summary{Created: 1}) {
+		t.Fatalf("create: %+v\n%s", sum, out)
+	}
+	if sum, out := x.run(t, true, false); sum != (Summary{Unchanged: 1}) {
+		t.Fatalf("second run: %+v\n%s", sum, out)
+	}
+}
