@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/penguinmails/vault-plugin-penguinmails/internal/dkimkey"
+	"github.com/penguinmails/vault-plugin-penguinmails/internal/dnscheck"
 	"github.com/penguinmails/vault-plugin-penguinmails/internal/sshkey"
 )
 
@@ -404,13 +405,13 @@ func checkPublished(f *fields, public string) error {
 	return nil
 }
 
-// publishedKey is the base64 key of a DKIM record ("v=DKIM1; k=rsa; p=...")
-// or of a bare key, without the white space DNS tools insert.
+// publishedKey is the base64 key of a DKIM record ("v=DKIM1; k=rsa; p=...",
+// parsed by dnscheck's RFC 6376 tag-list parser) or of a bare key, without
+// the white space DNS tools insert.
 func publishedKey(v string) string {
-	for _, tag := range strings.Split(v, ";") {
-		if k, val, ok := strings.Cut(strings.TrimSpace(tag), "="); ok && strings.TrimSpace(k) == "p" {
-			v = val
-			break
+	if tags, _, err := dnscheck.NormalizeDKIM(v); err == nil {
+		if p, ok := tags["p"]; ok {
+			return p
 		}
 	}
 	return strings.Join(strings.Fields(v), "")

@@ -427,3 +427,29 @@ func TestAPIKeyFieldsCompareTrimmed(t *testing.T) {
 		t.Fatalf("second run: %+v\n%s", sum, out)
 	}
 }
+
+// The published key is read from a record (p= folded as DNS tools print
+// it, the tags in any order) or given bare, an Ed25519 key with its "="
+// padding too; a record of another key does not match.
+func TestPublishedKeyForms(t *testing.T) {
+	_, edKey, _ := ed25519.GenerateKey(rand.Reader)
+	der, err := x509.MarshalPKCS8PrivateKey(edKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, pemText := range []string{rsaPEM(t, 2048), string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))} {
+		pair, _, err := dkimkey.Import(pemText)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := pair.PublicB64
+		for _, v := range []string{p, "v=DKIM1; k=rsa; p=" + p, "v=DKIM1;k=rsa;p=" + p[:20] + " \n\t" + p[20:] + ";", "p=" + p + "; k=rsa"} {
+			if got := publishedKey(v); got != p {
+				t.Errorf("publishedKey(%q) = %q, want %q", v, got, p)
+			}
+		}
+		if got := publishedKey("v=DKIM1; p=AAAA" + p[4:]); got == p {
+			t.Error("another key read as this one")
+		}
+	}
+}
