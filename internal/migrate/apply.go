@@ -142,16 +142,16 @@ func planFor(cur map[string]interface{}, ts []target) (Action, string, error) {
 }
 
 // engineAhead refuses to copy KV's material over the engine's when the
-// engine made its newest version no earlier than KV made the one to copy:
-// the engine rotated or was written since, so KV's material is stale, and
-// writing it would make the live credential a replaced version (an API
+// engine made its newest live version no earlier than KV made the one to
+// copy: the engine rotated or was written since, so KV's material is stale,
+// and writing it would make the live credential a replaced version (an API
 // key's is then deleted at the provider when its overlap ends). The
 // engine's times have whole seconds: a tie counts as the engine's.
 func engineAhead(read map[string]interface{}, t target) error {
-	engine := newestVersion(read["versions"])
-	if t.made.IsZero() || engine.IsZero() {
-		return errSkip("the material differs, and KV's or the engine's version time is unknown, so which is newer cannot be told; not copied")
+	if t.made.IsZero() {
+		return errSkip("the material differs, and KV's metadata has no created_time, so which is newer cannot be told; not copied")
 	}
+	engine := newestLiveVersion(read["versions"])
 	if t.made.Truncate(time.Second).After(engine) {
 		return nil
 	}
@@ -160,11 +160,18 @@ func engineAhead(read map[string]interface{}, t target) error {
 		engine.UTC().Format(time.RFC3339), t.made.UTC().Format(time.RFC3339Nano)))
 }
 
-// newestVersion is the latest created_time in the engine's versions map.
-func newestVersion(versions interface{}) time.Time {
+// newestLiveVersion is the latest created_time in the engine's versions
+// map, of the versions in force: a DKIM key still pending is left out, as it
+// may be one this tool imported and could not activate (the next run
+// activates it); an engine rotation's pending key stands beside the active
+// one that the copy made, which is newer than KV's already.
+func newestLiveVersion(versions interface{}) time.Time {
 	all, _ := versions.(map[string]interface{})
 	var newest time.Time
-	for n := range all {
+	for n, v := range all {
+		if info, _ := v.(map[string]interface{}); info["stage"] == "pending" {
+			continue
+		}
 		if t := versionTime(all, n); t.After(newest) {
 			newest = t
 		}
@@ -242,8 +249,13 @@ func (m *migrator) write(ctx context.Context, dest, kind string, ts []target, cr
 // writeOne writes one version and verifies it; wrote says whether the
 // engine accepted the write (so that a failure after it leaves something).
 func (m *migrator) writeOne(ctx context.Context, dest, kind string, t target) (wrote bool, err error) {
-	if _, err := m.v.Write(ctx, dest, t.write); err != nil {
-		return false, fmt.Errorf("writing: %w", err)
+	// A DKIM key an earlier run imported but could not activate is still
+	// waiting: the engine refuses another import (409) until it is
+	// activated, so it is activated below instead.
+	if kind != "dkim" || !m.pendingAsWritten(ctx, dest, t, nil) {
+		if _, err := m.v.Write(ctx, dest, t.write); err != nil {
+			return false, fmt.Errorf("writing: %w", err)
+		}
 	}
 	diff, err := m.verify(ctx, dest, t)
 	if err != nil {

@@ -47,7 +47,9 @@ type engineSecret struct {
 	fields  map[string]interface{}
 	pending map[string]interface{} // DKIM: the staged key's fields
 	version int
-	made    time.Time // the newest version's (or staged key's) creation
+	made    time.Time // the current version's creation
+	// pendingMade is the staged key's creation; it reads as version+1.
+	pendingMade time.Time
 }
 
 func newFake() *fakeVault {
@@ -113,10 +115,24 @@ func (f *fakeVault) Read(_ context.Context, path string, query map[string][]stri
 	if s == nil {
 		return nil, nil
 	}
-	out := map[string]interface{}{"current_version": json.Number(strconv.Itoa(s.version)),
-		// The engine's times have whole seconds.
-		"versions": map[string]interface{}{strconv.Itoa(s.version): map[string]interface{}{"created_time": s.made.Format(time.RFC3339)}}}
-	for k, v := range s.fields {
+	// The engine's times have whole seconds.
+	versions := map[string]interface{}{}
+	if s.version > 0 {
+		versions[strconv.Itoa(s.version)] = map[string]interface{}{"created_time": s.made.Format(time.RFC3339), "stage": "current"}
+	}
+	shown := s.fields
+	if s.pending != nil {
+		n := strconv.Itoa(s.version + 1)
+		versions[n] = map[string]interface{}{"created_time": s.pendingMade.Format(time.RFC3339), "stage": "pending"}
+		if v := query["version"]; len(v) == 1 && v[0] == n {
+			shown = map[string]interface{}{"status": "pending"}
+			for k, v := range s.pending {
+				shown[k] = v
+			}
+		}
+	}
+	out := map[string]interface{}{"current_version": json.Number(strconv.Itoa(s.version)), "versions": versions}
+	for k, v := range shown {
 		out[k] = v
 	}
 	if f.tamper != nil {
@@ -158,7 +174,7 @@ func (f *fakeVault) Write(_ context.Context, path string, data map[string]interf
 		s.fields, s.pending = s.pending, nil
 		s.fields["status"] = "active"
 		s.version++
-		s.made = made
+		s.made = s.pendingMade
 		return nil, nil
 	}
 	fields, err := engineView(path, data)
@@ -175,9 +191,12 @@ func (f *fakeVault) Write(_ context.Context, path string, data map[string]interf
 	}
 	if strings.HasPrefix(path, enginePrefix+"dkim/") {
 		if fmt.Sprint(s.fields["public_key"]) != fields["public_key"] {
+			if s.pending != nil && s.version > 0 {
+				return nil, fmt.Errorf("409: version %d of %s awaits activation: activate it, or wait, before making another key", s.version+1, path)
+			}
 			// Staged, as with the engine's default delay activation; a
 			// domain's first key is what a read shows, as pending.
-			s.pending, s.made = fields, made
+			s.pending, s.pendingMade = fields, made
 			if s.fields == nil {
 				s.fields = map[string]interface{}{"status": "pending"}
 				for k, v := range fields {

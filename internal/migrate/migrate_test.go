@@ -453,3 +453,28 @@ func TestPublishedKeyForms(t *testing.T) {
 		}
 	}
 }
+
+// A DKIM key the run imported but could not activate waits in the engine,
+// newer than KV's version: it is the run's own write, not a rotation, so
+// the next run imports and activates it instead of calling KV stale.
+func TestADKIMKeyLeftPendingIsActivatedByTheNextRun(t *testing.T) {
+	x := &fixture{f: newFake()}
+	x.f.put("dkim/t1/example.com", map[string]interface{}{"private_key": rsaPEM(t, 2048), "selector": "pm"})
+	x.run(t, true, false)
+	x.f.put("dkim/t1/example.com", map[string]interface{}{"private_key": rsaPEM(t, 2048), "selector": "pm2"})
+	x.f.failWrite = func(path string, _ map[string]interface{}) error {
+		if strings.HasSuffix(path, "/activate") {
+			return errors.New("503: Vault is sealed")
+		}
+		return nil
+	}
+	if sum, out := x.run(t, true, false); sum.Failed != 1 {
+		t.Fatalf("activation refused: %+v\n%s", sum, out)
+	}
+	x.f.failWrite = nil
+	sum, out := x.run(t, true, false)
+	d := x.f.engine["penguinmails/dkim/t1/example.com"]
+	if sum != (Summary{Updated: 1}) || d.pending != nil || d.fields["selector"] != "pm2" {
+		t.Fatalf("next run: %+v, pending %v, selector %v\n%s", sum, d.pending != nil, d.fields["selector"], out)
+	}
+}
