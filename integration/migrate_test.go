@@ -354,8 +354,8 @@ func checkMigratedDKIM(t *testing.T, key *rsa.PrivateKey) {
 }
 
 // checkMigratedSSH compares the engine's public key with the one
-// ssh-keygen -y derives from the source key (x/crypto/ssh when ssh-keygen
-// is not installed).
+// ssh-keygen -y (OpenSSH, independent of the engine's x/crypto/ssh) derives
+// from the source key.
 func checkMigratedSSH(t *testing.T, privatePEM string) {
 	t.Helper()
 	d := readData(t, mount+"/ssh/mig-t1/admin", nil)
@@ -363,18 +363,10 @@ func checkMigratedSSH(t *testing.T, privatePEM string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var want ssh.PublicKey
-	if _, lookErr := exec.LookPath("ssh-keygen"); lookErr == nil {
-		if want, err = sshcheck.PublicOf(t.TempDir(), privatePEM, ""); err != nil {
-			t.Fatal(err)
-		}
-	} else {
-		t.Log("ssh-keygen not installed: deriving the public key with x/crypto/ssh")
-		signer, err := ssh.ParsePrivateKey([]byte(privatePEM))
-		if err != nil {
-			t.Fatal(err)
-		}
-		want = signer.PublicKey()
+	installDeps(t, "openssh-client")
+	want, err := sshcheck.PublicOf(t.TempDir(), privatePEM, "")
+	if err != nil {
+		t.Fatal(err)
 	}
 	if !bytes.Equal(got.Marshal(), want.Marshal()) || d["imported"] != true {
 		t.Fatalf("ssh: engine has %s (imported %v), the source key is %s", ssh.FingerprintSHA256(got), d["imported"], ssh.FingerprintSHA256(want))
