@@ -11,10 +11,12 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/vault/api"
 	"golang.org/x/crypto/ssh"
@@ -208,6 +210,7 @@ func TestMigrate_FromKVv2(t *testing.T) {
 	if after := currentVersions(t, dests); !equalMaps(versionsBefore, after) {
 		t.Fatalf("the second run changed versions: %v -> %v", versionsBefore, after)
 	}
+	runs = append(runs, checkStaleKVIsNotCopied(t, bin, kv, &src))
 
 	for i, r := range runs {
 		if r.stderr != "" {
@@ -219,6 +222,64 @@ func TestMigrate_FromKVv2(t *testing.T) {
 			}
 		}
 	}
+}
+
+// checkStaleKVIsNotCopied: a key rotated in the engine after the copy is
+// newer than KV's, so a run leaves it (skip), while a KV version made after
+// the engine's is copied (update). The engine's times have whole seconds:
+// the new KV version is written once the clock has passed the engine's.
+func checkStaleKVIsNotCopied(t *testing.T, bin string, kv *api.KVv2, src *migrationSources) migrateRun {
+	t.Helper()
+	sshPath := mount + "/ssh/mig-t1/admin"
+	vaultCLI(t, "write", sshPath+"/rotate", "reason=migration test: the engine rotates after the copy")
+	rotated := readData(t, sshPath, nil)
+	smtpMade := newestVersionTime(t, readData(t, mount+"/smtp/mig-t1/mail-1", nil))
+	if err := poll(5*time.Second, func() error {
+		if !time.Now().Truncate(time.Second).After(smtpMade) {
+			return fmt.Errorf("the clock is still in the second of the engine's SMTP version (%s)", smtpMade)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	newer := "mig-pw-v4-0d6e2b18"
+	rememberSecret(newer)
+	src.values = append(src.values, newer)
+	if _, err := kv.Put(context.Background(), "penguinmails/smtp/mig-t1/mail-1", map[string]interface{}{"username": "admin@mig.example",
+		"password": newer, "host": "smtp.mig.example", "port": 587, "encryption": "starttls"}); err != nil {
+		t.Fatal(err)
+	}
+	r := runMigrate(t, bin, "-apply")
+	if r.code != 0 || !strings.Contains(r.stdout, "summary: created 0, updated 1, unchanged 3, skipped 1, failed 0 (applied)") {
+		t.Fatalf("run after a rotation: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	wantLine(t, r.stdout, "skip", "secret/penguinmails/ssh/mig-t1/admin -> penguinmails/ssh/mig-t1/admin", "KV's material is stale")
+	wantLine(t, r.stdout, "update", "secret/penguinmails/smtp/mig-t1/mail-1 -> penguinmails/smtp/mig-t1/mail-1", "differs: password")
+	if after := readData(t, sshPath, nil); after["fingerprint"] != rotated["fingerprint"] || apiInt(after["current_version"]) != apiInt(rotated["current_version"]) {
+		t.Fatalf("the run replaced the rotated SSH key: version %v -> %v", rotated["current_version"], after["current_version"])
+	}
+	if readData(t, mount+"/smtp/mig-t1/mail-1", nil)["password"] != newer {
+		t.Fatal("the newer KV version of the SMTP login was not copied")
+	}
+	return r
+}
+
+// newestVersionTime is the latest created_time in a read's versions.
+func newestVersionTime(t *testing.T, read map[string]interface{}) time.Time {
+	t.Helper()
+	var newest time.Time
+	versions, _ := read["versions"].(map[string]interface{})
+	for n, v := range versions {
+		info, _ := v.(map[string]interface{})
+		made, err := time.Parse(time.RFC3339, fmt.Sprint(info["created_time"]))
+		if err != nil {
+			t.Fatalf("version %s: created_time: %v", n, err)
+		}
+		if made.After(newest) {
+			newest = made
+		}
+	}
+	return newest
 }
 
 func wantLine(t *testing.T, out, action, paths, detail string) {
@@ -293,8 +354,8 @@ func checkMigratedDKIM(t *testing.T, key *rsa.PrivateKey) {
 }
 
 // checkMigratedSSH compares the engine's public key with the one
-// ssh-keygen -y derives from the source key (x/crypto/ssh when ssh-keygen
-// is not installed).
+// ssh-keygen -y (OpenSSH, independent of the engine's x/crypto/ssh) derives
+// from the source key.
 func checkMigratedSSH(t *testing.T, privatePEM string) {
 	t.Helper()
 	d := readData(t, mount+"/ssh/mig-t1/admin", nil)
@@ -302,18 +363,10 @@ func checkMigratedSSH(t *testing.T, privatePEM string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var want ssh.PublicKey
-	if _, lookErr := exec.LookPath("ssh-keygen"); lookErr == nil {
-		if want, err = sshcheck.PublicOf(t.TempDir(), privatePEM, ""); err != nil {
-			t.Fatal(err)
-		}
-	} else {
-		t.Log("ssh-keygen not installed: deriving the public key with x/crypto/ssh")
-		signer, err := ssh.ParsePrivateKey([]byte(privatePEM))
-		if err != nil {
-			t.Fatal(err)
-		}
-		want = signer.PublicKey()
+	installDeps(t, "openssh-client")
+	want, err := sshcheck.PublicOf(t.TempDir(), privatePEM, "")
+	if err != nil {
+		t.Fatal(err)
 	}
 	if !bytes.Equal(got.Marshal(), want.Marshal()) || d["imported"] != true {
 		t.Fatalf("ssh: engine has %s (imported %v), the source key is %s", ssh.FingerprintSHA256(got), d["imported"], ssh.FingerprintSHA256(want))

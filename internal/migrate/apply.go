@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // identifierRe is the engine's rule for tenant ids and secret names.
@@ -36,7 +37,10 @@ func (m *migrator) migrate(ctx context.Context, s source, seen map[string]string
 	if err != nil {
 		return failOrSkip(row, fmt.Errorf("reading the engine's secret: %w", err))
 	}
-	row.Action, row.Detail = planFor(cur, targets)
+	row.Action, row.Detail, err = planFor(cur, targets)
+	if err != nil {
+		return failOrSkip(row, err)
+	}
 	if row.Action == ActionUnchanged || !m.opt.Apply {
 		row.Detail = joinNotes(row.Detail, notes)
 		return row
@@ -76,6 +80,7 @@ func (m *migrator) targets(ctx context.Context, s source) ([]target, []string, e
 		if s.kind != "dkim" && s.kind != "api-keys" && !identifierRe.MatchString(t.name) {
 			return nil, nil, bad("name %q does not fit the engine's rule ^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$", t.name)
 		}
+		t.made = v.made
 		out = append(out, t)
 	}
 	if s.kind == "dkim" {
@@ -113,23 +118,65 @@ func checkSelectors(versions []kvVersion, ts []target) error {
 }
 
 // planFor compares the engine's current secret with the source's newest
-// version.
-func planFor(cur map[string]interface{}, ts []target) (Action, string) {
+// version; a skip error when KV's material is older than the engine's.
+func planFor(cur map[string]interface{}, ts []target) (Action, string, error) {
 	if cur == nil {
 		if len(ts) == 1 {
-			return ActionCreate, ""
+			return ActionCreate, "", nil
 		}
-		return ActionCreate, fmt.Sprintf("(%d versions, oldest first)", len(ts))
+		return ActionCreate, fmt.Sprintf("(%d versions, oldest first)", len(ts)), nil
 	}
-	diff, material := differences(cur, ts[len(ts)-1])
+	last := ts[len(ts)-1]
+	diff, material := differences(cur, last)
 	switch {
 	case len(diff) == 0:
-		return ActionUnchanged, ""
+		return ActionUnchanged, "", nil
 	case material:
-		return ActionUpdate, "(new version; differs: " + strings.Join(diff, ", ") + ")"
+		if err := engineAhead(cur, last); err != nil {
+			return "", "", err
+		}
+		return ActionUpdate, "(new version; differs: " + strings.Join(diff, ", ") + ")", nil
 	default:
-		return ActionUpdate, "(settings in place; differs: " + strings.Join(diff, ", ") + ")"
+		return ActionUpdate, "(settings in place; differs: " + strings.Join(diff, ", ") + ")", nil
 	}
+}
+
+// engineAhead refuses to copy KV's material over the engine's when the
+// engine made its newest live version no earlier than KV made the one to
+// copy: the engine rotated or was written since, so KV's material is stale,
+// and writing it would make the live credential a replaced version (an API
+// key's is then deleted at the provider when its overlap ends). The
+// engine's times have whole seconds: a tie counts as the engine's.
+func engineAhead(read map[string]interface{}, t target) error {
+	if t.made.IsZero() {
+		return errSkip("the material differs, and KV's metadata has no created_time, so which is newer cannot be told; not copied")
+	}
+	engine := newestLiveVersion(read["versions"])
+	if t.made.Truncate(time.Second).After(engine) {
+		return nil
+	}
+	return errSkip(fmt.Sprintf("the material differs and the engine's newest version (%s) is not older than KV's (%s): "+
+		"the engine was rotated or written since, so KV's material is stale and is not copied over it",
+		engine.UTC().Format(time.RFC3339), t.made.UTC().Format(time.RFC3339Nano)))
+}
+
+// newestLiveVersion is the latest created_time in the engine's versions
+// map, of the versions in force: a DKIM key still pending is left out, as it
+// may be one this tool imported and could not activate (the next run
+// activates it); an engine rotation's pending key stands beside the active
+// one that the copy made, which is newer than KV's already.
+func newestLiveVersion(versions interface{}) time.Time {
+	all, _ := versions.(map[string]interface{})
+	var newest time.Time
+	for n, v := range all {
+		if info, _ := v.(map[string]interface{}); info["stage"] == "pending" {
+			continue
+		}
+		if t := versionTime(all, n); t.After(newest) {
+			newest = t
+		}
+	}
+	return newest
 }
 
 // differences names the expected fields the engine's read does not show
@@ -202,8 +249,13 @@ func (m *migrator) write(ctx context.Context, dest, kind string, ts []target, cr
 // writeOne writes one version and verifies it; wrote says whether the
 // engine accepted the write (so that a failure after it leaves something).
 func (m *migrator) writeOne(ctx context.Context, dest, kind string, t target) (wrote bool, err error) {
-	if _, err := m.v.Write(ctx, dest, t.write); err != nil {
-		return false, fmt.Errorf("writing: %w", err)
+	// A DKIM key an earlier run imported but could not activate is still
+	// waiting: the engine refuses another import (409) until it is
+	// activated, so it is activated below instead.
+	if kind != "dkim" || !m.pendingAsWritten(ctx, dest, t, nil) {
+		if _, err := m.v.Write(ctx, dest, t.write); err != nil {
+			return false, fmt.Errorf("writing: %w", err)
+		}
 	}
 	diff, err := m.verify(ctx, dest, t)
 	if err != nil {

@@ -31,10 +31,14 @@ type fakeVault struct {
 	noEngine bool
 	// tamper, when set, changes what a read of the engine shows.
 	tamper func(path string, out map[string]interface{})
+	// clock is Vault's time: a second later at each KV put and engine
+	// write, so versions made later have later created_time.
+	clock time.Time
 }
 
 type kvEntry struct {
 	data      map[string]interface{}
+	made      time.Time
 	deleted   bool
 	destroyed bool
 }
@@ -43,15 +47,24 @@ type engineSecret struct {
 	fields  map[string]interface{}
 	pending map[string]interface{} // DKIM: the staged key's fields
 	version int
+	made    time.Time // the current version's creation
+	// pendingMade is the staged key's creation; it reads as version+1.
+	pendingMade time.Time
 }
 
 func newFake() *fakeVault {
-	return &fakeVault{kv: map[string][]kvEntry{}, engine: map[string]*engineSecret{}}
+	return &fakeVault{kv: map[string][]kvEntry{}, engine: map[string]*engineSecret{},
+		clock: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+}
+
+func (f *fakeVault) tick() time.Time {
+	f.clock = f.clock.Add(time.Second)
+	return f.clock
 }
 
 // put adds a KV version.
 func (f *fakeVault) put(path string, data map[string]interface{}) {
-	f.kv[path] = append(f.kv[path], kvEntry{data: data})
+	f.kv[path] = append(f.kv[path], kvEntry{data: data, made: f.tick().Add(123 * time.Millisecond)})
 }
 
 const kvMeta, kvData, enginePrefix = "secret/metadata/penguinmails/", "secret/data/penguinmails/", "penguinmails/"
@@ -102,8 +115,24 @@ func (f *fakeVault) Read(_ context.Context, path string, query map[string][]stri
 	if s == nil {
 		return nil, nil
 	}
-	out := map[string]interface{}{"current_version": json.Number(strconv.Itoa(s.version))}
-	for k, v := range s.fields {
+	// The engine's times have whole seconds.
+	versions := map[string]interface{}{}
+	if s.version > 0 {
+		versions[strconv.Itoa(s.version)] = map[string]interface{}{"created_time": s.made.Format(time.RFC3339), "stage": "current"}
+	}
+	shown := s.fields
+	if s.pending != nil {
+		n := strconv.Itoa(s.version + 1)
+		versions[n] = map[string]interface{}{"created_time": s.pendingMade.Format(time.RFC3339), "stage": "pending"}
+		if v := query["version"]; len(v) == 1 && v[0] == n {
+			shown = map[string]interface{}{"status": "pending"}
+			for k, v := range s.pending {
+				shown[k] = v
+			}
+		}
+	}
+	out := map[string]interface{}{"current_version": json.Number(strconv.Itoa(s.version)), "versions": versions}
+	for k, v := range shown {
 		out[k] = v
 	}
 	if f.tamper != nil {
@@ -123,7 +152,8 @@ func (f *fakeVault) kvMetadata(rel string) map[string]interface{} {
 		if v.deleted {
 			del = time.Now().Add(-time.Hour).Format(time.RFC3339Nano)
 		}
-		versions[strconv.Itoa(i+1)] = map[string]interface{}{"deletion_time": del, "destroyed": v.destroyed}
+		versions[strconv.Itoa(i+1)] = map[string]interface{}{"deletion_time": del, "destroyed": v.destroyed,
+			"created_time": v.made.Format(time.RFC3339Nano)}
 	}
 	return map[string]interface{}{"current_version": json.Number(strconv.Itoa(len(vs))), "versions": versions}
 }
@@ -135,6 +165,7 @@ func (f *fakeVault) Write(_ context.Context, path string, data map[string]interf
 		}
 	}
 	f.writes = append(f.writes, path)
+	made := f.tick()
 	if secret, ok := strings.CutSuffix(path, "/activate"); ok {
 		s := f.engine[secret]
 		if s == nil || s.pending == nil {
@@ -143,6 +174,7 @@ func (f *fakeVault) Write(_ context.Context, path string, data map[string]interf
 		s.fields, s.pending = s.pending, nil
 		s.fields["status"] = "active"
 		s.version++
+		s.made = s.pendingMade
 		return nil, nil
 	}
 	fields, err := engineView(path, data)
@@ -154,11 +186,17 @@ func (f *fakeVault) Write(_ context.Context, path string, data map[string]interf
 		s = &engineSecret{}
 		f.engine[path] = s
 	}
+	if _, given := data["webmail_url"]; !given && s.fields["webmail_url"] != nil {
+		fields["webmail_url"] = s.fields["webmail_url"] // a setting not given is kept
+	}
 	if strings.HasPrefix(path, enginePrefix+"dkim/") {
 		if fmt.Sprint(s.fields["public_key"]) != fields["public_key"] {
+			if s.pending != nil && s.version > 0 {
+				return nil, fmt.Errorf("409: version %d of %s awaits activation: activate it, or wait, before making another key", s.version+1, path)
+			}
 			// Staged, as with the engine's default delay activation; a
 			// domain's first key is what a read shows, as pending.
-			s.pending = fields
+			s.pending, s.pendingMade = fields, made
 			if s.fields == nil {
 				s.fields = map[string]interface{}{"status": "pending"}
 				for k, v := range fields {
@@ -170,6 +208,7 @@ func (f *fakeVault) Write(_ context.Context, path string, data map[string]interf
 	}
 	s.fields = fields
 	s.version++
+	s.made = made
 	return nil, nil
 }
 
@@ -188,7 +227,17 @@ func engineView(path string, data map[string]interface{}) (map[string]interface{
 	switch {
 	case strings.HasPrefix(path, enginePrefix+"smtp/"):
 		out["port"] = json.Number(fmt.Sprint(data["port"]))
+		for _, k := range []string{"username", "host", "webmail_url"} {
+			if v, ok := data[k].(string); ok {
+				out[k] = strings.TrimSpace(v) // as the engine stores them
+			}
+		}
 	case strings.HasPrefix(path, enginePrefix+"api-keys/"):
+		for k, v := range data {
+			if str, ok := v.(string); ok {
+				out[k] = strings.TrimSpace(str) // the engine trims every field
+			}
+		}
 		if s, ok := data["scopes"].(string); ok {
 			var list []interface{}
 			for _, p := range strings.Split(s, ",") {

@@ -12,9 +12,10 @@ import (
 	"time"
 )
 
-// kvVersion is one KV v2 version's data.
+// kvVersion is one KV v2 version's data and when KV made it.
 type kvVersion struct {
 	n    int
+	made time.Time // zero when KV's metadata does not say
 	data map[string]interface{}
 }
 
@@ -63,7 +64,7 @@ func (m *migrator) kvVersions(ctx context.Context, s source) ([]kvVersion, []str
 		if data == nil {
 			return nil, nil, errSkip(fmt.Sprintf("KV version %d has no data (deleted while the migration ran)", n))
 		}
-		out = append(out, kvVersion{n: n, data: data})
+		out = append(out, kvVersion{n: n, made: versionTime(meta["versions"], strconv.Itoa(n)), data: data})
 	}
 	return out, notes, nil
 }
@@ -95,6 +96,16 @@ func liveVersions(raw interface{}, now time.Time) ([]int, map[int]string) {
 	}
 	sort.Ints(live)
 	return live, gone
+}
+
+// versionTime is the created_time of one version in a versions map (KV's
+// metadata or the engine's read); zero when absent or not a time.
+func versionTime(versions interface{}, n string) time.Time {
+	all, _ := versions.(map[string]interface{})
+	info, _ := all[n].(map[string]interface{})
+	s, _ := info["created_time"].(string)
+	t, _ := time.Parse(time.RFC3339Nano, s)
+	return t
 }
 
 // intOf reads a JSON number however the client decoded it.

@@ -6,8 +6,10 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/penguinmails/vault-plugin-penguinmails/internal/dkimkey"
+	"github.com/penguinmails/vault-plugin-penguinmails/internal/dnscheck"
 	"github.com/penguinmails/vault-plugin-penguinmails/internal/sshkey"
 )
 
@@ -21,6 +23,8 @@ type target struct {
 	material []string
 	// ignored names the source fields that are not copied.
 	ignored []string
+	// made is when KV made the version (zero when unknown).
+	made time.Time
 }
 
 // badEntry is a fault in the source data; the message names the field and
@@ -152,6 +156,9 @@ func mapSMTP(name string, f *fields) (target, error) {
 		if err != nil {
 			return t, err
 		}
+		if spec.field != "password" {
+			v = strings.TrimSpace(v) // as the engine stores it
+		}
 		t.write[spec.field], t.expect[spec.field] = v, v
 	}
 	port, err := smtpPort(f)
@@ -168,10 +175,11 @@ func mapSMTP(name string, f *fields) (target, error) {
 	if err != nil {
 		return t, err
 	}
-	if url != "" {
-		t.write["webmail_url"] = url
+	// Only a given one is compared: the engine keeps its own when a write
+	// leaves it out, so expecting "" would fail every run.
+	if url = strings.TrimSpace(url); url != "" {
+		t.write["webmail_url"], t.expect["webmail_url"] = url, url
 	}
-	t.expect["webmail_url"] = url
 	return t, nil
 }
 
@@ -285,7 +293,7 @@ func mapAPIKey(name string, f *fields) (target, error) {
 		if err != nil {
 			return t, err
 		}
-		if v == "" {
+		if v = strings.TrimSpace(v); v == "" { // the engine trims every field
 			continue
 		}
 		t.write[spec.field], t.expect[spec.field] = v, v
@@ -397,13 +405,13 @@ func checkPublished(f *fields, public string) error {
 	return nil
 }
 
-// publishedKey is the base64 key of a DKIM record ("v=DKIM1; k=rsa; p=...")
-// or of a bare key, without the white space DNS tools insert.
+// publishedKey is the base64 key of a DKIM record ("v=DKIM1; k=rsa; p=...",
+// parsed by dnscheck's RFC 6376 tag-list parser) or of a bare key, without
+// the white space DNS tools insert.
 func publishedKey(v string) string {
-	for _, tag := range strings.Split(v, ";") {
-		if k, val, ok := strings.Cut(strings.TrimSpace(tag), "="); ok && strings.TrimSpace(k) == "p" {
-			v = val
-			break
+	if tags, _, err := dnscheck.NormalizeDKIM(v); err == nil {
+		if p, ok := tags["p"]; ok {
+			return p
 		}
 	}
 	return strings.Join(strings.Fields(v), "")

@@ -368,3 +368,113 @@ func TestDKIMKeyCheckedAgainstItsRecordAndNeverActivatedWhenWrong(t *testing.T) 
 		}
 	}
 }
+
+// A secret the engine rotated after the copy is not overwritten with KV's
+// older material (which would make the live key a replaced version and, for
+// an API key, have it deleted at the provider); a KV version made after the
+// engine's is copied as before.
+func TestKVMaterialOlderThanTheEnginesIsNotCopiedOverIt(t *testing.T) {
+	x := &fixture{f: newFake()}
+	x.f.put("api-keys/t1/sendgrid", map[string]interface{}{"api_key": "SG.kv-old", "api_key_id": "kid1", "scopes": "mail.send"})
+	x.run(t, true, false)
+	dest := "penguinmails/api-keys/t1/sendgrid"
+	rotated := x.f.engine[dest]
+	rotated.fields["api_key"], rotated.fields["api_key_id"] = "SG.engine-new", "kid2"
+	rotated.version++
+	rotated.made = x.f.tick()
+	writes := len(x.f.writes)
+	for _, apply := range []bool{false, true} {
+		sum, out := x.run(t, apply, false)
+		if sum != (Summary{Skipped: 1}) || len(x.f.writes) != writes {
+			t.Fatalf("apply %v: %+v, %d writes\n%s", apply, sum, len(x.f.writes)-writes, out)
+		}
+		wantRow(t, out, "skip", "secret/penguinmails/api-keys/t1/sendgrid", dest, "KV's material is stale")
+	}
+	if rotated.fields["api_key"] != "SG.engine-new" {
+		t.Fatal("the engine's rotated key was replaced")
+	}
+	x.f.put("api-keys/t1/sendgrid", map[string]interface{}{"api_key": "SG.kv-newer", "api_key_id": "kid3", "scopes": "mail.send"})
+	if sum, out := x.run(t, true, false); sum != (Summary{Updated: 1}) || x.f.engine[dest].fields["api_key"] != "SG.kv-newer" {
+		t.Fatalf("a newer KV version: %+v\n%s", sum, out)
+	}
+}
+
+// The engine trims username and host and keeps a webmail_url the write
+// does not give: a source with spaces, or without webmail_url beside an
+// engine that has one, is copied and then unchanged, not a verification
+// failure on every run.
+func TestSMTPSettingsCompareAsTheEngineStoresThem(t *testing.T) {
+	x := &fixture{f: newFake()}
+	x.f.put("smtp/t1/m1", map[string]interface{}{"username": " u@example.com ", "password": "p1", "host": "h.example.com\n"})
+	if sum, out := x.run(t, true, false); sum != (Summary{Created: 1}) {
+		t.Fatalf("create: %+v\n%s", sum, out)
+	}
+	x.f.engine["penguinmails/smtp/t1/m1"].fields["webmail_url"] = "https://webmail.example.com"
+	if sum, out := x.run(t, true, false); sum != (Summary{Unchanged: 1}) {
+		t.Fatalf("engine's own webmail_url: %+v\n%s", sum, out)
+	}
+}
+
+// The engine trims every API key field, the key included: a key pasted with
+// its newline is copied and verified, then unchanged.
+func TestAPIKeyFieldsCompareTrimmed(t *testing.T) {
+	x := &fixture{f: newFake()}
+	x.f.put("api-keys/t1/postmark", map[string]interface{}{"server_token": "pm-token-with-newline\n", "message_stream": " outbound "})
+	if sum, out := x.run(t, true, false); sum != (Summary{Created: 1}) {
+		t.Fatalf("create: %+v\n%s", sum, out)
+	}
+	if sum, out := x.run(t, true, false); sum != (Summary{Unchanged: 1}) {
+		t.Fatalf("second run: %+v\n%s", sum, out)
+	}
+}
+
+// The published key is read from a record (p= folded as DNS tools print
+// it, the tags in any order) or given bare, an Ed25519 key with its "="
+// padding too; a record of another key does not match.
+func TestPublishedKeyForms(t *testing.T) {
+	_, edKey, _ := ed25519.GenerateKey(rand.Reader)
+	der, err := x509.MarshalPKCS8PrivateKey(edKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, pemText := range []string{rsaPEM(t, 2048), string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))} {
+		pair, _, err := dkimkey.Import(pemText)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := pair.PublicB64
+		for _, v := range []string{p, "v=DKIM1; k=rsa; p=" + p, "v=DKIM1;k=rsa;p=" + p[:20] + " \n\t" + p[20:] + ";", "p=" + p + "; k=rsa"} {
+			if got := publishedKey(v); got != p {
+				t.Errorf("publishedKey(%q) = %q, want %q", v, got, p)
+			}
+		}
+		if got := publishedKey("v=DKIM1; p=AAAA" + p[4:]); got == p {
+			t.Error("another key read as this one")
+		}
+	}
+}
+
+// A DKIM key the run imported but could not activate waits in the engine,
+// newer than KV's version: it is the run's own write, not a rotation, so
+// the next run imports and activates it instead of calling KV stale.
+func TestADKIMKeyLeftPendingIsActivatedByTheNextRun(t *testing.T) {
+	x := &fixture{f: newFake()}
+	x.f.put("dkim/t1/example.com", map[string]interface{}{"private_key": rsaPEM(t, 2048), "selector": "pm"})
+	x.run(t, true, false)
+	x.f.put("dkim/t1/example.com", map[string]interface{}{"private_key": rsaPEM(t, 2048), "selector": "pm2"})
+	x.f.failWrite = func(path string, _ map[string]interface{}) error {
+		if strings.HasSuffix(path, "/activate") {
+			return errors.New("503: Vault is sealed")
+		}
+		return nil
+	}
+	if sum, out := x.run(t, true, false); sum.Failed != 1 {
+		t.Fatalf("activation refused: %+v\n%s", sum, out)
+	}
+	x.f.failWrite = nil
+	sum, out := x.run(t, true, false)
+	d := x.f.engine["penguinmails/dkim/t1/example.com"]
+	if sum != (Summary{Updated: 1}) || d.pending != nil || d.fields["selector"] != "pm2" {
+		t.Fatalf("next run: %+v, pending %v, selector %v\n%s", sum, d.pending != nil, d.fields["selector"], out)
+	}
+}
