@@ -33,6 +33,7 @@ import (
 
 	"github.com/emersion/go-milter"
 
+	"github.com/penguinmails/vault-plugin-penguinmails/internal/dkimkey"
 	"github.com/penguinmails/vault-plugin-penguinmails/internal/dkimmilter"
 )
 
@@ -110,6 +111,23 @@ func (c *config) check() error {
 		return errors.New("-max-message-bytes must be at least 1 and at most -batch-max-bytes")
 	case c.timeout <= 0 || c.ownerTTL < 0:
 		return errors.New("-timeout must be positive and -owner-ttl not negative")
+	}
+	return c.checkSignOptions()
+}
+
+// checkSignOptions refuses at start, with the engine's own rules, headers
+// and a canonicalization that the engine would refuse for every message
+// (each then deferred or sent unsigned).
+func (c *config) checkSignOptions() error {
+	if c.headers != "" {
+		if _, err := dkimkey.CheckHeaders(strings.Split(c.headers, ",")); err != nil {
+			return fmt.Errorf("-headers: %w", err)
+		}
+	}
+	if c.canon != "" {
+		if _, _, err := dkimkey.ParseCanonicalization(c.canon); err != nil {
+			return fmt.Errorf("-canonicalization: %w", err)
+		}
 	}
 	return nil
 }
