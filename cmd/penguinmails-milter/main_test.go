@@ -18,9 +18,12 @@ func TestFlagsNameWhatIsWrong(t *testing.T) {
 		"-token-file t -owner-lookup -max-requests 0":            "-max-requests must be at least 1",
 		"-token-file t -owner-lookup -max-message-bytes 9000000": "at most -batch-max-bytes",
 		// Refused at start, not by Vault for every message.
-		"-token-file t -owner-lookup -headers Subject,To":             "-headers: invalid headers: From must be signed",
-		"-token-file t -owner-lookup -headers From,X;Y":               `-headers: invalid headers entry "X;Y"`,
-		"-token-file t -owner-lookup -canonicalization relaxed/loose": `-canonicalization: invalid canonicalization "relaxed/loose"`,
+		"-token-file t -owner-lookup -vault-addr vault.internal:8200":        "-vault-addr (default $VAULT_ADDR): must be an absolute https URL",
+		"-token-file t -owner-lookup -vault-addr http://vault.internal:8200": "http is accepted only for loopback addresses",
+		"-token-file t -owner-lookup -vault-addr https://u:p@vault:8200":     "must not carry credentials",
+		"-token-file t -owner-lookup -headers Subject,To":                    "-headers: invalid headers: From must be signed",
+		"-token-file t -owner-lookup -headers From,X;Y":                      `-headers: invalid headers entry "X;Y"`,
+		"-token-file t -owner-lookup -canonicalization relaxed/loose":        `-canonicalization: invalid canonicalization "relaxed/loose"`,
 	} {
 		_, err := parseFlags(strings.Fields(args), io.Discard)
 		if err == nil || !strings.Contains(err.Error(), want) {
@@ -30,7 +33,7 @@ func TestFlagsNameWhatIsWrong(t *testing.T) {
 	if _, err := parseFlags(strings.Fields("-token-file t -owner-lookup"), io.Discard); err != nil {
 		t.Fatalf("minimal flags: %v", err)
 	}
-	good := "-token-file t -owner-lookup -headers From,Subject -canonicalization simple/relaxed"
+	good := "-token-file t -owner-lookup -headers From,Subject -canonicalization simple/relaxed -vault-addr https://vault.internal:8200"
 	if _, err := parseFlags(strings.Fields(good), io.Discard); err != nil {
 		t.Fatalf("%s: %v", good, err)
 	}
