@@ -33,7 +33,9 @@ import (
 
 	"github.com/emersion/go-milter"
 
+	"github.com/penguinmails/vault-plugin-penguinmails/internal/dkimkey"
 	"github.com/penguinmails/vault-plugin-penguinmails/internal/dkimmilter"
+	"github.com/penguinmails/vault-plugin-penguinmails/internal/provider"
 )
 
 type config struct {
@@ -110,6 +112,29 @@ func (c *config) check() error {
 		return errors.New("-max-message-bytes must be at least 1 and at most -batch-max-bytes")
 	case c.timeout <= 0 || c.ownerTTL < 0:
 		return errors.New("-timeout must be positive and -owner-ttl not negative")
+	}
+	// The token and the messages go there: the rule the engine applies to
+	// every credential it sends (https unless the host is this machine). The
+	// value is not quoted, as it might carry a password.
+	if _, err := provider.CheckBaseURL(c.vaultAddr); err != nil {
+		return fmt.Errorf("-vault-addr (default $VAULT_ADDR): %w", err)
+	}
+	return c.checkSignOptions()
+}
+
+// checkSignOptions refuses at start, with the engine's own rules, headers
+// and a canonicalization that the engine would refuse for every message
+// (each then deferred or sent unsigned).
+func (c *config) checkSignOptions() error {
+	if c.headers != "" {
+		if _, err := dkimkey.CheckHeaders(strings.Split(c.headers, ",")); err != nil {
+			return fmt.Errorf("-headers: %w", err)
+		}
+	}
+	if c.canon != "" {
+		if _, _, err := dkimkey.ParseCanonicalization(c.canon); err != nil {
+			return fmt.Errorf("-canonicalization: %w", err)
+		}
 	}
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 )
 
 func TestFlagsNameWhatIsWrong(t *testing.T) {
+	t.Setenv("VAULT_ADDR", "") // the default address, whatever the environment says
 	for args, want := range map[string]string{
 		"":              "-token-file is required",
 		"-token-file t": "give -domains, -owner-lookup or both",
@@ -16,6 +17,13 @@ func TestFlagsNameWhatIsWrong(t *testing.T) {
 		"-token-file t -owner-lookup -batch-max-items 1001":      "-batch-max-items must be 1 to 1000",
 		"-token-file t -owner-lookup -max-requests 0":            "-max-requests must be at least 1",
 		"-token-file t -owner-lookup -max-message-bytes 9000000": "at most -batch-max-bytes",
+		// Refused at start, not by Vault for every message.
+		"-token-file t -owner-lookup -vault-addr vault.internal:8200":        "-vault-addr (default $VAULT_ADDR): must be an absolute https URL",
+		"-token-file t -owner-lookup -vault-addr http://vault.internal:8200": "http is accepted only for loopback addresses",
+		"-token-file t -owner-lookup -vault-addr https://u:p@vault:8200":     "must not carry credentials",
+		"-token-file t -owner-lookup -headers Subject,To":                    "-headers: invalid headers: From must be signed",
+		"-token-file t -owner-lookup -headers From,X;Y":                      `-headers: invalid headers entry "X;Y"`,
+		"-token-file t -owner-lookup -canonicalization relaxed/loose":        `-canonicalization: invalid canonicalization "relaxed/loose"`,
 	} {
 		_, err := parseFlags(strings.Fields(args), io.Discard)
 		if err == nil || !strings.Contains(err.Error(), want) {
@@ -24,6 +32,10 @@ func TestFlagsNameWhatIsWrong(t *testing.T) {
 	}
 	if _, err := parseFlags(strings.Fields("-token-file t -owner-lookup"), io.Discard); err != nil {
 		t.Fatalf("minimal flags: %v", err)
+	}
+	good := "-token-file t -owner-lookup -headers From,Subject -canonicalization simple/relaxed -vault-addr https://vault.internal:8200"
+	if _, err := parseFlags(strings.Fields(good), io.Discard); err != nil {
+		t.Fatalf("%s: %v", good, err)
 	}
 }
 
