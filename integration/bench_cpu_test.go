@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -48,17 +49,16 @@ func (p benchProcs) times(t *testing.T) cpuTimes {
 // Linux architecture Go supports.
 const clockTick = 10 * time.Millisecond
 
-// procCPU reads utime+stime of /proc/PID/stat: the 14th and 15th fields,
-// counted after the command name in parentheses (which may hold spaces).
+// procCPU reads utime+stime of /proc/PID/stat: the 14th and 15th fields of
+// proc(5), indexes 11 and 12 of procStat's.
 func procCPU(t *testing.T, pid string) time.Duration {
 	t.Helper()
-	stat, err := os.ReadFile("/proc/" + pid + "/stat")
-	if err != nil {
-		t.Fatal(err)
+	fields, err := procStat(pid)
+	if err == nil && len(fields) < 13 {
+		err = fmt.Errorf("%d fields after the name", len(fields))
 	}
-	fields := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
-	if len(fields) < 13 {
-		t.Fatalf("/proc/%s/stat: %d fields after the name", pid, len(fields))
+	if err != nil {
+		t.Fatalf("/proc/%s/stat: %v", pid, err)
 	}
 	var ticks int64
 	for _, f := range fields[11:13] {
@@ -69,6 +69,17 @@ func procCPU(t *testing.T, pid string) time.Duration {
 		ticks += n
 	}
 	return time.Duration(ticks) * clockTick
+}
+
+// procStat returns the fields of /proc/PID/stat after the command name,
+// which is in parentheses and may hold spaces: index 0 is proc(5)'s third
+// field (the state), index 1 the parent pid.
+func procStat(pid string) ([]string, error) {
+	stat, err := os.ReadFile("/proc/" + pid + "/stat")
+	if err != nil {
+		return nil, err
+	}
+	return strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:])), nil
 }
 
 // cpuText is a row's CPU per request, in milliseconds, by process.
