@@ -97,10 +97,7 @@ func pauseAudit(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		err := client.Sys().EnableAuditWithOptions("file", &api.EnableAuditOptions{
-			Type: "file", Options: map[string]string{"file_path": auditLog},
-		})
-		if err != nil {
+		if err := enableFileAudit(auditLog); err != nil {
 			t.Errorf("re-enabling the audit device: %v", err)
 		}
 	})
