@@ -90,13 +90,7 @@ func appRoleFiles(t *testing.T, dir, role, policyFile string) (roleIDFile, secre
 // agentEnv is the environment of an agent: no VAULT_* settings at all (its
 // token comes from auto_auth alone) and the test's private HOME.
 func agentEnv() []string {
-	env := []string{"HOME=" + vaultHome}
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "VAULT_") && !strings.HasPrefix(kv, "HOME=") {
-			env = append(env, kv)
-		}
-	}
-	return env
+	return append([]string{"HOME=" + vaultHome}, inheritedEnv("VAULT_", "HOME=")...)
 }
 
 // startAgent runs `vault agent -config=FILE` with config until the test

@@ -21,6 +21,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -308,9 +309,15 @@ func vaultEnv() []string { return envFor(vaultAddr, rootToken) }
 // envFor is the environment for a Vault server or CLI talking to addr: no
 // inherited VAULT_* settings, and a private HOME.
 func envFor(addr, token string) []string {
-	env := []string{"VAULT_ADDR=" + addr, "VAULT_TOKEN=" + token, "HOME=" + vaultHome}
+	return append([]string{"VAULT_ADDR=" + addr, "VAULT_TOKEN=" + token, "HOME=" + vaultHome}, inheritedEnv("VAULT_", "HOME=")...)
+}
+
+// inheritedEnv is this process's environment without the entries that
+// start with any of drop ("VAULT_", "HOME=").
+func inheritedEnv(drop ...string) []string {
+	var env []string
 	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "VAULT_") && !strings.HasPrefix(kv, "HOME=") {
+		if !slices.ContainsFunc(drop, func(p string) bool { return strings.HasPrefix(kv, p) }) {
 			env = append(env, kv)
 		}
 	}

@@ -66,12 +66,7 @@ func npm(t *testing.T, limit time.Duration, env []string, args ...string) (strin
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "npm", args...)
 	cmd.Dir = tsClientDir
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "VAULT_") {
-			cmd.Env = append(cmd.Env, kv)
-		}
-	}
-	cmd.Env = append(cmd.Env, env...)
+	cmd.Env = append(inheritedEnv("VAULT_"), env...)
 	out, err := cmd.CombinedOutput()
 	return string(out), err
 }
