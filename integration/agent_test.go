@@ -2,8 +2,6 @@ package integration
 
 import (
 	"bytes"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"net"
 	"os"
@@ -134,25 +132,6 @@ func waitForFile(t *testing.T, path, want, what string) {
 	}
 }
 
-func randomPassword(t *testing.T) string {
-	t.Helper()
-	b := make([]byte, 16)
-	if _, err := rand.Read(b); err != nil {
-		t.Fatal(err)
-	}
-	pw := "Relay-" + hex.EncodeToString(b)
-	rememberSecret(pw)
-	return pw
-}
-
-func installDeps(t *testing.T, pkgs ...string) {
-	t.Helper()
-	out, err := exec.Command("bash", append([]string{"../scripts/install-deps.sh"}, pkgs...)...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("scripts/install-deps.sh %s: %v\n%s", strings.Join(pkgs, " "), err, out)
-	}
-}
-
 // postmapQuery looks key up in the hash table postmap built, as Postfix's
 // smtp client would.
 func postmapQuery(configDir, table, key string) (string, error) {
@@ -164,9 +143,9 @@ func postmapQuery(configDir, table, key string) (string, error) {
 // sasl_passwd from smtp/tenant-1/relay, postmap builds the table Postfix
 // reads, and a rotation reaches both without restarting anything.
 func TestAgent_PostfixSASLPasswd(t *testing.T) {
-	installDeps(t, "postfix")
+	installDebianPackages(t, "postfix")
 	const path = mount + "/smtp/tenant-1/relay"
-	pw1 := randomPassword(t)
+	pw1 := randomSecret(t, "Relay-")
 	vaultCLI(t, "write", path, "username=relay@example.com", "password="+pw1, "host=smtp.example.com", "port=587")
 	t.Cleanup(func() { _, _ = runVault("delete", path) })
 
@@ -336,7 +315,7 @@ func TestAgent_DocsShowTheTestedFiles(t *testing.T) {
 // after a revoke. The login user is root, the one account every machine has
 // (secret ssh/tenant-1/root), so the test adds no system user.
 func TestAgent_SSHDLoginWithAuthorizedKeysCommand(t *testing.T) {
-	installDeps(t, "openssh-server")
+	installDebianPackages(t, "openssh-server")
 	const path = mount + "/ssh/tenant-1/root"
 	vaultCLI(t, "write", path, "key_type=ed25519")
 	t.Cleanup(func() { _, _ = runVault("delete", path) })
