@@ -194,8 +194,10 @@ func TestAgent_PostfixSASLPasswd(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if fi, err := os.Stat(sasl); err != nil || fi.Mode().Perm() != 0o600 {
-		t.Fatalf("sasl_passwd mode: %v %v, want 0600", fi.Mode(), err)
+	if fi, err := os.Stat(sasl); err != nil {
+		t.Fatal(err)
+	} else if fi.Mode().Perm() != 0o600 {
+		t.Fatalf("sasl_passwd mode %v, want 0600", fi.Mode())
 	}
 }
 
@@ -205,6 +207,7 @@ func TestAgent_PostfixSASLPasswd(t *testing.T) {
 // AuthorizedKeysCommand alternative, prints the same keys with the token
 // the agent leaves in its sink.
 func TestAgent_SSHAuthorizedKeys(t *testing.T) {
+	installDebianPackages(t, keysCommandPackages...)
 	const path = mount + "/ssh/tenant-1/deploy"
 	vaultCLI(t, "write", path, "key_type=ed25519")
 	t.Cleanup(func() { _, _ = runVault("delete", path) })
@@ -262,6 +265,9 @@ func TestAgent_SSHAuthorizedKeys(t *testing.T) {
 	}
 }
 
+// keysCommandPackages are what scripts/penguinmails-authorized-keys needs.
+var keysCommandPackages = []string{"curl", "jq"}
+
 // runKeysCommand runs scripts/penguinmails-authorized-keys as sshd would,
 // with no environment but the settings file.
 func runKeysCommand(conf, user string) (stdout, stderr string, err error) {
@@ -315,7 +321,7 @@ func TestAgent_DocsShowTheTestedFiles(t *testing.T) {
 // after a revoke. The login user is root, the one account every machine has
 // (secret ssh/tenant-1/root), so the test adds no system user.
 func TestAgent_SSHDLoginWithAuthorizedKeysCommand(t *testing.T) {
-	installDebianPackages(t, "openssh-server")
+	installDebianPackages(t, append([]string{"openssh-server"}, keysCommandPackages...)...)
 	const path = mount + "/ssh/tenant-1/root"
 	vaultCLI(t, "write", path, "key_type=ed25519")
 	t.Cleanup(func() { _, _ = runVault("delete", path) })
