@@ -371,23 +371,8 @@ func fillQuery(data map[string]interface{}, tenant string) map[string]interface{
 // rememberExport marks the private key an allowed export answered.
 func rememberExport(data map[string]interface{}) {
 	if pk, ok := data["private_key"].(string); ok {
-		rememberPEM(pk)
+		rememberKey(pk)
 	}
-}
-
-// rememberPEM marks a PEM or OpenSSH private key as secret: the whole text,
-// its base64 body in one piece and each body line (PKCS#8 lines are 64
-// characters, OpenSSH's 70), so a copy in any of those shapes is found.
-func rememberPEM(text string) {
-	rememberSecret(text)
-	var body strings.Builder
-	for _, line := range strings.Split(text, "\n") {
-		if line = strings.TrimSpace(line); line != "" && !strings.HasPrefix(line, "-----") {
-			rememberSecret(line)
-			body.WriteString(line)
-		}
-	}
-	rememberSecret(body.String())
 }
 
 func TestPolicies_RoleTenantMatrix(t *testing.T) {
