@@ -338,6 +338,7 @@ func TestAgent_SSHDLoginWithAuthorizedKeysCommand(t *testing.T) {
 	}
 	vaultCLI(t, "policy", "write", "penguinmails-sshd", absRecipe(t, "sshd-policy.hcl"))
 	token := strings.TrimSpace(vaultCLI(t, "token", "create", "-policy=penguinmails-sshd", "-ttl=10m", "-field=token"))
+	rememberSecret(token)
 	tokenFile, conf := filepath.Join(dir, "token"), filepath.Join(dir, "authorized-keys.conf")
 	writeFile(t, tokenFile, token, 0o644)
 	// An address with a trailing slash, as operators often write it.
@@ -403,6 +404,9 @@ AuthorizedKeysCommandUser nobody
 		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
 		_ = cmd.Wait()
 		logFile.Close()
+		if leaked := secretsInFile(logPath); len(leaked) > 0 {
+			t.Errorf("%d secret value(s) appear in sshd's log %s", len(leaked), logPath)
+		}
 		if t.Failed() {
 			t.Logf("sshd log:\n%s", tailFile(logPath, 30))
 		}
