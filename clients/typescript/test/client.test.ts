@@ -5,6 +5,7 @@
 import { after, before, describe, test } from "node:test";
 import assert = require("node:assert/strict");
 import { randomBytes } from "node:crypto";
+import { createServer, type AddressInfo, type Socket } from "node:net";
 import { dkimVerify } from "mailauth/lib/dkim/verify";
 import nodeVault = require("node-vault");
 import { PenguinMailsClient, VaultError } from "../src/index";
@@ -108,6 +109,21 @@ describe("SMTP credentials", () => {
       assert.equal(e.response?.statusCode, 403);
       return true;
     });
+  });
+
+  test("a Vault that never answers is a VaultError after timeoutMs, not a hang", { timeout: 10_000 }, async () => {
+    const sockets = new Set<Socket>();
+    const silent = createServer((s) => sockets.add(s)); // accepts, never answers
+    await new Promise<void>((resolve) => silent.listen(0, "127.0.0.1", resolve));
+    try {
+      const { port } = silent.address() as AddressInfo;
+      const slow = new PenguinMailsClient({ endpoint: `http://127.0.0.1:${port}`, token: "x", timeoutMs: 200 });
+      const err = await refused(slow.getCredential("smtp", tenant, name), 0);
+      assert.match(err.message, /no answer from Vault: timeout of 200ms exceeded/);
+    } finally {
+      for (const s of sockets) s.destroy();
+      silent.close();
+    }
   });
 
   test("a refused write never echoes the secret", async () => {
