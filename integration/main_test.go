@@ -11,6 +11,7 @@ package integration
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -66,6 +67,24 @@ func rememberSecret(v string) {
 	secretsSeen.Lock()
 	secretsSeen.values = append(secretsSeen.values, v)
 	secretsSeen.Unlock()
+}
+
+// randomSecret is a fresh random value, remembered for the log checks.
+func randomSecret(t *testing.T, prefix string) string {
+	t.Helper()
+	s := prefix + randomHex(t, 16)
+	rememberSecret(s)
+	return s
+}
+
+// randomHex is n random bytes in hex.
+func randomHex(t *testing.T, n int) string {
+	t.Helper()
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(b)
 }
 
 func TestMain(m *testing.M) { os.Exit(run(m)) }

@@ -2,9 +2,7 @@ package integration
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -69,24 +67,6 @@ func policyUsers(t *testing.T) string {
 var policySetup struct {
 	sync.Mutex
 	password string
-}
-
-// randomSecret is a fresh random value, remembered for the log checks.
-func randomSecret(t *testing.T, prefix string) string {
-	t.Helper()
-	s := prefix + randomHex(t, 16)
-	rememberSecret(s)
-	return s
-}
-
-// randomHex is n random bytes in hex.
-func randomHex(t *testing.T, n int) string {
-	t.Helper()
-	b := make([]byte, n)
-	if _, err := rand.Read(b); err != nil {
-		t.Fatal(err)
-	}
-	return hex.EncodeToString(b)
 }
 
 // userClient logs user in through userpass and returns a client with its
