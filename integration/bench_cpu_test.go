@@ -187,9 +187,6 @@ func (r *benchRow) cpuPerRequest() time.Duration {
 // was not measured (BENCH_ONLY).
 func renderBounds(rows map[string]*benchRow, cost signCost) string {
 	var sb strings.Builder
-	msf := func(d time.Duration) string {
-		return strconv.FormatFloat(float64(d)/float64(time.Millisecond), 'f', 2, 64) + " ms"
-	}
 	ratio := func(a, b *benchRow) float64 { return a.rate() / b.rate() }
 	transitRSA, dkimRSA := rows["transit-rsa"], rows["dkim-rsa"]
 	light := lightestPluginRequest(rows)
@@ -205,7 +202,7 @@ func renderBounds(rows map[string]*benchRow, cost signCost) string {
 			"The %.1f× target lets a DKIM sign, which does the same arithmetic, cost %s more; "+
 			"that is %s (%s, %s of plugin CPU), before Vault's side of the channel is counted, "+
 			"and Vault sends every write to a plugin twice (the existence check, then the request). Measured: %.2f×.\n",
-			msf(base), msf(cost.rsa2048), dkimRSA.target, msf(allowed), verdict, light.name, msf(lightCPU), ratio(dkimRSA, transitRSA))
+			ms(base), ms(cost.rsa2048), dkimRSA.target, ms(allowed), verdict, light.name, ms(lightCPU), ratio(dkimRSA, transitRSA))
 	}
 	transitEd, batch, refused := rows["transit-ed"], rows["batch-ed"], rows["batch-refused"]
 	if transitEd != nil && batch != nil && refused != nil {
@@ -223,7 +220,7 @@ func renderBounds(rows map[string]*benchRow, cost signCost) string {
 			"(the request, carried twice over the channel, decoded and answered), and 100 Ed25519 signatures take %s more at the least "+
 			"(%s each, measured in the test process). So a batch signs at best %.2f× transit ed25519's single-sign rate "+
 			"(%s of CPU a request), against the %.0f× target: %s. Measured: %.2f×.\n",
-			msf(outside), msf(plugin), msf(math), durText(cost.ed25519), best, msf(transitEd.cpuPerRequest()),
+			ms(outside), ms(plugin), ms(math), durText(cost.ed25519), best, ms(transitEd.cpuPerRequest()),
 			batch.target, verdict, ratio(batch, transitEd))
 	}
 	if sb.Len() == 0 {
