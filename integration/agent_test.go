@@ -2,8 +2,6 @@ package integration
 
 import (
 	"bytes"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"net"
 	"os"
@@ -90,13 +88,7 @@ func appRoleFiles(t *testing.T, dir, role, policyFile string) (roleIDFile, secre
 // agentEnv is the environment of an agent: no VAULT_* settings at all (its
 // token comes from auto_auth alone) and the test's private HOME.
 func agentEnv() []string {
-	env := []string{"HOME=" + vaultHome}
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "VAULT_") && !strings.HasPrefix(kv, "HOME=") {
-			env = append(env, kv)
-		}
-	}
-	return env
+	return append([]string{"HOME=" + vaultHome}, inheritedEnv("VAULT_", "HOME=")...)
 }
 
 // startAgent runs `vault agent -config=FILE` with config until the test
@@ -140,25 +132,6 @@ func waitForFile(t *testing.T, path, want, what string) {
 	}
 }
 
-func randomPassword(t *testing.T) string {
-	t.Helper()
-	b := make([]byte, 16)
-	if _, err := rand.Read(b); err != nil {
-		t.Fatal(err)
-	}
-	pw := "Relay-" + hex.EncodeToString(b)
-	rememberSecret(pw)
-	return pw
-}
-
-func installDeps(t *testing.T, pkgs ...string) {
-	t.Helper()
-	out, err := exec.Command("bash", append([]string{"../scripts/install-deps.sh"}, pkgs...)...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("scripts/install-deps.sh %s: %v\n%s", strings.Join(pkgs, " "), err, out)
-	}
-}
-
 // postmapQuery looks key up in the hash table postmap built, as Postfix's
 // smtp client would.
 func postmapQuery(configDir, table, key string) (string, error) {
@@ -170,9 +143,9 @@ func postmapQuery(configDir, table, key string) (string, error) {
 // sasl_passwd from smtp/tenant-1/relay, postmap builds the table Postfix
 // reads, and a rotation reaches both without restarting anything.
 func TestAgent_PostfixSASLPasswd(t *testing.T) {
-	installDeps(t, "postfix")
+	installDebianPackages(t, "postfix")
 	const path = mount + "/smtp/tenant-1/relay"
-	pw1 := randomPassword(t)
+	pw1 := randomSecret(t, "Relay-")
 	vaultCLI(t, "write", path, "username=relay@example.com", "password="+pw1, "host=smtp.example.com", "port=587")
 	t.Cleanup(func() { _, _ = runVault("delete", path) })
 
@@ -221,8 +194,10 @@ func TestAgent_PostfixSASLPasswd(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if fi, err := os.Stat(sasl); err != nil || fi.Mode().Perm() != 0o600 {
-		t.Fatalf("sasl_passwd mode: %v %v, want 0600", fi.Mode(), err)
+	if fi, err := os.Stat(sasl); err != nil {
+		t.Fatal(err)
+	} else if fi.Mode().Perm() != 0o600 {
+		t.Fatalf("sasl_passwd mode %v, want 0600", fi.Mode())
 	}
 }
 
@@ -232,6 +207,7 @@ func TestAgent_PostfixSASLPasswd(t *testing.T) {
 // AuthorizedKeysCommand alternative, prints the same keys with the token
 // the agent leaves in its sink.
 func TestAgent_SSHAuthorizedKeys(t *testing.T) {
+	installDebianPackages(t, keysCommandPackages...)
 	const path = mount + "/ssh/tenant-1/deploy"
 	vaultCLI(t, "write", path, "key_type=ed25519")
 	t.Cleanup(func() { _, _ = runVault("delete", path) })
@@ -289,6 +265,9 @@ func TestAgent_SSHAuthorizedKeys(t *testing.T) {
 	}
 }
 
+// keysCommandPackages are what scripts/penguinmails-authorized-keys needs.
+var keysCommandPackages = []string{"curl", "jq"}
+
 // runKeysCommand runs scripts/penguinmails-authorized-keys as sshd would,
 // with no environment but the settings file.
 func runKeysCommand(conf, user string) (stdout, stderr string, err error) {
@@ -342,7 +321,7 @@ func TestAgent_DocsShowTheTestedFiles(t *testing.T) {
 // after a revoke. The login user is root, the one account every machine has
 // (secret ssh/tenant-1/root), so the test adds no system user.
 func TestAgent_SSHDLoginWithAuthorizedKeysCommand(t *testing.T) {
-	installDeps(t, "openssh-server")
+	installDebianPackages(t, append([]string{"openssh-server"}, keysCommandPackages...)...)
 	const path = mount + "/ssh/tenant-1/root"
 	vaultCLI(t, "write", path, "key_type=ed25519")
 	t.Cleanup(func() { _, _ = runVault("delete", path) })
@@ -359,6 +338,7 @@ func TestAgent_SSHDLoginWithAuthorizedKeysCommand(t *testing.T) {
 	}
 	vaultCLI(t, "policy", "write", "penguinmails-sshd", absRecipe(t, "sshd-policy.hcl"))
 	token := strings.TrimSpace(vaultCLI(t, "token", "create", "-policy=penguinmails-sshd", "-ttl=10m", "-field=token"))
+	rememberSecret(token)
 	tokenFile, conf := filepath.Join(dir, "token"), filepath.Join(dir, "authorized-keys.conf")
 	writeFile(t, tokenFile, token, 0o644)
 	// An address with a trailing slash, as operators often write it.
@@ -424,6 +404,9 @@ AuthorizedKeysCommandUser nobody
 		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
 		_ = cmd.Wait()
 		logFile.Close()
+		if leaked := secretsInFile(logPath); len(leaked) > 0 {
+			t.Errorf("%d secret value(s) appear in sshd's log %s", len(leaked), logPath)
+		}
 		if t.Failed() {
 			t.Logf("sshd log:\n%s", tailFile(logPath, 30))
 		}

@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -48,17 +49,16 @@ func (p benchProcs) times(t *testing.T) cpuTimes {
 // Linux architecture Go supports.
 const clockTick = 10 * time.Millisecond
 
-// procCPU reads utime+stime of /proc/PID/stat: the 14th and 15th fields,
-// counted after the command name in parentheses (which may hold spaces).
+// procCPU reads utime+stime of /proc/PID/stat: the 14th and 15th fields of
+// proc(5), indexes 11 and 12 of procStat's.
 func procCPU(t *testing.T, pid string) time.Duration {
 	t.Helper()
-	stat, err := os.ReadFile("/proc/" + pid + "/stat")
-	if err != nil {
-		t.Fatal(err)
+	fields, err := procStat(pid)
+	if err == nil && len(fields) < 13 {
+		err = fmt.Errorf("%d fields after the name", len(fields))
 	}
-	fields := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
-	if len(fields) < 13 {
-		t.Fatalf("/proc/%s/stat: %d fields after the name", pid, len(fields))
+	if err != nil {
+		t.Fatalf("/proc/%s/stat: %v", pid, err)
 	}
 	var ticks int64
 	for _, f := range fields[11:13] {
@@ -69,6 +69,17 @@ func procCPU(t *testing.T, pid string) time.Duration {
 		ticks += n
 	}
 	return time.Duration(ticks) * clockTick
+}
+
+// procStat returns the fields of /proc/PID/stat after the command name,
+// which is in parentheses and may hold spaces: index 0 is proc(5)'s third
+// field (the state), index 1 the parent pid.
+func procStat(pid string) ([]string, error) {
+	stat, err := os.ReadFile("/proc/" + pid + "/stat")
+	if err != nil {
+		return nil, err
+	}
+	return strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:])), nil
 }
 
 // cpuText is a row's CPU per request, in milliseconds, by process.
@@ -176,9 +187,6 @@ func (r *benchRow) cpuPerRequest() time.Duration {
 // was not measured (BENCH_ONLY).
 func renderBounds(rows map[string]*benchRow, cost signCost) string {
 	var sb strings.Builder
-	msf := func(d time.Duration) string {
-		return strconv.FormatFloat(float64(d)/float64(time.Millisecond), 'f', 2, 64) + " ms"
-	}
 	ratio := func(a, b *benchRow) float64 { return a.rate() / b.rate() }
 	transitRSA, dkimRSA := rows["transit-rsa"], rows["dkim-rsa"]
 	light := lightestPluginRequest(rows)
@@ -194,7 +202,7 @@ func renderBounds(rows map[string]*benchRow, cost signCost) string {
 			"The %.1f× target lets a DKIM sign, which does the same arithmetic, cost %s more; "+
 			"that is %s (%s, %s of plugin CPU), before Vault's side of the channel is counted, "+
 			"and Vault sends every write to a plugin twice (the existence check, then the request). Measured: %.2f×.\n",
-			msf(base), msf(cost.rsa2048), dkimRSA.target, msf(allowed), verdict, light.name, msf(lightCPU), ratio(dkimRSA, transitRSA))
+			ms(base), ms(cost.rsa2048), dkimRSA.target, ms(allowed), verdict, light.name, ms(lightCPU), ratio(dkimRSA, transitRSA))
 	}
 	transitEd, batch, refused := rows["transit-ed"], rows["batch-ed"], rows["batch-refused"]
 	if transitEd != nil && batch != nil && refused != nil {
@@ -212,7 +220,7 @@ func renderBounds(rows map[string]*benchRow, cost signCost) string {
 			"(the request, carried twice over the channel, decoded and answered), and 100 Ed25519 signatures take %s more at the least "+
 			"(%s each, measured in the test process). So a batch signs at best %.2f× transit ed25519's single-sign rate "+
 			"(%s of CPU a request), against the %.0f× target: %s. Measured: %.2f×.\n",
-			msf(outside), msf(plugin), msf(math), durText(cost.ed25519), best, msf(transitEd.cpuPerRequest()),
+			ms(outside), ms(plugin), ms(math), durText(cost.ed25519), best, ms(transitEd.cpuPerRequest()),
 			batch.target, verdict, ratio(batch, transitEd))
 	}
 	if sb.Len() == 0 {

@@ -1,7 +1,6 @@
 package integration
 
 import (
-	"bufio"
 	"debug/buildinfo"
 	"fmt"
 	"os"
@@ -98,10 +97,7 @@ func pauseAudit(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		err := client.Sys().EnableAuditWithOptions("file", &api.EnableAuditOptions{
-			Type: "file", Options: map[string]string{"file_path": auditLog},
-		})
-		if err != nil {
+		if err := enableFileAudit(auditLog); err != nil {
 			t.Errorf("re-enabling the audit device: %v", err)
 		}
 	})
@@ -151,7 +147,7 @@ func pluginPID(t *testing.T) int {
 	var found []int
 	for _, dir := range dirs {
 		pid, _ := strconv.Atoi(filepath.Base(dir))
-		if parentPID(dir) != vaultPID {
+		if parentPID(filepath.Base(dir)) != vaultPID {
 			continue
 		}
 		cmdline, err := os.ReadFile(dir + "/cmdline")
@@ -165,17 +161,10 @@ func pluginPID(t *testing.T) int {
 	return found[0]
 }
 
-// parentPID reads the parent pid from /proc/PID/stat: the fourth field,
-// counted after the command name, which is in parentheses and may hold
-// spaces.
-func parentPID(dir string) int {
-	stat, err := os.ReadFile(dir + "/stat")
-	if err != nil {
-		return -1
-	}
-	rest := string(stat[strings.LastIndexByte(string(stat), ')')+1:])
-	fields := strings.Fields(rest)
-	if len(fields) < 2 {
+// parentPID is the parent pid of process pid, or -1 if it has gone.
+func parentPID(pid string) int {
+	fields, err := procStat(pid)
+	if err != nil || len(fields) < 2 {
 		return -1
 	}
 	ppid, _ := strconv.Atoi(fields[1])
@@ -185,23 +174,12 @@ func parentPID(dir string) int {
 // procStatusKiB reads a "kB" line of /proc/PID/status, such as VmRSS.
 func procStatusKiB(t *testing.T, pid int, key string) uint64 {
 	t.Helper()
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	path := fmt.Sprintf("/proc/%d/status", pid)
+	v, err := strconv.ParseUint(strings.TrimSuffix(firstProcValue(path, key), " kB"), 10, 64)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("%s %s: %v", path, key, err)
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if rest, ok := strings.CutPrefix(sc.Text(), key+":"); ok {
-			v, err := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
-			if err != nil {
-				t.Fatalf("/proc/%d/status %s: %v", pid, key, err)
-			}
-			return v
-		}
-	}
-	t.Fatalf("/proc/%d/status has no %s", pid, key)
-	return 0
+	return v
 }
 
 // machineInfo describes where the figures come from.
@@ -240,7 +218,8 @@ func describeMachine(t *testing.T) machineInfo {
 	return m
 }
 
-// firstProcValue returns the value of the first "key : value" line.
+// firstProcValue returns the value of the first "key : value" line, or
+// "unknown".
 func firstProcValue(path, key string) string {
 	data, err := os.ReadFile(path)
 	if err != nil {

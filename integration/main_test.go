@@ -11,6 +11,7 @@ package integration
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -21,6 +22,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -65,6 +67,24 @@ func rememberSecret(v string) {
 	secretsSeen.Lock()
 	secretsSeen.values = append(secretsSeen.values, v)
 	secretsSeen.Unlock()
+}
+
+// randomSecret is a fresh random value, remembered for the log checks.
+func randomSecret(t *testing.T, prefix string) string {
+	t.Helper()
+	s := prefix + randomHex(t, 16)
+	rememberSecret(s)
+	return s
+}
+
+// randomHex is n random bytes in hex.
+func randomHex(t *testing.T, n int) string {
+	t.Helper()
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(b)
 }
 
 func TestMain(m *testing.M) { os.Exit(run(m)) }
@@ -308,9 +328,15 @@ func vaultEnv() []string { return envFor(vaultAddr, rootToken) }
 // envFor is the environment for a Vault server or CLI talking to addr: no
 // inherited VAULT_* settings, and a private HOME.
 func envFor(addr, token string) []string {
-	env := []string{"VAULT_ADDR=" + addr, "VAULT_TOKEN=" + token, "HOME=" + vaultHome}
+	return append([]string{"VAULT_ADDR=" + addr, "VAULT_TOKEN=" + token, "HOME=" + vaultHome}, inheritedEnv("VAULT_", "HOME=")...)
+}
+
+// inheritedEnv is this process's environment without the entries that
+// start with any of drop ("VAULT_", "HOME=").
+func inheritedEnv(drop ...string) []string {
+	var env []string
 	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "VAULT_") && !strings.HasPrefix(kv, "HOME=") {
+		if !slices.ContainsFunc(drop, func(p string) bool { return strings.HasPrefix(kv, p) }) {
 			env = append(env, kv)
 		}
 	}
@@ -473,19 +499,27 @@ func secretsInLog() []string { return secretsInFile(vaultLog) }
 
 // secretsInFile returns the remembered secret values that appear in a file.
 func secretsInFile(path string) []string {
+	secretsSeen.Lock()
+	values := slices.Clone(secretsSeen.values)
+	secretsSeen.Unlock()
+	return valuesIn(path, values)
+}
+
+// valuesIn returns the values (of 8 characters or more) that appear in a
+// file; a file it cannot read counts as one, so a check never passes
+// unread.
+func valuesIn(path string, values []string) []string {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return nil
+		return []string{"cannot read " + path + ": " + err.Error()}
 	}
-	secretsSeen.Lock()
-	defer secretsSeen.Unlock()
-	var leaked []string
-	for _, s := range secretsSeen.values {
-		if bytes.Contains(data, []byte(s)) {
-			leaked = append(leaked, s)
+	var found []string
+	for _, v := range values {
+		if len(v) >= 8 && bytes.Contains(data, []byte(v)) {
+			found = append(found, v)
 		}
 	}
-	return leaked
+	return found
 }
 
 // tailFile returns the last n lines of a file, leaving out lines that

@@ -2,9 +2,7 @@ package integration
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -69,24 +67,6 @@ func policyUsers(t *testing.T) string {
 var policySetup struct {
 	sync.Mutex
 	password string
-}
-
-// randomSecret is a fresh random value, remembered for the log checks.
-func randomSecret(t *testing.T, prefix string) string {
-	t.Helper()
-	s := prefix + randomHex(t, 16)
-	rememberSecret(s)
-	return s
-}
-
-// randomHex is n random bytes in hex.
-func randomHex(t *testing.T, n int) string {
-	t.Helper()
-	b := make([]byte, n)
-	if _, err := rand.Read(b); err != nil {
-		t.Fatal(err)
-	}
-	return hex.EncodeToString(b)
 }
 
 // userClient logs user in through userpass and returns a client with its
@@ -371,23 +351,8 @@ func fillQuery(data map[string]interface{}, tenant string) map[string]interface{
 // rememberExport marks the private key an allowed export answered.
 func rememberExport(data map[string]interface{}) {
 	if pk, ok := data["private_key"].(string); ok {
-		rememberPEM(pk)
+		rememberKey(pk)
 	}
-}
-
-// rememberPEM marks a PEM or OpenSSH private key as secret: the whole text,
-// its base64 body in one piece and each body line (PKCS#8 lines are 64
-// characters, OpenSSH's 70), so a copy in any of those shapes is found.
-func rememberPEM(text string) {
-	rememberSecret(text)
-	var body strings.Builder
-	for _, line := range strings.Split(text, "\n") {
-		if line = strings.TrimSpace(line); line != "" && !strings.HasPrefix(line, "-----") {
-			rememberSecret(line)
-			body.WriteString(line)
-		}
-	}
-	rememberSecret(body.String())
 }
 
 func TestPolicies_RoleTenantMatrix(t *testing.T) {

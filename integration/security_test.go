@@ -1,9 +1,7 @@
 package integration
 
 import (
-	"crypto/rand"
 	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -39,18 +37,6 @@ type malformedRow struct {
 	status int
 	want   string // a substring of Vault's error text, naming the field
 	marker string
-}
-
-// newMarker is a unique secret for one row, remembered for the leak checks.
-func newMarker(t *testing.T) string {
-	t.Helper()
-	b := make([]byte, 8)
-	if _, err := rand.Read(b); err != nil {
-		t.Fatal(err)
-	}
-	m := "PMSEC-" + hex.EncodeToString(b)
-	rememberSecret(m)
-	return m
 }
 
 // js encodes a value as JSON for a row's body.
@@ -91,7 +77,7 @@ func sendRaw(t *testing.T, method, path, body string) (int, string) {
 }
 
 func malformedRows(t *testing.T) []malformedRow {
-	m := func() string { return newMarker(t) }
+	m := func() string { return randomSecret(t, "PMSEC-") }
 	smtpOK := func(extra map[string]interface{}) string {
 		d := map[string]interface{}{"username": "u@example.com", "host": "smtp.example.com", "port": 587, "encryption": "starttls"}
 		for k, v := range extra {
@@ -329,7 +315,7 @@ func TestSecurity_WrongTypeSecretsStayOutOfAuditAndLog(t *testing.T) {
 		{"smtp/sec-a/m1", "password"}, {"ssh/sec-a/k1", "private_key"}, {"ssh/sec-a/k1", "passphrase"},
 	} {
 		for _, shape := range []string{"list", "object"} {
-			mk := newMarker(t)
+			mk := randomSecret(t, "PMSEC-")
 			v := map[string]interface{}{"list": []interface{}{mk}, "object": map[string]interface{}{"k": mk}}[shape]
 			status, msg := sendRaw(t, "POST", c.path, js(map[string]interface{}{c.field: v}))
 			if status != 400 || !strings.Contains(msg, c.field) || strings.Contains(msg, mk) {

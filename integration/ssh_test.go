@@ -23,14 +23,26 @@ func keygenFP(t *testing.T, authorizedLine string) string {
 	return fp
 }
 
-// rememberKey marks every body line of a PEM private key as a secret: a key
-// in a log would appear with its line breaks escaped, never whole.
-func rememberKey(privatePEM string) {
+// rememberKey marks a PEM or OpenSSH private key as secret in every shape a
+// log could show it: the whole text, each body line (a log escapes the line
+// breaks, so the whole text would not match) and the body in one piece. It
+// returns those values.
+func rememberKey(privatePEM string) []string {
+	values := []string{privatePEM}
+	var body strings.Builder
 	for _, line := range strings.Split(privatePEM, "\n") {
-		if !strings.HasPrefix(line, "-----") && !strings.Contains(line, ":") { // skip armour and PEM headers
-			rememberSecret(strings.TrimSpace(line))
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "-----") || strings.Contains(line, ":") { // armour and PEM headers
+			continue
 		}
+		values = append(values, line)
+		body.WriteString(line)
 	}
+	values = append(values, body.String())
+	for _, v := range values {
+		rememberSecret(v)
+	}
+	return values
 }
 
 // checkPublicOf derives the public key of a downloaded private key with

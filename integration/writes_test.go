@@ -66,5 +66,6 @@ func TestWrites_KVv2ShapePatchAndListThroughVault(t *testing.T) {
 	}
 }
 
-// durationRe is the engine's one duration format: Go's, no zero units.
-var durationRe = regexp.MustCompile(`^(0s|([1-9][0-9]*h)?([1-9][0-9]?m)?([1-9][0-9]?s)?)$`)
+// durationRe is the engine's one duration format: Go's, no zero units, and
+// at least one unit (an empty field is no duration).
+var durationRe = regexp.MustCompile(`^(0s|[1-9][0-9]*h([1-9][0-9]?m)?([1-9][0-9]?s)?|[1-9][0-9]?m([1-9][0-9]?s)?|[1-9][0-9]?s)$`)

@@ -227,6 +227,12 @@ export interface ClientOptions {
   token?: string;
   /** where the engine is mounted; default "penguinmails" */
   mount?: string;
+  /**
+   * milliseconds to wait for each of Vault's answers before failing with a
+   * VaultError of status 0; default 30000. For the client made here, not for
+   * `vault`, which keeps its own settings.
+   */
+  timeoutMs?: number;
 }
 
 // The engine's rule for tenant ids and secret names; checked here as well so
@@ -246,7 +252,10 @@ export class PenguinMailsClient {
   readonly mount: string;
 
   constructor(options: ClientOptions = {}) {
-    this.vault = options.vault ?? nodeVault({ endpoint: options.endpoint, token: options.token });
+    // node-vault (axios) waits forever by default: a Vault that accepts the
+    // connection and never answers would hang the caller.
+    const timeout = options.timeoutMs ?? 30_000;
+    this.vault = options.vault ?? nodeVault({ endpoint: options.endpoint, token: options.token, requestOptions: { timeout } });
     this.mount = segment("mount", options.mount ?? "penguinmails");
   }
 
