@@ -143,7 +143,7 @@ func postmapQuery(configDir, table, key string) (string, error) {
 // sasl_passwd from smtp/tenant-1/relay, postmap builds the table Postfix
 // reads, and a rotation reaches both without restarting anything.
 func TestAgent_PostfixSASLPasswd(t *testing.T) {
-	installDebianPackages(t, "postfix")
+	installDeps(t, "postfix")
 	const path = mount + "/smtp/tenant-1/relay"
 	pw1 := randomSecret(t, "Relay-")
 	vaultCLI(t, "write", path, "username=relay@example.com", "password="+pw1, "host=smtp.example.com", "port=587")
@@ -207,7 +207,7 @@ func TestAgent_PostfixSASLPasswd(t *testing.T) {
 // AuthorizedKeysCommand alternative, prints the same keys with the token
 // the agent leaves in its sink.
 func TestAgent_SSHAuthorizedKeys(t *testing.T) {
-	installDebianPackages(t, keysCommandPackages...)
+	installDeps(t, keysCommandPackages...)
 	const path = mount + "/ssh/tenant-1/deploy"
 	vaultCLI(t, "write", path, "key_type=ed25519")
 	t.Cleanup(func() { _, _ = runVault("delete", path) })
@@ -321,7 +321,7 @@ func TestAgent_DocsShowTheTestedFiles(t *testing.T) {
 // after a revoke. The login user is root, the one account every machine has
 // (secret ssh/tenant-1/root), so the test adds no system user.
 func TestAgent_SSHDLoginWithAuthorizedKeysCommand(t *testing.T) {
-	installDebianPackages(t, append([]string{"openssh-server"}, keysCommandPackages...)...)
+	installDeps(t, append([]string{"openssh-server"}, keysCommandPackages...)...)
 	const path = mount + "/ssh/tenant-1/root"
 	vaultCLI(t, "write", path, "key_type=ed25519")
 	t.Cleanup(func() { _, _ = runVault("delete", path) })

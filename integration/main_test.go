@@ -549,3 +549,14 @@ func containsAny(s string, subs []string) bool {
 	}
 	return false
 }
+
+// installDeps installs the Debian packages a test needs and the machine
+// lacks, through the project's script (apt-get, non-interactive), so that a
+// fresh machine passes.
+func installDeps(t *testing.T, pkgs ...string) {
+	t.Helper()
+	out, err := exec.Command("bash", append([]string{"../scripts/install-deps.sh"}, pkgs...)...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("scripts/install-deps.sh %s: %v\n%s", strings.Join(pkgs, " "), err, out)
+	}
+}
