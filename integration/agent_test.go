@@ -328,14 +328,7 @@ func TestAgent_SSHDLoginWithAuthorizedKeysCommand(t *testing.T) {
 
 	// sshd runs the command as AuthorizedKeysCommandUser (nobody), which
 	// must read the settings and the token: a world-readable directory.
-	dir, err := os.MkdirTemp("", "penguinmails-sshd-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	dir := worldReadableTempDir(t, "penguinmails-sshd-")
 	vaultCLI(t, "policy", "write", "penguinmails-sshd", absRecipe(t, "sshd-policy.hcl"))
 	token := strings.TrimSpace(vaultCLI(t, "token", "create", "-policy=penguinmails-sshd", "-ttl=10m", "-field=token"))
 	rememberSecret(token)

@@ -56,7 +56,7 @@ func TestMilter_PostfixSignsThroughVault(t *testing.T) {
 	// The dkim-signer policy of docs/integrations.md, and a token for it in
 	// the file Vault Agent would keep fresh.
 	putSignerPolicy(t)
-	work := worldReadableTempDir(t) // Postfix's daemons run as user postfix
+	work := worldReadableTempDir(t, "penguinmails-milter-") // Postfix's daemons run as user postfix
 	tokenFile := filepath.Join(work, "token")
 	firstToken := signerToken(t)
 	writeFile(t, tokenFile, firstToken+"\n", 0o600)
@@ -310,11 +310,12 @@ func signerToken(t *testing.T) string {
 	return s.Auth.ClientToken
 }
 
-// worldReadableTempDir is a temporary directory that Postfix's unprivileged
-// daemons can traverse (t.TempDir's parents are 0700).
-func worldReadableTempDir(t *testing.T) string {
+// worldReadableTempDir is a temporary directory that unprivileged daemons
+// (Postfix's, sshd's AuthorizedKeysCommandUser) can traverse; t.TempDir's
+// parents are 0700.
+func worldReadableTempDir(t *testing.T, prefix string) string {
 	t.Helper()
-	dir, err := os.MkdirTemp("", "penguinmails-milter-")
+	dir, err := os.MkdirTemp("", prefix)
 	if err != nil {
 		t.Fatal(err)
 	}
