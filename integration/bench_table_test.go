@@ -233,15 +233,7 @@ func benchAPIKey(t *testing.T, l *api.Logical) string {
 func transitKeys(t *testing.T, l *api.Logical) map[string]func() error {
 	t.Helper()
 	const transit = "transitbench"
-	mounts, err := client.Sys().ListMounts()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if mounts[transit+"/"] == nil {
-		if out, err := runVault("secrets", "enable", "-path="+transit, "transit"); err != nil {
-			t.Fatalf("enable transit: %v\n%s", err, out)
-		}
-	}
+	enableOnce(t, transit, "transit")
 	input := base64.StdEncoding.EncodeToString([]byte(dkimMessage))
 	ops := map[string]func() error{}
 	for keyType, extra := range map[string]map[string]interface{}{

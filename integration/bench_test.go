@@ -34,20 +34,28 @@ var benchSMTPFields = map[string]interface{}{
 	"host": "smtp.example.com", "port": 587, "encryption": "starttls",
 }
 
+// enableOnce enables a secrets engine at path unless something is mounted
+// there already (the benchmarks share one Vault and may run again).
+func enableOnce(tb testing.TB, path string, args ...string) {
+	tb.Helper()
+	mounts, err := client.Sys().ListMounts()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if mounts[path+"/"] != nil {
+		return
+	}
+	if out, err := runVault(append([]string{"secrets", "enable", "-path=" + path}, args...)...); err != nil {
+		tb.Fatalf("enable %s at %s: %v\n%s", args[len(args)-1], path, err, out)
+	}
+}
+
 // kvBaselineMount enables KV v2 in the same Vault, as the baseline every
 // engine benchmark is compared with.
 func kvBaselineMount(b testing.TB) string {
 	b.Helper()
 	const kv = "kvbench"
-	mounts, err := client.Sys().ListMounts()
-	if err != nil {
-		b.Fatal(err)
-	}
-	if mounts[kv+"/"] == nil {
-		if out, err := runVault("secrets", "enable", "-path="+kv, "-version=2", "kv"); err != nil {
-			b.Fatalf("enable kv-v2: %v\n%s", err, out)
-		}
-	}
+	enableOnce(b, kv, "-version=2", "kv")
 	// KV v2 upgrades its storage in the background after mounting; poll
 	// until a write is accepted.
 	deadline := time.Now().Add(30 * time.Second)
