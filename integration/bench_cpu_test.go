@@ -185,7 +185,7 @@ func (r *benchRow) cpuPerRequest() time.Duration {
 // row's rate follows its CPU per request and a ratio of rates is close to
 // the inverse ratio of CPU per request. It is left out when a row it needs
 // was not measured (BENCH_ONLY).
-func renderBounds(rows map[string]*benchRow, cost signCost) string {
+func renderBounds(rows map[string]*benchRow, cost signCost, clients int) string {
 	var sb strings.Builder
 	ratio := func(a, b *benchRow) float64 { return a.rate() / b.rate() }
 	transitRSA, dkimRSA := rows["transit-rsa"], rows["dkim-rsa"]
@@ -227,7 +227,7 @@ func renderBounds(rows map[string]*benchRow, cost signCost) string {
 		return ""
 	}
 	return "\nWhat the targets not met would take, from this run's CPU per request (Vault, plugin and clients together; " +
-		"16 clients keep every core busy, so rates follow CPU):\n\n" + sb.String()
+		fmt.Sprintf("%d clients on %d cores keep every core busy, so rates follow CPU):\n\n", clients, runtime.NumCPU()) + sb.String()
 }
 
 // lightestPluginRequest is the plugin read that costs the plugin process

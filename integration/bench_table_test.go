@@ -509,7 +509,7 @@ func renderBenchTable(m machineInfo, cfg benchConfig, rows []*benchRow, cost sig
 	}
 	sb.WriteString("\nLatencies are per request: a batch row's p50 and p99 are those of one request of 100 messages. " +
 		"CPU is per request too (a batch's is that of 100 signatures), user and system time of every thread, warm-up included.\n")
-	sb.WriteString(renderBounds(byKey, cost))
+	sb.WriteString(renderBounds(byKey, cost, cfg.clients))
 	if mem != nil {
 		sb.WriteString("\n" + mem.String())
 	}
@@ -609,7 +609,7 @@ batch), so a DKIM sign crosses twice where the floor crosses once.
 The CPU column says where each request's time went: user and system time
 of the Vault process, of the plugin process and of the test process (the
 clients), read from /proc before and after each row and divided by the
-requests it sent. With 16 clients on this machine every core is busy, so
+requests it sent. With 16 clients on 2 cores every core is busy, so
 a rate is close to the cores divided by the CPU per request, and the
 paragraph under the table turns the CPU figures into what each unmet
 target would take: for a DKIM rsa-2048 sign, the CPU the target allows
